@@ -1,0 +1,58 @@
+"""embproj-panel: an embedding projector for Python.
+
+Build a W&B-style :class:`Table` of embeddings, log it to a local run store with
+:func:`init` / :func:`log` / :func:`finish`, project it with :func:`project` (PCA, UMAP,
+t-SNE on every row) and explore it in :class:`Projector`, served or inline in Jupyter.
+
+Heavy modules (Panel, umap-learn, openTSNE) are imported lazily: ``import embproj_panel``
+never compiles numba code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from embproj_panel.images import Image
+from embproj_panel.table import Table
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access (PEP 562).
+_LAZY = {
+    "datasets": "embproj_panel.datasets",
+    # run store
+    "init": "embproj_panel.store",
+    "log": "embproj_panel.store",
+    "finish": "embproj_panel.store",
+    "Run": "embproj_panel.store",
+    "list_projects": "embproj_panel.store",
+    "list_runs": "embproj_panel.store",
+    "list_tables": "embproj_panel.store",
+    "load_table": "embproj_panel.store",
+    # projection engine
+    "project": "embproj_panel.compute",
+    "project_async": "embproj_panel.compute",
+    "ProjectionJob": "embproj_panel.compute",
+    "Projection": "embproj_panel.compute",
+    "warm_up": "embproj_panel.compute",
+    # app
+    "Projector": "embproj_panel.views",
+    "ProjectorState": "embproj_panel.state",
+}
+
+__all__ = ["Image", "Table", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'embproj_panel' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

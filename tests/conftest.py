@@ -1,0 +1,47 @@
+"""Shared pytest fixtures: an isolated run store, a warm numba cache, clean Panel state."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # lets the suite run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+# numba compiles umap-learn/pynndescent on first use (20-60 s here). A persistent cache makes
+# every later test session start warm; the directory must exist before umap is imported.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embproj-panel" / "numba"))
+Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path, monkeypatch):
+    """Every test gets its own empty run store (and projection cache) under tmp_path."""
+    monkeypatch.setenv("EMBPROJ_DIR", str(tmp_path / "embproj-runs"))
+    yield tmp_path / "embproj-runs"
+
+
+@pytest.fixture(scope="session")
+def numba_warm():
+    """Compile umap-learn's numba code once per test session, not once per test."""
+    import numpy as np
+    import umap
+
+    data = np.random.default_rng(0).normal(size=(60, 5)).astype("float32")
+    umap.UMAP(n_neighbors=5, n_epochs=20, random_state=0).fit_transform(data)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def reset_panel_state():
+    """Panel keeps per-process caches and session state; start every test from a clean slate."""
+    yield
+    if "panel" in sys.modules:
+        import panel as pn
+
+        pn.state.kill_all_servers()
+        pn.state.reset()
