@@ -180,7 +180,7 @@ def infer_schema(frame: pd.DataFrame) -> Schema:
             coerced = pd.to_numeric(series, errors="coerce")
             parsed = coerced.notna().sum()
             present = series.notna().sum()
-            kind = "numeric" if present and parsed >= 0.5 * present else "text"
+            kind = "numeric" if present and parsed > 0.5 * present else "text"  # most cells are numbers
             infos.append(ColumnInfo(name, kind, "mixed", None))
             continue
         infos.append(column_info(name, column.storage, column.values, column.nulls))

@@ -295,9 +295,10 @@ def _concat(name: object, base: _Column, extra: _Column, first_row: int) -> _Col
                 f"earlier rows have length {base.values.shape[1]} (ragged vectors)"
             )
         dim = dims.pop()
-        parts = [c.values if c.storage == "vector" else np.full((len(c), dim), np.nan)
+        dtype = np.result_type(*[c.values for c in (base, extra) if c.storage == "vector"])
+        parts = [c.values if c.storage == "vector" else np.full((len(c), dim), np.nan, dtype)
                  for c in (base, extra)]
-        values = np.concatenate(parts).astype(np.result_type(*parts), copy=False)
+        values = np.concatenate(parts).astype(dtype, copy=False)
     elif storage in ("int", "float", "bool"):
         dtype = {"int": np.int64, "float": np.float64, "bool": bool}[storage]
         parts = [c.values.astype(dtype) if c.storage != "none" else np.zeros(len(c), dtype)
@@ -335,8 +336,8 @@ class Table:
     Parameters
     ----------
     columns
-        Column names (str or int). Defaults as in W&B: ``"Column_0"``, ``"Column_1"``, ... for
-        an ndarray, ``["Input", "Output", "Expected"]`` for a list of rows.
+        Column names (str or int). Defaults as in W&B: ``["Input", "Output", "Expected"]``;
+        for an ndarray that is not 3 columns wide (where W&B fails), ``"Column_0"``, ... .
     data
         A list of rows (each a list of cells) or a 2-D ndarray (one column per array column).
     rows
@@ -404,7 +405,12 @@ class Table:
             array = array[:, None]
         if array.ndim != 2:
             raise ValueError(f"data as an ndarray must be 2-D; got shape {array.shape}")
-        names = list(columns) if columns is not None else [f"Column_{i}" for i in range(array.shape[1])]
+        if columns is not None:
+            names = list(columns)
+        elif array.shape[1] == 3:
+            names = ["Input", "Output", "Expected"]
+        else:
+            names = [f"Column_{i}" for i in range(array.shape[1])]
         if len(names) != array.shape[1]:
             raise ValueError(f"data has {array.shape[1]} columns but {len(names)} names were given")
         for i, name in enumerate(names):
