@@ -103,7 +103,12 @@ def column_info(
         return ColumnInfo(name, "image", "image")
     if storage == "none":
         return ColumnInfo(name, "text", "none", 0)
-    n_unique = _n_unique(values, nulls)
+    if storage in ("int", "float") and not _is_label_name(name):
+        # Counting distinct values of every numeric dimension is the slow part of a wide
+        # table's schema (128 x 1M floats: seconds); it only matters for label-like names.
+        n_unique = None
+    else:
+        n_unique = _n_unique(values, nulls)
     if storage == "bool":
         kind = "categorical"
     elif storage == "str":
@@ -114,15 +119,19 @@ def column_info(
         else:
             kind = "text"
     elif storage == "int":
-        if _is_id_name(name) or (n > 3 and n_unique == n and _is_consecutive(values)):
+        if _is_id_name(name) or (n > 3 and _is_consecutive(values)):
             kind = "id"
         elif _is_label_name(name) and n_unique <= MAX_CATEGORIES:
             kind = "categorical"
         else:
             kind = "numeric"
     elif storage == "float":
-        integral = _label_like_floats(values, nulls)
-        kind = "categorical" if _is_label_name(name) and n_unique <= MAX_CATEGORIES and integral else "numeric"
+        labels = (
+            _is_label_name(name)
+            and n_unique <= MAX_CATEGORIES
+            and _label_like_floats(values, nulls)
+        )
+        kind = "categorical" if labels else "numeric"
     else:
         raise ValueError(f"Unknown storage type {storage!r} for column {name!r}")
     return ColumnInfo(name, kind, storage, n_unique)
@@ -130,9 +139,9 @@ def column_info(
 
 def _is_consecutive(values: np.ndarray) -> bool:
     """True for 0..n-1 or 1..n in order: a row index that someone saved as a column."""
-    if values.size == 0:
+    if values.size == 0 or values[0] not in (0, 1) or values[-1] != values[0] + values.size - 1:
         return False
-    return bool(values[0] in (0, 1) and np.all(np.diff(values) == 1))
+    return bool(np.all(np.diff(values) == 1))
 
 
 def _label_like_floats(values: np.ndarray, nulls: np.ndarray | None) -> bool:

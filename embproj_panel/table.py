@@ -180,7 +180,9 @@ def _column_from_series(name: object, series: pd.Series) -> _Column:
         return _Column("int", values, nulls if any_null else None)
     if pd.api.types.is_float_dtype(dtype):
         # NaN in a float column is a value (it may be a real measurement gone bad), not None.
-        return _Column("float", series.to_numpy(dtype=np.float64), None)
+        # float32 stays float32: a wide table of float32 dimensions should not double in size.
+        dtype = np.float32 if dtype == np.float32 else np.float64
+        return _Column("float", series.to_numpy(dtype=dtype, na_value=np.nan), None)
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         text = np.array(series.astype(str), dtype=object)
         text[nulls] = None
