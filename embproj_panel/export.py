@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMULA_PREFIXES",
+    "KINDS_ATTR",
     "csv_omitted",
     "selection_frame",
     "to_csv_bytes",
@@ -50,6 +51,8 @@ __all__ = [
 
 #: A text cell starting with one of these is a formula to a spreadsheet (OWASP list).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+#: ``DataFrame.attrs`` key where :func:`selection_frame` records its vector and image columns.
+KINDS_ATTR = "embproj_column_kinds"
 
 
 def _free_name(base: str, taken: Iterable[Any]) -> str:
@@ -177,7 +180,15 @@ def selection_frame(
             continue
         data[name] = _cells(table, name, storage, positions)
     index = pd.Index(positions, name=_free_name("row", [*data]))
-    return pd.DataFrame(data, index=index, columns=list(data))
+    frame = pd.DataFrame(data, index=index, columns=list(data))
+    # The writers need to know which columns hold vectors and images even when the frame is
+    # empty and there is no cell to look at.
+    frame.attrs[KINDS_ATTR] = {
+        name: storage
+        for name, storage in table.column_types.items()
+        if storage in ("vector", "image") and name in data
+    }
+    return frame
 
 
 # -- writers -----------------------------------------------------------------------------------
@@ -188,8 +199,15 @@ def _first_present(series: pd.Series) -> Any:
     return present.iloc[0] if len(present) else None
 
 
-def _special_kind(series: pd.Series) -> str | None:
-    """``"vector"`` or ``"image"`` for object columns holding those cells, else None."""
+def _special_kind(frame: pd.DataFrame, name: Any) -> str | None:
+    """``"vector"`` or ``"image"`` for a column holding those cells, else None.
+
+    Taken from ``frame.attrs`` when :func:`selection_frame` recorded it, else from the cells.
+    """
+    declared = frame.attrs.get(KINDS_ATTR, {})
+    if name in declared:
+        return declared[name]
+    series = frame[name]
     if series.dtype != object:
         return None
     first = _first_present(series)
@@ -205,7 +223,7 @@ def csv_omitted(frame: pd.DataFrame) -> list[Any]:
 
     The app says so next to the CSV download, so nothing goes missing without a word.
     """
-    return [name for name in frame.columns if _special_kind(frame[name]) is not None]
+    return [name for name in frame.columns if _special_kind(frame, name) is not None]
 
 
 def _defuse(text: Any) -> Any:
@@ -310,7 +328,7 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     arrays = [pa.array(frame.index.to_numpy())]
     for name in frame.columns:
         series = frame[name]
-        kind = _special_kind(series)
+        kind = _special_kind(frame, name)
         if kind == "vector":
             arrays.append(_arrow_vectors(series))
         elif kind == "image":
