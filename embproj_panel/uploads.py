@@ -9,9 +9,9 @@ Limits
 A file larger than :func:`max_upload_bytes` is refused before any parsing. The default is
 :data:`DEFAULT_MAX_UPLOAD_BYTES` (200 MB, where MB = 2**20 bytes); set the environment variable
 ``EMBPROJ_MAX_UPLOAD_MB`` (a positive number of megabytes) on the server to change it, or pass
-``max_bytes``. Compressed formats (Parquet, NPZ) are also refused when their declared
-uncompressed contents exceed :data:`MAX_EXPANSION` times the limit: a small file must not be
-able to unpack into gigabytes. (Whatever the limit, the page can only send what the Bokeh
+``max_bytes``. Compressed formats (Parquet, NPZ) are also refused when what they declare
+they unpack to exceeds :data:`MAX_EXPANSION` times the limit: a small file must not be able to
+unpack into gigabytes. (Whatever the limit, the page can only send what the Bokeh
 websocket accepts: ``panel serve --websocket-max-message-size``.)
 
 Safety and honesty
@@ -703,7 +703,7 @@ def _parse_parquet(content: bytes, max_uncompressed: int, notes: list[str]) -> d
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UploadError(f"The Parquet file could not be read: {_short(exc)}") from None
-    names = _parquet_names(table, notes)
+    names = _parquet_names(table)
     columns: dict[str, Any] = {}
     for name, column in zip(names, table.columns):
         data = _arrow_column(name, column, notes)
@@ -727,7 +727,7 @@ def _parquet_unpacked_size(metadata: Any) -> int:
     return total
 
 
-def _parquet_names(table: Any, notes: list[str]) -> list[str]:
+def _parquet_names(table: Any) -> list[str]:
     """Column names, with pandas' stored index columns given their pandas names."""
     names = [str(name) for name in table.column_names]
     metadata = table.schema.pandas_metadata or {}
@@ -796,7 +796,12 @@ def _embedding(array: np.ndarray, what: str) -> np.ndarray:
         raise UploadError(f"{what} has no dimensions (shape {array.shape}).")
     if array.dtype == np.float16:
         return array.astype(np.float32)
-    return array
+    return _native(array)
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """The array in this machine's byte order (Arrow and Bokeh expect native numbers)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def _parse_npz(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[str, Any]:
@@ -879,7 +884,7 @@ def _structured_columns(array: np.ndarray, prefix: str, notes: list[str]) -> dic
 def _scalar_column(array: np.ndarray, what: str) -> Any:
     kind = array.dtype.kind
     if kind in "biufUMm":
-        return array
+        return _native(array)
     if kind == "S":
         try:
             return np.char.decode(array, "utf-8")

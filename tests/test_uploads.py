@@ -325,6 +325,15 @@ def test_npz_float_images_are_scaled_alike():
     assert images[0].to_numpy()[0, 0] == 0 and images[1].to_numpy()[0, 0] == 200
 
 
+def test_npz_big_endian_arrays_come_back_native():
+    content = npz_bytes(emb=np.arange(6, dtype=">f4").reshape(3, 2), n=np.arange(3, dtype=">i8"))
+    table = parse_upload(content, "be.npz").table
+    emb = table.get_column("emb", convert_to="numpy")
+    assert emb.dtype == np.float32 and emb.dtype.isnative
+    np.testing.assert_array_equal(emb, np.arange(6).reshape(3, 2))
+    assert table.get_column("n") == [0, 1, 2]
+
+
 def test_npz_mismatched_lengths_name_the_arrays():
     content = npz_bytes(emb=np.zeros((10, 2)), labels=np.arange(9))
     with pytest.raises(UploadError, match="'emb' has 10, 'labels' has 9"):
