@@ -233,7 +233,9 @@ def _defuse(text: Any) -> Any:
 
 
 def _defuse_column(series: pd.Series) -> pd.Series:
-    if not (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)):
+    if not (
+        pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+    ):
         return series
     risky = np.fromiter(
         (isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES) for cell in series),
@@ -298,9 +300,7 @@ def _arrow_vectors(series: pd.Series) -> Any:
 def _arrow_images(series: pd.Series) -> Any:
     import pyarrow as pa
 
-    return pa.array(
-        [None if cell is None else cell.png_bytes for cell in series], type=pa.binary()
-    )
+    return pa.array([None if cell is None else cell.png_bytes for cell in series], type=pa.binary())
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

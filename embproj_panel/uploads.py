@@ -441,7 +441,7 @@ def _check_quotes(content: bytes, delimiter: str) -> None:
             start = reader.line_num + 1
     except csv.Error:
         raise UploadError(
-            f"A quoted value that starts on line {start} is never closed: a \" is missing."
+            f'A quoted value that starts on line {start} is never closed: a " is missing.'
         ) from None
 
 
@@ -498,7 +498,7 @@ def _raise_not_utf8(name: str, column: Any) -> None:
     row = next((i for i, value in enumerate(column.to_pylist()) if not is_utf8(value)), 0)
     raise UploadError(
         f"The file is not UTF-8 text (column {name!r}, data row {row + 1}). Save it as "
-        "\"CSV UTF-8\" and upload it again."
+        '"CSV UTF-8" and upload it again.'
     )
 
 
@@ -565,7 +565,10 @@ def _vector_text(name: str, series: pd.Series, present: np.ndarray, notes: list[
     try:
         matrix = np.array(parts.tolist(), dtype=np.float64)
     except ValueError:
-        notes.append(f"Column {name!r} looks like vectors, but not every entry is a number; it is kept as text.")
+        notes.append(
+            f"Column {name!r} looks like vectors, but not every entry is a number; it is kept "
+            "as text."
+        )
         return series
     notes.append(f"Column {name!r} is read as vectors of {matrix.shape[1]} numbers.")
     return _vector_cells(matrix, present)
@@ -597,7 +600,11 @@ def _arrow_column(name: str, column: Any, notes: list[str]) -> Any:
         if series.dtype == np.float16:
             series = series.astype(np.float32)
         return series.reset_index(drop=True)
-    if pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_):
+    if (
+        pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_string_view(type_)
+    ):
         return column.to_pandas().reset_index(drop=True)
     if pa.types.is_temporal(type_):
         notes.append(f"Column {name!r} ({type_}) is converted to text.")
@@ -614,8 +621,24 @@ def _arrow_column(name: str, column: Any, notes: list[str]) -> Any:
         or pa.types.is_fixed_size_list(type_)
     ) and _is_number_type(type_.value_type):
         return _arrow_vectors(name, column, notes)
-    if pa.types.is_binary(type_) or pa.types.is_large_binary(type_) or pa.types.is_fixed_size_binary(type_):
-        return _arrow_images(name, column, notes)
+    if (
+        pa.types.is_binary(type_)
+        or pa.types.is_large_binary(type_)
+        or pa.types.is_fixed_size_binary(type_)
+    ):
+        return _arrow_images(name, column.to_pylist(), None, notes)
+    if pa.types.is_struct(type_) and _image_struct_fields(type_) is not None:
+        # The run store writes images as struct<png, caption>; Hugging Face datasets as
+        # struct<bytes, path>.
+        data_field, caption_field = _image_struct_fields(type_)
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        present = array.is_valid().to_numpy(zero_copy_only=False)
+        data = [
+            value if keep else None
+            for value, keep in zip(array.field(data_field).to_pylist(), present)
+        ]
+        captions = array.field(caption_field).to_pylist() if caption_field else None
+        return _arrow_images(name, data, captions, notes)
     notes.append(f"Column {name!r} is left out: its type {type_} cannot be shown in a table.")
     return None
 
@@ -638,8 +661,11 @@ def _arrow_vectors(name: str, column: Any, notes: list[str]) -> Any:
         notes.append(f"Column {name!r} is left out: every row is empty.")
         return None
     if lengths.min() == 0 or lengths.min() != lengths.max():
-        row = int(np.flatnonzero(present)[np.flatnonzero(lengths != lengths[0])[0]]) \
-            if lengths.min() != lengths.max() else int(np.flatnonzero(present)[lengths.argmin()])
+        row = (
+            int(np.flatnonzero(present)[np.flatnonzero(lengths != lengths[0])[0]])
+            if lengths.min() != lengths.max()
+            else int(np.flatnonzero(present)[lengths.argmin()])
+        )
         notes.append(
             f"Column {name!r} is left out: its vectors have different lengths "
             f"({lengths.min()} to {lengths.max()} numbers; row {row} differs from the first)."
@@ -661,14 +687,39 @@ def _vector_cells(matrix: np.ndarray, present: np.ndarray) -> Any:
     return cells
 
 
-def _arrow_images(name: str, column: Any, notes: list[str]) -> Any:
-    """Binary cells to Images (the store writes PNG); left out with a note if they are not."""
-    cells = np.empty(len(column), dtype=object)
-    for row, value in enumerate(column.to_pylist()):
+def _image_struct_fields(type_: Any) -> tuple[str, str | None] | None:
+    """(bytes field, caption field or None) of a struct type that holds encoded images."""
+    import pyarrow as pa
+
+    fields = {type_.field(i).name: type_.field(i).type for i in range(type_.num_fields)}
+    data = next(
+        (
+            name
+            for name in ("png", "bytes")
+            if name in fields
+            and (pa.types.is_binary(fields[name]) or pa.types.is_large_binary(fields[name]))
+        ),
+        None,
+    )
+    if data is None:
+        return None
+    caption = fields.get("caption")
+    has_caption = caption is not None and (
+        pa.types.is_string(caption) or pa.types.is_large_string(caption)
+    )
+    return data, "caption" if has_caption else None
+
+
+def _arrow_images(
+    name: str, data: list[bytes | None], captions: list[str | None] | None, notes: list[str]
+) -> Any:
+    """Encoded images to Image cells; the column is left out, with a note, if any is not one."""
+    cells = np.empty(len(data), dtype=object)
+    for row, value in enumerate(data):
         if value is None:
             continue
         try:
-            image = Image.from_png_bytes(value)
+            image = Image.from_png_bytes(value, caption=captions[row] if captions else None)
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{image.width}x{image.height} pixels is too large")
         except (TypeError, ValueError) as exc:
@@ -686,7 +737,9 @@ def _arrow_images(name: str, column: Any, notes: list[str]) -> Any:
 
 def _parse_parquet(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[str, Any]:
     if not (content.startswith(_MAGIC["parquet"]) and content.endswith(_MAGIC["parquet"])):
-        raise UploadError("This is not a Parquet file (or it is cut short)." + _wrong_format_hint(content))
+        raise UploadError(
+            "This is not a Parquet file (or it is cut short)." + _wrong_format_hint(content)
+        )
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -745,7 +798,9 @@ def _parquet_names(table: Any) -> list[str]:
     seen: set[str] = set()
     duplicates = [name for name in names if name in seen or seen.add(name)]
     if duplicates:
-        raise UploadError(f"Column names must be unique; the file repeats {_quote_examples(duplicates)}.")
+        raise UploadError(
+            f"Column names must be unique; the file repeats {_quote_examples(duplicates)}."
+        )
     return names
 
 
@@ -765,7 +820,9 @@ def _load_npy(handle: Any, what: str) -> np.ndarray:
             raise UploadError(f"{what} {_PICKLE_MESSAGE}") from None
         raise UploadError(f"{what} could not be read: {_short(exc)}") from None
     except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
-        raise UploadError(f"{what} could not be read (it may be cut short): {_short(exc)}") from None
+        raise UploadError(
+            f"{what} could not be read (it may be cut short): {_short(exc)}"
+        ) from None
 
 
 def _parse_npy(content: bytes, notes: list[str]) -> dict[str, Any]:
@@ -838,7 +895,10 @@ def _parse_npz(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[
         with archive.open(member) as handle:
             arrays[key] = _load_npy(handle, f"Array {key!r}")
     if skipped:
-        notes.append(f"{len(skipped)} files in the NPZ are not arrays and are left out: {_quote_examples(skipped)}.")
+        notes.append(
+            f"{len(skipped)} files in the NPZ are not arrays and are left out: "
+            f"{_quote_examples(skipped)}."
+        )
     if not arrays:
         raise UploadError("The NPZ file holds no arrays.")
     return _columns_from_arrays(arrays, notes)
@@ -859,7 +919,10 @@ def _columns_from_arrays(arrays: dict[str, np.ndarray], notes: list[str]) -> dic
         elif array.ndim in (3, 4):
             columns[key] = _image_column(array, what, notes)
         else:
-            raise UploadError(f"{what} has shape {array.shape}; columns are 1-D, 2-D (vectors) or images.")
+            raise UploadError(
+                f"{what} has shape {array.shape}; columns are 1-D, 2-D (vectors) or "
+                "stacks of images."
+            )
     _check_lengths({name: len(data) for name, data in columns.items()})
     return columns
 

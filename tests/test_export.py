@@ -30,7 +30,7 @@ class StandIn:
 @pytest.fixture
 def table() -> Table:
     rng = np.random.default_rng(0)
-    labels = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tTab", HOSTILE, "plain", None]
+    labels = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tTab", HOSTILE, "plain", None]
     return Table(
         columns=["label", "score", "count", "emb", "image"],
         data=[
@@ -60,13 +60,17 @@ def test_all_rows_with_coordinates_matching_the_projection(table, projection):
     assert list(frame.columns) == ["x", "y", "label", "score", "count", "emb", "image"]
     assert frame.index.name == "row" and frame.index.tolist() == list(range(8))
     assert frame["x"].dtype == np.float32 and frame["y"].dtype == np.float32
-    np.testing.assert_array_equal(frame.loc[projection.rows, ["x", "y"]].to_numpy(), projection.coords)
+    np.testing.assert_array_equal(
+        frame.loc[projection.rows, ["x", "y"]].to_numpy(), projection.coords
+    )
     # the row the projection left out is kept, without coordinates
     assert frame.loc[5, ["x", "y"]].isna().all() and frame.loc[5, "label"] == HOSTILE
-    assert frame["label"].tolist()[:2] == ["=HYPERLINK(\"http://x\")", "+1"]
+    assert frame["label"].tolist()[:2] == ['=HYPERLINK("http://x")', "+1"]
     assert frame["count"].dtype == "Int64" and pd.isna(frame.loc[2, "count"])
     assert frame.loc[5, "emb"] is None
-    np.testing.assert_array_equal(frame.loc[0, "emb"], table.get_column("emb", convert_to="numpy")[0])
+    np.testing.assert_array_equal(
+        frame.loc[0, "emb"], table.get_column("emb", convert_to="numpy")[0]
+    )
     assert frame.loc[3, "image"] == table.get_column("image")[3]
 
 
@@ -132,8 +136,9 @@ def test_coordinate_names_do_not_clobber_columns():
 def test_csv_has_coordinates_and_scalars_but_not_vectors_or_images(table, projection):
     frame = selection_frame(table, projection)
     assert csv_omitted(frame) == ["emb", "image"]
-    back = pd.read_csv(io.BytesIO(to_csv_bytes(frame)), index_col="row", keep_default_na=False,
-                       na_values=[""])
+    back = pd.read_csv(
+        io.BytesIO(to_csv_bytes(frame)), index_col="row", keep_default_na=False, na_values=[""]
+    )
     assert list(back.columns) == ["x", "y", "label", "score", "count"]
     np.testing.assert_array_equal(
         back.loc[projection.rows, ["x", "y"]].to_numpy(np.float32), projection.coords
@@ -150,7 +155,14 @@ def test_csv_neutralises_formulas_but_not_numbers(table, projection):
         dtype=str,
     )
     assert back["label"].tolist() == [
-        "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tTab", HOSTILE, "plain", "",
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'-2",
+        "'@SUM(A1)",
+        "'\tTab",
+        HOSTILE,
+        "plain",
+        "",
     ]
     assert back["score"].tolist()[0] == "-3.5"  # a negative number stays a number
 
@@ -164,7 +176,7 @@ def test_csv_neutralises_column_names():
 def test_csv_leaves_the_frame_alone(table, projection):
     frame = selection_frame(table, projection)
     to_csv_bytes(frame)
-    assert frame.loc[0, "label"] == "=HYPERLINK(\"http://x\")"
+    assert frame.loc[0, "label"] == '=HYPERLINK("http://x")'
 
 
 # -- Parquet -------------------------------------------------------------------------------------

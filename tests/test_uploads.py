@@ -188,7 +188,11 @@ def test_parquet_restores_vectors_images_and_nullable_columns():
     table = upload.table
     assert upload.notes == []
     assert table.column_types == {
-        "emb": "vector", "image": "image", "label": "str", "count": "int", "kind": "str",
+        "emb": "vector",
+        "image": "image",
+        "label": "str",
+        "count": "int",
+        "kind": "str",
     }
     got = table.get_column("emb", convert_to="numpy")
     assert got.dtype == np.float32
@@ -199,12 +203,45 @@ def test_parquet_restores_vectors_images_and_nullable_columns():
     assert table.get_column("kind") == ["x", "y", "x"]
 
 
+def test_parquet_logged_by_the_run_store_loads_back_equal(isolated_store):
+    import embproj_panel as ep
+
+    table = ep.Table(columns=["emb", "image", "label", "n"])
+    for i in range(3):
+        table.add_data(
+            np.arange(4, dtype=np.float32) + i,
+            ep.Image(np.full((3, 3), 40 * i, dtype=np.uint8), caption=f"digit {i}"),
+            None if i == 1 else f"class {i % 2}",
+            i,
+        )
+    with ep.init(project="p", name="r") as run:
+        run.log({"t": table})
+    (path,) = isolated_store.rglob("*.parquet")
+    upload = parse_upload(path.read_bytes(), path.name)
+    assert upload.notes == []
+    assert upload.table == ep.load_table("p", "r", "t") == table
+    assert upload.table.get_column("image")[2].caption == "digit 2"
+
+
+def test_parquet_image_structs_of_other_tools():
+    png = Image(np.zeros((2, 2), dtype=np.uint8)).png_bytes
+    images = pa.array(
+        [{"bytes": png, "path": "a.png"}, None],
+        type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+    )
+    table = parse_upload(parquet_bytes(pa.table({"img": images})), "hf.parquet").table
+    assert table.column_types == {"img": "image"}
+    assert table.get_column("img")[0].png_bytes == png and table.get_column("img")[1] is None
+
+
 def test_parquet_fixed_size_lists_and_empty_vectors():
     values = pa.array(np.arange(6, dtype=np.float64))
     fixed = pa.FixedSizeListArray.from_arrays(values, 2)
     with_gap = pa.array([[1.0, 2.0], None, [5.0, 6.0]], type=pa.list_(pa.float64()))
     upload = parse_upload(parquet_bytes(pa.table({"f": fixed, "g": with_gap})), "v.pq")
-    np.testing.assert_array_equal(upload.table.get_column("f", convert_to="numpy"), [[0, 1], [2, 3], [4, 5]])
+    np.testing.assert_array_equal(
+        upload.table.get_column("f", convert_to="numpy"), [[0, 1], [2, 3], [4, 5]]
+    )
     assert upload.table.column_nulls("g").tolist() == [False, True, False]
     assert any("1 of 3 rows have no vector in column 'g'" in note for note in upload.notes)
 
@@ -308,7 +345,9 @@ def test_npz_embedding_labels_and_images():
     np.testing.assert_array_equal(table.get_column("images")[2].to_numpy(), pixels[2])
     schema = table.schema
     assert (schema.default_embedding, schema.default_color, schema.default_hover_image) == (
-        ["emb"], "labels", "images",
+        ["emb"],
+        "labels",
+        "images",
     )
     notes = " ".join(upload.notes)
     assert "'images' (4x5x5) is read as 4 images" in notes and "'meta' is a single value" in notes
