@@ -13,12 +13,13 @@ column            CSV                                     Parquet
 row position      first column, ``row``                   first column, ``row``
 x, y              float32 values, empty if not projected  float32, null if not projected
 scalars           as text                                 typed (nullable ints and bools)
-vectors           left out (see :func:`csv_omitted`)      lists of numbers (float32/64)
-images            left out (see :func:`csv_omitted`)      PNG bytes
+vectors           left out (see :func:`csv_omitted`)      fixed-size lists of their floats
+images            left out (see :func:`csv_omitted`)      ``struct<png, caption>``
 ================  ======================================  ==================================
 
-A Parquet export uploads again through :func:`embproj_panel.uploads.parse_upload` with its
-vectors and images restored. CSV is for spreadsheets, so it neutralises *formula injection*:
+The Parquet layout of vectors and images is the run store's, so a Parquet export uploads again
+through :func:`embproj_panel.uploads.parse_upload` with its vectors and images (and captions)
+restored. CSV is for spreadsheets, so it neutralises *formula injection*:
 any text cell (and any column name) that begins with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return gets a leading apostrophe, so that Excel, LibreOffice or Google Sheets show it
 as text instead of evaluating it (OWASP's advice for CSV injection). Numbers are not changed:
@@ -281,34 +282,48 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def _arrow_vectors(series: pd.Series) -> Any:
-    """An object column of 1-D arrays (None for an empty row) as an Arrow list column."""
+    """An object column of 1-D arrays (None for an empty row) as an Arrow fixed-size list.
+
+    The run store's layout: the list's child is the ``(n, d)`` matrix as it is.
+    """
     import pyarrow as pa
 
     nulls = series.isna().to_numpy()
     present = series[~nulls]
-    if len(present) == 0:
+    if len(present) == 0:  # no vector to take a length from
         return pa.nulls(len(series), type=pa.list_(pa.float32()))
-    matrix = np.stack([np.asarray(cell) for cell in present])
-    if not np.issubdtype(matrix.dtype, np.floating):
-        matrix = matrix.astype(np.float64)
-    lengths = np.where(nulls, 0, matrix.shape[1])
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    rows = np.stack([np.asarray(cell) for cell in present])
+    if not np.issubdtype(rows.dtype, np.floating):
+        rows = rows.astype(np.float64)
+    matrix = np.full((len(series), rows.shape[1]), np.nan, dtype=rows.dtype)
+    matrix[~nulls] = rows
     mask = pa.array(nulls) if nulls.any() else None
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel()), mask=mask)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), rows.shape[1], mask=mask)
 
 
 def _arrow_images(series: pd.Series) -> Any:
+    """Image cells as the run store writes them: ``struct<png: binary, caption: string>``."""
     import pyarrow as pa
 
-    return pa.array([None if cell is None else cell.png_bytes for cell in series], type=pa.binary())
+    nulls = series.isna().to_numpy()
+    cells = [None if empty else cell for cell, empty in zip(series, nulls)]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array([None if c is None else c.png_bytes for c in cells], pa.binary()),
+            pa.array([None if c is None else c.caption for c in cells], pa.string()),
+        ],
+        names=["png", "caption"],
+        mask=pa.array(nulls) if nulls.any() else None,
+    )
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     """``frame`` as a Parquet file that keeps every column.
 
-    The index (row positions) becomes the first column; vectors are Arrow lists of their
-    float type, images PNG bytes, nullable ints and bools stay nullable. Uploading the file
-    again (:func:`embproj_panel.uploads.parse_upload`) restores vectors and images.
+    The index (row positions) becomes the first column; vectors are Arrow fixed-size lists
+    of their float type, images ``struct<png: binary, caption: string>`` (the run store's
+    layout), nullable ints and bools stay nullable, NaN coordinates are nulls. Uploading the
+    file again (:func:`embproj_panel.uploads.parse_upload`) restores vectors and images.
 
     Parameters
     ----------

@@ -39,7 +39,7 @@ def table() -> Table:
                 float(i) - 3.5,
                 None if i == 2 else i,
                 None if i == 5 else rng.normal(size=3).astype(np.float32),
-                Image(np.full((3, 3), 30 * i, dtype=np.uint8)),
+                Image(np.full((3, 3), 30 * i, dtype=np.uint8), caption=f"image {i}"),
             ]
             for i, label in enumerate(labels)
         ],
@@ -186,9 +186,9 @@ def test_parquet_keeps_every_column_typed(table, projection):
     assert arrow.column_names == ["row", "x", "y", "label", "score", "count", "emb", "image"]
     assert str(arrow.schema.field("x").type) == "float"
     emb_type = arrow.schema.field("emb").type
-    assert pa.types.is_list(emb_type)
+    assert pa.types.is_fixed_size_list(emb_type) and emb_type.list_size == 3
     assert emb_type.value_type == pa.from_numpy_dtype(table.get_column("emb", "numpy").dtype)
-    assert str(arrow.schema.field("image").type) == "binary"
+    assert str(arrow.schema.field("image").type) == "struct<png: binary, caption: string>"
     assert arrow.column("count").to_pylist()[:3] == [0, 1, None]
     assert arrow.column("emb").to_pylist()[5] is None
     coords = np.column_stack([arrow.column("x").to_numpy(), arrow.column("y").to_numpy()])
