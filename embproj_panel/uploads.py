@@ -406,18 +406,16 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
         raise UploadError(f"The CSV could not be parsed: {_short(exc)}") from None
     if invalid:
         _raise_ragged(content, delimiter, len(invalid))
-    names = _check_header(list(table.column_names), notes)
-    table = table.rename_columns(names)
+    header_names = list(table.column_names)
+    names = _check_header(header_names, notes)
     # pyarrow infers dates and timestamps, which a table cannot hold; read them as the text
     # they were (a cast back to string would reformat them) by reading the file once more.
     temporal = [
-        name
-        for name, type_ in zip(table.column_names, table.schema.types)
-        if pa.types.is_temporal(type_)
+        name for name, type_ in zip(header_names, table.schema.types) if pa.types.is_temporal(type_)
     ]
     if temporal:
-        invalid.clear()
-        table = read({name: pa.string() for name in temporal}).rename_columns(names)
+        table = read({name: pa.string() for name in temporal})
+    table = table.rename_columns(names)
     columns: dict[str, Any] = {}
     for name, column in zip(names, table.columns):
         if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
@@ -439,10 +437,13 @@ def _check_quotes(content: bytes, delimiter: str) -> None:
     try:
         for _ in reader:
             start = reader.line_num + 1
-    except csv.Error:
-        raise UploadError(
-            f'A quoted value that starts on line {start} is never closed: a " is missing.'
-        ) from None
+    except csv.Error as exc:
+        # Other complaints of the strict reader (text after a closing quote) are left to
+        # pyarrow, which reads those rows as a spreadsheet would.
+        if "unexpected end of data" in str(exc):
+            raise UploadError(
+                f'A quoted value that starts on line {start} is never closed: a " is missing.'
+            ) from None
 
 
 def _raise_ragged(content: bytes, delimiter: str, n_invalid: int) -> None:
