@@ -413,6 +413,8 @@ class Run:
     ) -> None:
         self.root = _root(dir)
         self.project = validate_name(project, "project")
+        if name is not None:
+            validate_name(name, "run")  # before anything is created on disk
         project_dir = _project_dir(self.root, project)
         project_dir.mkdir(parents=True, exist_ok=True)
         if name is None:
