@@ -406,6 +406,15 @@ class Run:
         The run's name; default: the UTC time and a random suffix, e.g. ``20250101-120000-a1b2c3``.
     dir
         The store's root folder; default :func:`default_root`.
+
+    Attributes
+    ----------
+    project, name : str
+        The project's and the run's names.
+    root : pathlib.Path
+        The store's root folder.
+    dir : pathlib.Path
+        The run's folder, ``root / project / name``.
     """
 
     def __init__(
@@ -470,7 +479,10 @@ class Run:
         for key, value in data.items():
             validate_name(key, "table key")
             if isinstance(value, pd.DataFrame):
-                value = Table(dataframe=value)
+                try:
+                    value = Table(dataframe=value)
+                except (TypeError, ValueError) as exc:  # already names the column and row
+                    raise type(exc)(f"Cannot log {key!r}: {exc}") from exc
             elif not isinstance(value, Table):
                 raise TypeError(
                     f"Cannot log {key!r}: the store keeps tables, and this value is a "

@@ -147,6 +147,12 @@ def test_log_accepts_a_dataframe():
     assert loaded == ep.Table(dataframe=frame)
 
 
+def test_a_dataframe_that_is_no_table_names_key_column_and_row():
+    frame = pd.DataFrame({"x": [1, "two"]})
+    with ep.init(project="p") as run, pytest.raises(TypeError, match=r"Cannot log 'f': column 'x', row 1"):
+        run.log({"f": frame})
+
+
 # -- steps and atomic writes -------------------------------------------------------------------
 def test_logging_a_key_again_adds_a_step():
     first = ep.Table(columns=["x"], data=[[1], [2]])
