@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         assert np.array_equal(
             loaded.get_column("vector", convert_to="numpy").view(np.uint32), vectors.view(np.uint32)
         )
-        store_mb = (run.dir / "tables" / "table" / "0.parquet").stat().st_size / 1e6
+        store_mb = (run.dir / "table.0.parquet").stat().st_size / 1e6
         pandas_mb = parquet.stat().st_size / 1e6
 
     print(f"rows={args.rows:,} dim={args.dim} float32 + str label, best of {args.repeats}")

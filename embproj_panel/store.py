@@ -13,7 +13,7 @@ can read::
         <project>/
             <run>/
                 manifest.json        tables, their steps, rows and column types; times; version
-                tables/<key>/<step>.parquet
+                <key>.<step>.parquet one file per logged table and step
 
 Each table is one Parquet file written with pyarrow column by column, never through pandas
 object columns: a vector column is an Arrow ``fixed_size_list`` of its float dtype built
@@ -150,7 +150,7 @@ def _run_dir(root: Path, project: str, run: str) -> Path:
 
 def _table_file(key: str, step: int) -> str:
     """The Parquet file of one step, relative to the run folder (the only place it is built)."""
-    return f"tables/{validate_name(key, 'table key')}/{int(step)}.parquet"
+    return f"{validate_name(key, 'table key')}.{int(step)}.parquet"
 
 
 def _now() -> str:
@@ -325,8 +325,11 @@ def _field_names(specs: list[Mapping[str, Any]]) -> list[str]:
 
 
 def _from_arrow(array: pa.Array, spec: Mapping[str, Any], n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One stored column back as the table's ``(values, nulls)`` arrays, without row loops
-    except for images (one cheap, undecoded :class:`Image` per cell)."""
+    """One stored column back as the table's ``(values, nulls)`` arrays.
+
+    No loop over rows but for images, where each cell becomes an :class:`Image` that keeps
+    its PNG bytes undecoded until something asks for pixels.
+    """
     storage = spec["type"]
     if storage == "none":
         return np.full(n, None, dtype=object), (np.ones(n, dtype=bool) if n else None)
@@ -500,7 +503,6 @@ class Run:
                     steps = manifest["tables"].setdefault(key, [])
                     relative = _table_file(key, len(steps))
                     path = self.dir / relative
-                    path.parent.mkdir(parents=True, exist_ok=True)
                     _write_parquet(path, arrow)
                     written.append(path)
                     steps.append(

@@ -116,7 +116,7 @@ def test_parquet_file_is_plain_arrow_that_pandas_reads():
     table = every_type_table()
     with ep.init(project="p") as run:
         run.log({"t": table})
-    path = run.dir / "tables" / "t" / "0.parquet"
+    path = run.dir / "t.0.parquet"
     schema = pq.read_schema(path)
     assert schema.field("vector").type == pa.list_(pa.float32(), 3)
     assert schema.field("image").type == pa.struct([("png", pa.binary()), ("caption", pa.string())])
@@ -134,7 +134,7 @@ def test_manifest_records_steps_and_column_types():
     assert manifest["project"] == "p" and manifest["run"] == "r"
     assert manifest["status"] == "finished" and manifest["package_version"] == ep.__version__
     (entry,) = manifest["tables"]["t"]
-    assert entry["step"] == 0 and entry["rows"] == 3 and entry["file"] == "tables/t/0.parquet"
+    assert entry["step"] == 0 and entry["rows"] == 3 and entry["file"] == "t.0.parquet"
     columns = {c["name"]: c for c in entry["columns"]}
     assert [c["name"] for c in entry["columns"]] == every_type_table().columns
     assert columns["vector"] == {"name": "vector", "type": "vector", "dim": 3, "dtype": "float32"}
@@ -466,4 +466,4 @@ def test_digits_dataset_round_trips_through_the_store():
 def test_a_finished_run_leaves_no_temporary_files():
     with ep.init(project="p") as run:
         run.log({"t": ep.Table(columns=["x"], data=[[1]])})
-    assert run_files(run) == {".lock", "manifest.json", "tables/t/0.parquet"}
+    assert run_files(run) == {".lock", "manifest.json", "t.0.parquet"}
