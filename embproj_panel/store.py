@@ -435,7 +435,7 @@ class Run:
                 with contextlib.suppress(FileExistsError):
                     (project_dir / name).mkdir()
                     break
-        self.name = validate_name(name, "run")
+        self.name = name
         self.dir = _run_dir(self.root, self.project, self.name)
         self.dir.mkdir(exist_ok=True)
         self._finished = False
