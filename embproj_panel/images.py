@@ -34,6 +34,15 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
     Floats whose range lies within [0, 1] are scaled by 255 (the seed passes
     ``pixels.reshape(8, 8) / 16.0``); any other numeric array is clipped to 0-255.
     """
+    if array.dtype == object:
+        # pandas hands rows of mixed frames over as object arrays (the seed's
+        # ``row[1:].values``); wandb.Image accepts them when every cell is a number.
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "Image arrays must be numeric; got an object array holding non-numbers"
+            ) from None
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ValueError(
             f"Image arrays must be 2-D (grayscale) or 3-D with 1, 3 or 4 channels; "

@@ -367,15 +367,9 @@ def _table_from_columns(
     (an all-None str column would come back as ``none``, a None in a float column as NaN), so
     the store hands its arrays to the table's column storage directly.
     """
-    from embproj_panel.table import _Column
-
-    table = Table(columns=[])
-    table._names = [spec["name"] for spec in specs]
-    table._columns = {
-        spec["name"]: _Column(spec["type"], values, nulls)
-        for spec, (values, nulls) in zip(specs, columns)
-    }
-    return table
+    return Table._from_storage(
+        {spec["name"]: (spec["type"], values, nulls) for spec, (values, nulls) in zip(specs, columns)}
+    )
 
 
 # -- runs --------------------------------------------------------------------------------------

@@ -148,13 +148,12 @@ def _finish_column(storage: str, cells: list[Any], dim: int | None) -> _Column:
     nulls = np.fromiter((cell is None for cell in cells), dtype=bool, count=n)
     any_null = bool(nulls.any())
     if storage == "vector":
-        filler = np.full(dim, np.nan)
-        rows = [filler if cell is None else cell for cell in cells]
-        arrays = [np.asarray(cell) for cell in rows]
-        dtype = np.result_type(*{a.dtype for a in arrays}) if arrays else np.float64
+        arrays = [np.asarray(cell) for cell in cells if cell is not None]
+        dtype = np.result_type(*{a.dtype for a in arrays})
         if not np.issubdtype(dtype, np.floating):
             dtype = np.float64
-        values = np.stack(arrays).astype(dtype, copy=False) if arrays else np.empty((0, dim))
+        values = np.full((n, dim), np.nan, dtype=dtype)
+        values[~nulls] = np.stack(arrays)
     elif storage in ("int", "float", "bool"):
         fill = {"int": 0, "float": np.nan, "bool": False}[storage]
         dtype = {"int": np.int64, "float": np.float64, "bool": bool}[storage]
@@ -392,6 +391,29 @@ class Table:
             else:
                 built = {name: _Column("none", np.empty(0, dtype=object)) for name in names}
             self._names, self._columns = names, built
+
+    @classmethod
+    def _from_storage(
+        cls, columns: dict[str | int, tuple[str, np.ndarray, np.ndarray | None]]
+    ) -> Table:
+        """Build a table from columns whose storage types are already known (the run store).
+
+        ``columns`` maps each name to ``(storage, values, nulls)`` exactly as
+        :attr:`column_types` / :meth:`get_column` / :meth:`column_nulls` give them; nothing is
+        re-inferred, so an all-None str column or an empty vector column keeps its type.
+        """
+        lengths = {len(values) for _, values, _ in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+        table = cls(columns=[])
+        for name, (storage, values, nulls) in columns.items():
+            if storage not in STORAGE_TYPES:
+                raise ValueError(f"column {name!r}: unknown storage type {storage!r}")
+            _check_name(name, table._names)
+            has_nulls = nulls is not None and bool(np.asarray(nulls).any())
+            table._columns[name] = _Column(storage, values, np.asarray(nulls) if has_nulls else None)
+            table._names.append(name)
+        return table
 
     # -- construction -------------------------------------------------------------------------
     def _init_from_dataframe(self, frame: pd.DataFrame) -> None:

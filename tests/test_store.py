@@ -423,12 +423,6 @@ def test_seed_hello_world():
     assert loaded.schema.default_embedding == ["D1", "D2", "D3", "D4", "D5"]
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="images.py refuses object arrays: the seed's row[1:].values of a mixed-type row is "
-    "one (wandb.Image takes it); remove this mark once Image converts numeric object arrays",
-)
 def test_seed_digits():
     from sklearn.datasets import load_digits
 

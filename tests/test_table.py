@@ -285,3 +285,20 @@ def test_rows_round_trip(rows):
     for (_, got), want in zip(table.iterrows(), data):
         assert got[0] == want[0] and got[1] == want[1]
         np.testing.assert_array_equal(got[2], want[2])
+
+
+def test_float32_vectors_with_none_stay_float32():
+    table = Table(columns=["v"], data=[[np.ones(2, np.float32)], [None]])
+    matrix = table.get_column("v", convert_to="numpy")
+    assert matrix.dtype == np.float32 and np.isnan(matrix[1]).all()
+
+
+def test_from_storage_adopts_types_as_given():
+    table = Table._from_storage({
+        "s": ("str", np.array([None, None], dtype=object), np.array([True, True])),
+        "v": ("vector", np.zeros((2, 3), np.float32), None),
+    })
+    assert table.column_types == {"s": "str", "v": "vector"}
+    assert table.get_column("s") == [None, None]
+    with pytest.raises(ValueError, match="different lengths"):
+        Table._from_storage({"a": ("int", np.zeros(2, np.int64), None), "b": ("int", np.zeros(3, np.int64), None)})
