@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,20 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embproj_panel.compute import Projection, project
 from embproj_panel.export import csv_omitted, selection_frame, to_csv_bytes, to_parquet_bytes
 from embproj_panel.images import Image
 from embproj_panel.table import Table
 from embproj_panel.uploads import parse_upload
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@dataclass
-class StandIn:
-    """The two attributes of compute.Projection that export reads (compute.py is not in yet)."""
-
-    coords: np.ndarray
-    rows: np.ndarray
 
 
 @pytest.fixture
@@ -47,11 +40,11 @@ def table() -> Table:
 
 
 @pytest.fixture
-def projection(table) -> StandIn:
-    # Row 5 has no vector, so a projection of "emb" leaves it out.
-    rows = np.array([0, 1, 2, 3, 4, 6, 7])
-    coords = np.random.default_rng(1).normal(size=(len(rows), 2)).astype(np.float32)
-    return StandIn(coords=coords, rows=rows)
+def projection(table) -> Projection:
+    projection = project(table, "pca", columns="emb", cache=False)
+    # Row 5 has no vector, so the projection leaves it out.
+    assert 5 not in projection.rows and len(projection.rows) == 7
+    return projection
 
 
 # -- selection_frame -----------------------------------------------------------------------------
@@ -115,21 +108,24 @@ def test_bad_row_positions(table, projection, rows, error, match):
         selection_frame(table, projection, rows=rows)
 
 
-def test_projection_of_another_table_is_refused(table):
-    other = StandIn(coords=np.zeros((2, 2), np.float32), rows=np.array([0, 20]))
+def test_projection_of_another_table_is_refused(table, projection):
+    other = replace(projection, coords=np.zeros((2, 2), np.float32), rows=np.array([0, 20]))
     with pytest.raises(ValueError, match="row 20, but the table has 8 rows"):
         selection_frame(table, other)
-    misaligned = StandIn(coords=np.zeros((3, 2), np.float32), rows=np.array([0, 1]))
+    misaligned = replace(projection, coords=np.zeros((3, 2), np.float32), rows=np.array([0, 1]))
     with pytest.raises(ValueError, match="aligned"):
         selection_frame(table, misaligned)
 
 
 def test_coordinate_names_do_not_clobber_columns():
-    table = Table(columns=["x", "y", "row"], data=[[10.0, 20.0, "r0"], [11.0, 21.0, "r1"]])
-    projection = StandIn(coords=np.array([[1, 2], [3, 4]], np.float32), rows=np.array([0, 1]))
+    table = Table(
+        columns=["x", "y", "row"], data=[[10.0, 20.0, "r0"], [11.0, 25.0, "r1"], [9.0, 21.0, "r2"]]
+    )
+    projection = project(table, "pca", columns=["x", "y"], cache=False)
     frame = selection_frame(table, projection)
     assert list(frame.columns) == ["x_", "y_", "x", "y", "row"] and frame.index.name == "row_"
-    assert frame["x"].tolist() == [10.0, 11.0] and frame["x_"].tolist() == [1.0, 3.0]
+    assert frame["x"].tolist() == [10.0, 11.0, 9.0]
+    np.testing.assert_array_equal(frame[["x_", "y_"]].to_numpy(), projection.coords)
 
 
 # -- CSV -----------------------------------------------------------------------------------------
