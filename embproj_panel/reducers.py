@@ -34,6 +34,7 @@ import threading
 import warnings as _warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "Cancelled",
     "ParamSpec",
     "Reducer",
+    "configure_numba_cache",
     "get_reducer",
 ]
 
@@ -301,8 +303,8 @@ class Reducer:
         raise NotImplementedError
 
     # -- shared steps for the neighbour-graph methods ----------------------------------------
-    def _pre_reduce(self, X: np.ndarray, params: dict[str, Any], report: _Progress,
-                    span: tuple[float, float]) -> tuple[np.ndarray, str]:
+    def _pre_reduce(self, X: np.ndarray, metric: str, params: dict[str, Any],
+                    report: _Progress, span: tuple[float, float]) -> tuple[np.ndarray, str]:
         """Optional PCA to ``pca_dims`` before a neighbour search; returns (X, metric).
 
         PCA keeps Euclidean distances (up to the discarded variance), so it is applied for
@@ -311,7 +313,6 @@ class Reducer:
         exactly as the angular distance does, and the search then runs Euclidean. It is
         skipped for ``manhattan``, which a rotation does not preserve.
         """
-        metric = params["metric"]
         target = params["pca_dims"]
         d = X.shape[1]
         if target is None or d <= target:
@@ -407,7 +408,10 @@ class UMAP(Reducer):
     spread
         Scale of the embedded points (0.1-10).
     metric
-        ``"euclidean"``, ``"cosine"``, ``"correlation"`` or ``"manhattan"``.
+        ``"euclidean"``, ``"cosine"``, ``"correlation"`` or ``"manhattan"``. For cosine
+        (and correlation) the rows are scaled to unit length (centred first) and compared
+        with Euclidean distance, which orders neighbours exactly as the cosine distance
+        does (``|a - b| = sqrt(2 * cosine_distance)``).
     n_epochs
         Optimisation epochs (10-5000), or ``"auto"``: 500 up to 10,000 rows, else 200
         (umap-learn's rule).
@@ -425,9 +429,10 @@ class UMAP(Reducer):
 
     Notes
     -----
-    The steps are umap-learn's: nearest neighbours (exact below 4,096 rows, pynndescent
-    above), ``fuzzy_simplicial_set``, ``spectral_layout``, then the stochastic gradient
-    descent. The descent is this module's own numba kernel, written to be reproducible *and*
+    The steps are umap-learn's: nearest neighbours, ``fuzzy_simplicial_set``,
+    ``spectral_layout``, then the stochastic gradient descent. The neighbours are exact up
+    to 4,096 rows and come from a seeded Annoy forest above (see ``_knn``: pynndescent,
+    umap-learn's choice, recompiles for ~25 s in every new process). The descent is this module's own numba kernel, written to be reproducible *and*
     parallel: umap-learn can only be reproducible single-threaded (with a seed it turns its
     parallel mode off, since threads race on shared points). Here each epoch reads the
     other points' positions from a snapshot taken at the start of the epoch and every
@@ -485,7 +490,14 @@ class UMAP(Reducer):
             )
 
     def _embed(self, X: np.ndarray, params: dict[str, Any], report: _Progress) -> np.ndarray:
-        X, metric = self._pre_reduce(X, params, report, (0.0, 0.05))
+        configure_numba_cache()  # before umap-learn (and numba) are imported
+        metric = params["metric"]
+        if metric in ("cosine", "correlation"):
+            # Unit-length rows (centred first for correlation): Euclidean distance then
+            # ranks neighbours exactly as the angular distance does (|a - b|^2 = 2 cos_d).
+            X = _unit_rows(X, center=metric == "correlation")
+            metric = "euclidean"
+        X, metric = self._pre_reduce(X, metric, params, report, (0.0, 0.05))
         n = X.shape[0]
         seed = params["random_state"]
         sample = None
@@ -599,7 +611,7 @@ class TSNE(Reducer):
         self.sample_size = sample_size
 
     def _embed(self, X: np.ndarray, params: dict[str, Any], report: _Progress) -> np.ndarray:
-        X, metric = self._pre_reduce(X, params, report, (0.0, 0.05))
+        X, metric = self._pre_reduce(X, params["metric"], params, report, (0.0, 0.05))
         n = X.shape[0]
         seed = params["random_state"]
         sample = None
@@ -841,6 +853,44 @@ def _flip_signs(vectors: np.ndarray) -> np.ndarray:
 
 # -- UMAP engine ------------------------------------------------------------------------------
 
+
+def configure_numba_cache() -> Path:
+    """Give numba a persistent on-disk cache, unless ``NUMBA_CACHE_DIR`` is already set.
+
+    umap-learn's and pynndescent's code (and this module's UMAP kernel) is compiled by numba
+    on first use: tens of seconds. With a persistent cache directory that happens once per
+    machine instead of once per process. The default is
+    ``$XDG_CACHE_HOME/embproj-panel/numba`` (``~/.cache/embproj-panel/numba``); when it
+    cannot be created, a per-user folder in the temporary directory.
+
+    Called by UMAP before umap-learn is imported, and by ``warm_up``; never at
+    ``import embproj_panel``. It sets an environment variable of this process, which every
+    numba user in the process shares (harmless: the cache is keyed by function and source).
+
+    Returns
+    -------
+    pathlib.Path
+        The cache directory in use.
+    """
+    import os
+    import sys
+    import tempfile
+
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "embproj-panel" / "numba"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"embproj-panel-numba-{os.getuid()}"
+        path.mkdir(parents=True, exist_ok=True)
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    if "numba" in sys.modules:  # imported earlier by someone else: make it re-read the env
+        sys.modules["numba"].config.reload_config()
+    return path
+
 # numba's parallel runtime (the "workqueue" layer on machines without TBB or OpenMP) must not
 # be entered from two threads at once; two projections in two threads take turns per epoch.
 _NUMBA_PARALLEL = threading.Lock()
@@ -854,17 +904,19 @@ class _UMAPModel:
     a: float
     b: float
     n_neighbors: int
-    search_index: Any = None
+    search_index: _AnnoyIndex | None = None
 
 
 def _umap_fit(X, k, metric, min_dist, spread, n_epochs, seed, report, notes,
               keep_index=False) -> _UMAPModel:
     from sklearn.utils import check_random_state
+
+    _cache_umap_functions()
     from umap.umap_ import find_ab_params, fuzzy_simplicial_set, make_epochs_per_sample
 
     random_state = check_random_state(seed)
     report(0.0)
-    knn_indices, knn_dists, index = _knn(X, k, metric, random_state, keep_index)
+    knn_indices, knn_dists, index = _knn(X, k, metric, seed, keep_index)
     report(0.15)
     graph, _, _ = fuzzy_simplicial_set(
         X, k, random_state, metric, knn_indices=knn_indices, knn_dists=knn_dists
@@ -884,29 +936,106 @@ def _umap_fit(X, k, metric, min_dist, spread, n_epochs, seed, report, notes,
     return _UMAPModel(embedding, float(a), float(b), k, index)
 
 
-def _knn(X, k, metric, random_state, keep_index):
-    """k nearest neighbours of every row, itself included first (umap-learn's convention)."""
-    if X.shape[0] <= _EXACT_KNN_MAX_ROWS and not keep_index:
+@functools.cache
+def _cache_umap_functions() -> None:
+    """Let numba cache umap-learn's fuzzy-set functions on disk.
+
+    umap-learn compiles ``smooth_knn_dist`` and ``compute_membership_strengths`` without
+    ``cache=True``, so every new process spent ~4 s recompiling them. They are plain
+    module-level functions, which numba can cache; enabling it (numba's own
+    ``Dispatcher.enable_caching``) changes nothing but where the machine code comes from.
+    """
+    configure_numba_cache()
+    from umap import umap_
+
+    for function in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+        enable = getattr(function, "enable_caching", None)
+        if enable is not None:
+            enable()
+
+
+def _knn(X, k, metric, seed, keep_index=False):
+    """k nearest neighbours of every row, itself first at distance 0 (umap-learn's layout).
+
+    Up to 4,096 rows: exact (brute force). Above: Annoy, the approximate index openTSNE
+    ships, rather than umap-learn's pynndescent: pynndescent's numba code cannot all be
+    cached on disk and cost ~25 s of compilation in every new process, and it is
+    reproducible for a seed only single-threaded. The Annoy forest is built
+    single-threaded from the seed (so it is the same every time) and queried in parallel.
+    Returns ``(indices, distances, index)``; ``index`` is None for the exact search.
+    """
+    n = X.shape[0]
+    if n <= _EXACT_KNN_MAX_ROWS and not keep_index:
         from sklearn.neighbors import NearestNeighbors
 
         search = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(X)
         dists, indices = search.kneighbors(X)
-        # Each point must come first at distance 0 even where float rounding ranked a very
-        # close point ahead of it: keep the k - 1 nearest *other* points, then prepend it.
-        own = np.arange(X.shape[0])
-        others = np.argsort(indices == own[:, None], axis=1, kind="stable")[:, : k - 1]
-        indices = np.hstack([own[:, None], np.take_along_axis(indices, others, axis=1)])
-        dists = np.hstack([np.zeros((len(own), 1)), np.take_along_axis(dists, others, axis=1)])
-        return indices.astype(np.int32), dists.astype(np.float32), None
-    from umap.umap_ import nearest_neighbors
-
-    with _NUMBA_PARALLEL:
-        # n_jobs=1: pynndescent is reproducible for a seed only single-threaded.
-        indices, dists, index = nearest_neighbors(
-            X, k, metric, {}, False, random_state, low_memory=True, use_pynndescent=True,
-            n_jobs=1, verbose=False,
-        )
+        indices, dists = _self_first(indices, dists, k)
+        return indices, dists, None
+    index = _AnnoyIndex(X, metric, seed)
+    indices, dists = index.query(None, k)
+    indices, dists = _self_first(indices, dists, k)
     return indices, dists, index
+
+
+def _self_first(indices: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Put each row itself first at distance 0, then its k - 1 nearest *other* rows.
+
+    Float rounding (or an approximate search) can rank a very close point ahead of the
+    row itself, or miss it.
+    """
+    own = np.arange(indices.shape[0])
+    others = np.argsort(indices == own[:, None], axis=1, kind="stable")[:, : k - 1]
+    indices = np.hstack([own[:, None], np.take_along_axis(indices, others, axis=1)])
+    dists = np.hstack([np.zeros((len(own), 1)), np.take_along_axis(dists, others, axis=1)])
+    return indices.astype(np.int32), dists.astype(np.float32)
+
+
+class _AnnoyIndex:
+    """A seeded Annoy forest over ``X`` (euclidean or manhattan) with parallel queries."""
+
+    def __init__(self, X: np.ndarray, metric: str, seed: int) -> None:
+        from openTSNE.dependencies.annoy import AnnoyIndex
+
+        n = X.shape[0]
+        # About umap-learn's rule for pynndescent's trees, doubled: recall ~0.95 at k = 15.
+        self.n_trees = int(min(64, max(10, 5 + round(math.sqrt(n) / 10))))
+        self.index = AnnoyIndex(X.shape[1], metric)
+        self.index.set_seed(int(seed) % (2**31 - 1))
+        for i in range(n):
+            self.index.add_item(i, X[i])
+        self.index.build(self.n_trees, n_jobs=1)  # one thread: the same forest every time
+        self.n = n
+
+    def query(self, X_new: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest indexed rows of each row of ``X_new`` (None: of the indexed rows).
+
+        Missing neighbours (Annoy may return fewer than k) are -1 at distance inf, which
+        umap-learn's graph construction skips.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        m = self.n if X_new is None else X_new.shape[0]
+        k = min(k, self.n)
+        indices = np.full((m, k), -1, dtype=np.int64)
+        dists = np.full((m, k), np.inf, dtype=np.float32)
+
+        def work(bounds: tuple[int, int]) -> None:
+            for i in range(*bounds):
+                if X_new is None:
+                    found, far = self.index.get_nns_by_item(i, k, include_distances=True)
+                else:
+                    found, far = self.index.get_nns_by_vector(X_new[i], k,
+                                                              include_distances=True)
+                indices[i, : len(found)] = found
+                dists[i, : len(far)] = far
+
+        step = 2048
+        chunks = [(start, min(m, start + step)) for start in range(0, m, step)]
+        # Each query is independent and read-only, so the thread count cannot change results.
+        with ThreadPoolExecutor(max_workers=_tsne_threads()) as pool:
+            list(pool.map(work, chunks))
+        return indices, dists
 
 
 def _spectral_start(X, graph, random_state, metric, notes) -> np.ndarray:
@@ -954,30 +1083,39 @@ def _optimize(head, tail, graph, epochs_per_sample, a, b, rng_state, n_epochs, i
 
 
 def _umap_transform(model: _UMAPModel, X_new, n_epochs, seed, report) -> np.ndarray:
-    """Place new rows as umap-learn's ``UMAP.transform`` does, against the fixed fit."""
+    """Place new rows as umap-learn's ``UMAP.transform`` does, against the fixed fit.
+
+    The steps are ``transform``'s: neighbours among the fitted rows, fuzzy memberships
+    with local connectivity 0, a start at the membership-weighted mean of the neighbours'
+    positions, then n_epochs / 3 epochs at a quarter of the learning rate moving only the
+    new points.
+    """
     import scipy.sparse
     from sklearn.utils import check_random_state
+
+    _cache_umap_functions()
     from umap.umap_ import (
         compute_membership_strengths,
-        init_graph_transform,
         make_epochs_per_sample,
         smooth_knn_dist,
     )
 
     k = model.n_neighbors
     report(0.0)
-    with _NUMBA_PARALLEL:
-        epsilon = 0.24 if model.search_index._angular_trees else 0.12
-        indices, dists = model.search_index.query(X_new, k, epsilon=epsilon)
+    indices, dists = model.search_index.query(X_new, k)
     report(0.3)
-    dists = dists.astype(np.float32, order="C")
     sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
-    rows, cols, vals, _ = compute_membership_strengths(indices, dists, sigmas, rhos,
-                                                       bipartite=True)
+    rows, cols, vals, _ = compute_membership_strengths(indices.astype(np.int32), dists,
+                                                       sigmas, rhos, bipartite=True)
     graph = scipy.sparse.coo_matrix((vals, (rows, cols)),
                                     shape=(X_new.shape[0], model.embedding.shape[0])).tocsr()
     graph.eliminate_zeros()
-    embedding = init_graph_transform(graph, model.embedding).astype(np.float32, order="C")
+    weights = np.asarray(graph.sum(axis=1)).ravel()
+    embedding = np.asarray(graph @ model.embedding, dtype=np.float64)
+    placed = weights > 0
+    embedding[placed] /= weights[placed, None]
+    embedding[~placed] = model.embedding[indices[~placed, 0]]  # no weight: nearest neighbour
+    embedding = embedding.astype(np.float32, order="C")
     epochs = max(1, int(n_epochs // 3))
     graph.data[graph.data < graph.data.max() / float(epochs)] = 0.0
     graph.eliminate_zeros()
@@ -997,6 +1135,7 @@ def _sgd_kernel():
     Defined inside a function so that importing this module does not import numba; it is
     self-contained (no calls to other jitted functions) so that numba can cache it.
     """
+    configure_numba_cache()
     import numba
 
     @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
