@@ -1,0 +1,725 @@
+"""The projector's state: one ``param.Parameterized`` that is the single source of truth.
+
+:class:`ProjectorState` holds what the user chose (table, embedding columns, colour, hover
+image, tooltip columns, method and its settings, style, selection) and what was computed
+(projection, colour mapping, plot frame, status, progress, error). It knows nothing about
+widgets: the views in :mod:`embproj_panel.views` read and write its parameters, and so can a
+test or a notebook user (``state.param.update(method="umap")``, ``state.param.trigger("compute")``).
+
+Flow: changing the table, the embedding columns, the method or a method setting asks for a
+projection. PCA is fast, so it recomputes at once; UMAP and t-SNE recompute when the
+``compute`` event fires, or at once when ``auto_compute`` is on. Restyling (colour, point
+size, alpha, colormap) never recomputes: it only rebuilds the cheap colour mapping and frame.
+
+Projections run off the server's thread through :func:`embproj_panel.compute.project_async`.
+Every request gets a generation number; a result whose generation is not the latest is
+dropped, so a slow UMAP can never overwrite the PCA the user asked for afterwards. Results and
+progress are applied on the thread that owns the session (the Bokeh document's IOLoop when
+served, the notebook kernel's asyncio loop in Jupyter), never on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import param
+
+from embproj_panel import plots
+from embproj_panel.reducers import REDUCERS, ParamSpec
+from embproj_panel.table import Table
+
+__all__ = ["COLORMAPS", "MethodSettings", "ProjectorState", "settings_class"]
+
+#: Colormaps offered for numeric colouring (perceptually uniform first).
+COLORMAPS = ["viridis", "plasma", "inferno", "magma", "cividis", "fire", "kbc", "coolwarm",
+             "RdBu_r", "Turbo256"]
+
+# How often (seconds) a running job's progress is forwarded to the session.
+_PROGRESS_INTERVAL = 0.25
+
+NONE_LABEL = "(none)"
+
+
+# -- per-method settings ------------------------------------------------------------------------
+
+
+class MethodSettings(param.Parameterized):
+    """Base of the per-method settings classes made by :func:`settings_class`.
+
+    A subclass has one parameter per reducer hyperparameter, with the engine's bounds,
+    step and doc. Hyperparameters that also accept a special value (``"auto"`` for
+    ``n_epochs`` and ``learning_rate``, None for ``random_state`` and ``pca_dims``) are
+    ``allow_None`` parameters where None stands for that special value.
+    """
+
+    method = ""  # class attribute: the reducer's registry name
+    _specs: dict[str, ParamSpec] = {}
+
+    def reducer_params(self) -> dict[str, Any]:
+        """The hyperparameters in the reducer's own terms (None mapped back to e.g. "auto")."""
+        out = {}
+        for name, spec in self._specs.items():
+            value = getattr(self, name)
+            if value is None and spec.special:
+                value = spec.special[0]
+            out[name] = value
+        return out
+
+    def changed_params(self) -> dict[str, Any]:
+        """The hyperparameters that differ from the reducer's defaults (for status and URLs)."""
+        return {
+            name: value
+            for name, value in self.reducer_params().items()
+            if value != self._specs[name].default
+        }
+
+
+def _parameter(spec: ParamSpec) -> param.Parameter:
+    special = spec.special
+    # A special value other than None is stored as None (the widget shows an empty box).
+    default = None if (special and spec.default in special) else spec.default
+    allow_none = bool(special)
+    doc = spec.doc
+    if special:
+        doc = f"{doc} Empty means {special[0]!r}."
+    if spec.type == "bool":
+        return param.Boolean(default=bool(default), doc=doc)
+    if spec.type == "choice":
+        return param.Selector(default=default, objects=list(spec.choices), doc=doc)
+    if spec.type == "seed":
+        return param.Integer(default=default, bounds=(0, None), allow_None=True, doc=doc)
+    bounds = tuple(spec.bounds) if spec.bounds else None
+    if spec.type == "int":
+        return param.Integer(
+            default=default, bounds=bounds, step=int(spec.step or 1), allow_None=allow_none,
+            doc=doc,
+        )
+    if spec.type == "float":
+        return param.Number(
+            default=default, bounds=bounds, step=spec.step or 0.1, allow_None=allow_none,
+            doc=doc,
+        )
+    raise ValueError(f"Unknown parameter type {spec.type!r} for {spec.name!r}")
+
+
+_SETTINGS_CLASSES: dict[str, type[MethodSettings]] = {}
+_SETTINGS_LOCK = threading.Lock()
+
+
+def settings_class(method: str) -> type[MethodSettings]:
+    """The :class:`MethodSettings` subclass of a registered reducer (made once per process).
+
+    The class is derived from ``REDUCERS[method].param_specs()``, so a new reducer or a new
+    hyperparameter shows up in the settings (and the gear menu) without touching this module.
+    """
+    with _SETTINGS_LOCK:
+        cls = _SETTINGS_CLASSES.get(method)
+        if cls is None:
+            reducer = REDUCERS[method]
+            specs = reducer.param_specs()
+            params = {name: _parameter(spec) for name, spec in specs.items()}
+            cls = param.parameterized_class(
+                f"{reducer.__name__}Settings", params, bases=(MethodSettings,)
+            )
+            cls.method = method
+            cls._specs = specs
+            cls.__doc__ = f"Settings of {reducer.label}: {', '.join(specs)}."
+            _SETTINGS_CLASSES[method] = cls
+        return cls
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def column_labels(names: Iterable[Any]) -> dict[str, Any]:
+    """Label -> column name, for selectors: unique labels even for ``1`` and ``"1"``.
+
+    Labels are plain text; widgets show them as text, never as HTML.
+    """
+    out: dict[str, Any] = {}
+    for name in names:
+        label = str(name)
+        while label in out:
+            label += " "  # an invisible difference keeps both columns selectable
+        out[label] = name
+    return out
+
+
+class _Dispatcher:
+    """Runs callbacks on the thread that owns the session that asked for work.
+
+    Captured when a projection is requested (on the session's thread): the Bokeh document
+    when served (``add_next_tick_callback`` is Bokeh's thread-safe entry point, and Panel
+    holds the document lock and sets ``pn.state.curdoc`` while it runs), else the running
+    asyncio loop (Jupyter's kernel). Plain Python has neither: a callback then runs only if
+    it is already on the requesting thread, and :meth:`ProjectorState.wait` applies the
+    result; parameters are never set from a worker thread, where they would race with the
+    caller's own changes.
+    """
+
+    def __init__(self) -> None:
+        self.doc = None
+        self.loop = None
+        self.thread = threading.get_ident()
+        try:
+            import panel as pn
+
+            doc = pn.state.curdoc
+            if doc is not None and doc.session_context is not None:
+                self.doc = doc
+        except Exception:  # noqa: BLE001 - no Panel session: fine, fall through
+            self.doc = None
+        if self.doc is None:
+            try:
+                self.loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.loop = None
+
+    def __call__(self, callback: Callable[[], None]) -> None:
+        if self.doc is not None:
+            try:
+                self.doc.add_next_tick_callback(callback)
+            except Exception:  # noqa: BLE001 - the session closed: nobody to update
+                pass
+        elif self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(callback)
+        elif threading.get_ident() == self.thread:
+            callback()
+
+
+# -- the state ----------------------------------------------------------------------------------
+
+
+class ProjectorState(param.Parameterized):
+    """Everything the projector shows, as parameters; no widgets.
+
+    Parameters
+    ----------
+    table
+        The table to project (a :class:`~embproj_panel.table.Table`).
+    **params
+        Any other parameter below, e.g. ``method="umap"``, ``color_by="target"``. Settings
+        given here win over the table's smart defaults.
+
+    Examples
+    --------
+    >>> state = ProjectorState(table=datasets.digits())
+    >>> state.wait()                       # PCA runs at once; wait for it outside a server
+    >>> state.param.update(method="umap", auto_compute=False)
+    >>> state.param.trigger("compute")     # UMAP runs when asked
+    """
+
+    # -- inputs: data -------------------------------------------------------------------------
+    table = param.ClassSelector(class_=Table, default=None, allow_None=True, doc="""
+        The table to project.""")
+
+    embedding_columns = param.ListSelector(default=[], objects=[], doc="""
+        The columns that make up the embedding: one vector column, or several numeric
+        columns (one dimension each). Defaults to the table's smart default.""")
+
+    color_by = param.Selector(default=None, objects=[None], allow_None=True, doc="""
+        Column that colours the points: categorical (a colour per label) or numeric
+        (a colormap). None draws every point in one colour.""")
+
+    hover_image = param.Selector(default=None, objects=[None], allow_None=True, doc="""
+        Image column shown in the hover tooltip and the table; None for no image.""")
+
+    tooltip_columns = param.ListSelector(default=[], objects=[], doc="""
+        Extra columns shown in the hover tooltip.""")
+
+    # -- inputs: projection -------------------------------------------------------------------
+    method = param.Selector(default="pca", objects={cls.label: name for name, cls in REDUCERS.items()},
+                            doc="""
+        The reduction: PCA recomputes at once; UMAP and t-SNE when ``compute`` fires (or at
+        once with ``auto_compute``).""")
+
+    settings = param.Dict(default={}, constant=True, doc="""
+        Method name -> its :class:`MethodSettings` (the hyperparameters, with bounds).""")
+
+    auto_compute = param.Boolean(default=False, doc="""
+        Recompute UMAP and t-SNE on every change, as PCA does, instead of on ``compute``.""")
+
+    compute = param.Event(doc="""
+        Compute the projection with the current settings.""")
+
+    # -- inputs: style (never recomputes) -----------------------------------------------------
+    point_size = param.Number(default=6, bounds=(1, 30), step=1, doc="""
+        Point size in screen pixels (rasters spread isolated points up to half of it).""")
+
+    alpha = param.Number(default=0.8, bounds=(0.05, 1.0), step=0.05, doc="""
+        Opacity of the points.""")
+
+    colormap = param.Selector(default="viridis", objects=COLORMAPS, doc="""
+        Colormap for numeric colouring (and density when uncoloured and rasterized).""")
+
+    datashade_threshold = param.Integer(default=plots.DATASHADE_THRESHOLD, bounds=(1, None),
+                                        doc="""
+        Above this many projected points the scatter is rasterized with Datashader.""")
+
+    # -- the selection (both plot and table read and write it) ---------------------------------
+    selection = param.List(default=[], item_type=int, doc="""
+        Selected rows, as sorted, unique row positions in the table.""")
+
+    # -- outputs ------------------------------------------------------------------------------
+    projection = param.Parameter(default=None, constant=True, doc="""
+        The latest :class:`~embproj_panel.compute.Projection` (None before the first).""")
+
+    color = param.ClassSelector(class_=plots.ColorMapping, default=plots.ColorMapping("none"),
+                                constant=True, doc="""
+        The colour mapping of every table row for ``color_by``.""")
+
+    frame = param.DataFrame(default=None, allow_None=True, constant=True, doc="""
+        The plot's data: x, y, row and colour of every projected point.""")
+
+    status = param.String(default="No table yet.", constant=True, doc="""
+        One line: points, method, seed, excluded rows, clamped parameters, time.""")
+
+    progress = param.Number(default=0.0, bounds=(0.0, 1.0), constant=True, doc="""
+        Progress of the running projection, 0 to 1.""")
+
+    busy = param.Boolean(default=False, constant=True, doc="""
+        Whether a projection is running.""")
+
+    stale = param.Boolean(default=False, constant=True, doc="""
+        Whether the settings changed since the shown projection (press compute).""")
+
+    error = param.String(default="", constant=True, doc="""
+        A readable message when the last projection failed, else empty.""")
+
+    def __init__(self, table: Table | None = None, **params: Any) -> None:
+        settings = {name: settings_class(name)() for name in REDUCERS}
+        given_settings = params.pop("settings", None) or {}
+        for name, values in given_settings.items():
+            if name not in settings:
+                raise ValueError(f"Unknown method {name!r}; the methods are {list(REDUCERS)}")
+            settings[name].param.update(**dict(values))
+        # Explicit column settings win over the smart defaults applied when the table is set.
+        self._explicit = {key: params.pop(key) for key in _COLUMN_SETTINGS if key in params}
+        super().__init__(settings=settings, **params)
+        self._lock = threading.RLock()
+        self._generation = 0
+        self._applied = 0
+        self._job: Any = None
+        self._positions: np.ndarray | None = None
+        self._images: np.ndarray | None = None
+        self._closed = False
+        for method_settings in settings.values():
+            method_settings.param.watch(self._on_method_settings, list(method_settings.param)[1:])
+        if table is not None:
+            self.table = table
+
+    # -- table and smart defaults -------------------------------------------------------------
+    def set_table(self, table: Table | None, **columns: Any) -> None:
+        """Show ``table``, with column settings that win over its smart defaults.
+
+        Parameters
+        ----------
+        table
+            The new table (None clears).
+        **columns
+            Any of ``embedding_columns``, ``color_by``, ``hover_image``, ``tooltip_columns``.
+
+        Raises
+        ------
+        ValueError
+            If a column setting names a column that cannot play that role; the previous
+            table then stays.
+        """
+        unknown = set(columns) - set(_COLUMN_SETTINGS)
+        if unknown:
+            raise TypeError(f"set_table() got unexpected settings {sorted(unknown)}")
+        if table is not None:
+            self._check_columns({**_defaults_of(table), **columns}, *_roles(table))
+        self._explicit = dict(columns)
+        if table is self.table:
+            self.param.trigger("table")
+        else:
+            self.table = table
+
+    @param.depends("table", watch=True)
+    def _on_table(self) -> None:
+        """A new table: new column choices, smart defaults, no selection, a new projection."""
+        table = self.table
+        explicit, self._explicit = self._explicit, {}
+        self._images = None
+        if table is None:
+            with param.edit_constant(self):
+                self.param.update(projection=None, frame=None, busy=False, stale=False,
+                                  error="", status="No table yet.")
+            return
+        embeddable, colorable, images, shown = _roles(table)
+        p = self.param
+        p.embedding_columns.objects = column_labels(embeddable)
+        p.color_by.objects = {NONE_LABEL: None, **column_labels(colorable)}
+        p.hover_image.objects = {NONE_LABEL: None, **column_labels(images)}
+        p.tooltip_columns.objects = column_labels(shown)
+        values = {**_defaults_of(table), **explicit, "selection": []}
+        self._check_columns(values, embeddable, colorable, images, shown)
+        # The old projection's rows belong to the old table: never show them with this one.
+        self._positions = None
+        with param.edit_constant(self):
+            self.param.update(projection=None, frame=None, color=plots.ColorMapping("none"))
+        self._projection_inputs_changed(force=True, **values)
+
+    @staticmethod
+    def _check_columns(values: dict, embeddable: list, colorable: list, images: list,
+                       shown: list) -> None:
+        def check(name: Any, allowed: list, what: str) -> None:
+            if name is not None and name not in allowed:
+                raise ValueError(
+                    f"{name!r} cannot be the {what}; the columns that can are "
+                    f"{[str(a) for a in allowed]}"
+                )
+
+        for name in values["embedding_columns"]:
+            check(name, embeddable, "embedding (a vector or numeric column)")
+        check(values["color_by"], colorable, "colour column")
+        check(values["hover_image"], images, "hover image column")
+        for name in values["tooltip_columns"]:
+            check(name, shown, "tooltip column")
+
+    # -- recompute triggers -------------------------------------------------------------------
+    def _projection_inputs_changed(self, force: bool = False, **values: Any) -> None:
+        """Apply ``values`` (if any) and ask for a projection if the method is automatic."""
+        # param.update calls the watchers before returning, while _suppress is set, so the
+        # values land together and ask for one projection, below, not one per parameter.
+        self._suppress = True
+        try:
+            if values:
+                self.param.update(**values)
+        finally:
+            self._suppress = False
+        if force or self.method == "pca" or self.auto_compute:
+            self._request()
+        else:
+            with param.edit_constant(self):
+                self.stale = True
+                self.status = (
+                    f"Settings changed: press Compute to run {self._label()} "
+                    f"(the plot shows the previous projection)."
+                )
+
+    _suppress = False
+
+    @param.depends("embedding_columns", "method", watch=True)
+    def _on_projection_input(self) -> None:
+        if self._suppress or self.table is None:
+            return
+        self._projection_inputs_changed()
+
+    def _on_method_settings(self, *events: param.parameterized.Event) -> None:
+        if self._suppress or self.table is None:
+            return
+        if any(event.obj.method == self.method for event in events):
+            self._projection_inputs_changed()
+
+    @param.depends("compute", watch=True)
+    def _on_compute(self) -> None:
+        self._request()
+
+    @param.depends("auto_compute", watch=True)
+    def _on_auto(self) -> None:
+        if self.auto_compute and self.stale:
+            self._request()
+
+    # -- running a projection -----------------------------------------------------------------
+    def _label(self) -> str:
+        return REDUCERS[self.method].label
+
+    def _request(self) -> None:
+        """Start a projection of the current settings; it supersedes any running one."""
+        from embproj_panel import compute
+
+        table = self.table
+        if table is None or self._closed:
+            return
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            previous, self._job = self._job, None
+        if previous is not None and not previous.done:
+            previous.cancel()
+        columns = list(self.embedding_columns)
+        if not columns:
+            with param.edit_constant(self):
+                self.param.update(
+                    busy=False, progress=0.0, stale=False,
+                    error="Choose at least one embedding column (a vector or numeric column).",
+                    status="No embedding columns chosen.",
+                )
+            return
+        method = self.method
+        params = self.settings[method].reducer_params()
+        dispatch = _Dispatcher()
+        try:
+            # One key per state: a newer request cancels this one inside the engine too.
+            job = compute.project_async(
+                table, method, columns, key="projection", scope=self, **params
+            )
+        except Exception as exc:  # noqa: BLE001 - bad settings: say so, keep the last plot
+            self._fail(generation, exc)
+            return
+        with self._lock:
+            self._job = job
+        with param.edit_constant(self):
+            self.param.update(
+                busy=True, progress=0.0, stale=False, error="",
+                status=f"Computing {REDUCERS[method].label} of {len(table):,} rows...",
+            )
+        job.add_done_callback(lambda job: dispatch(partial(self._finish, generation, job)))
+        if not job.done:
+            threading.Thread(
+                target=self._forward_progress, args=(generation, job, dispatch),
+                name=f"embproj-progress-{generation}", daemon=True,
+            ).start()
+
+    def _forward_progress(self, generation: int, job: Any, dispatch: _Dispatcher) -> None:
+        # A small poller rather than a callback from the reducer: it caps the update rate
+        # at 4 per second whatever the reducer's granularity.
+        last = -1.0
+        while not job.done and generation == self._generation and not self._closed:
+            value = float(job.progress or 0.0)
+            if value != last:
+                last = value
+                dispatch(partial(self._set_progress, generation, value))
+            time.sleep(_PROGRESS_INTERVAL)
+
+    def _set_progress(self, generation: int, value: float) -> None:
+        if generation == self._generation and self.busy:
+            with param.edit_constant(self):
+                self.progress = min(max(value, 0.0), 1.0)
+
+    def _fail(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation:
+            return
+        message = str(exc) or type(exc).__name__
+        with param.edit_constant(self):
+            self.param.update(
+                busy=False, progress=0.0,
+                error=f"{self._label()} failed: {message}",
+                status=f"{self._label()} failed; the plot shows the previous projection.",
+            )
+
+    def _finish(self, generation: int, job: Any) -> None:
+        """Apply a finished job, unless a newer request superseded it (or it was applied)."""
+        with self._lock:
+            if generation != self._generation or generation <= self._applied or self._closed:
+                return
+            self._applied = generation
+        if job.cancelled:
+            return
+        error = job.exception()
+        if error is not None:
+            self._fail(generation, error)
+            return
+        self._apply_projection(job.result())
+
+    def _apply_projection(self, projection: Any) -> None:
+        self._positions = None
+        color = self._color_mapping()
+        frame = plots.plot_frame(projection.coords, projection.rows, color)
+        with param.edit_constant(self):
+            self.param.update(
+                projection=projection, color=color, frame=frame, busy=False, progress=1.0,
+                error="", status=self._describe(projection, color),
+            )
+
+    def wait(self, timeout: float | None = 60) -> None:
+        """Block until the current projection is done and applied (scripts, tests, notebooks).
+
+        Raises
+        ------
+        TimeoutError
+            If it takes longer than ``timeout`` seconds.
+        """
+        with self._lock:
+            job, generation = self._job, self._generation
+        if job is None:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not job.done:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"The projection did not finish within {timeout} s")
+            time.sleep(0.02)
+        # Applying here makes wait() work even where nobody runs the scheduled callback
+        # (a notebook cell blocking the kernel's loop); the generation check stops a double
+        # application.
+        self._finish(generation, job)
+
+    def close(self) -> None:
+        """Cancel any running projection and drop the data (a session ended)."""
+        self._closed = True
+        with self._lock:
+            job, self._job = self._job, None
+        if job is not None and not job.done:
+            job.cancel()
+        self._positions = None
+        self._images = None
+
+    # -- status -------------------------------------------------------------------------------
+    def _describe(self, projection: Any, color: plots.ColorMapping) -> str:
+        n_table = len(self.table) if self.table is not None else 0
+        n_points = len(projection.rows)
+        method = getattr(projection, "method", self.method)
+        label = REDUCERS[method].label if method in REDUCERS else str(method)
+        params = dict(getattr(projection, "params", {}) or {})
+        parts = [f"{n_points:,} of {n_table:,} rows", label]
+        seed = params.get("random_state")
+        if seed is not None and method != "pca":
+            parts.append(f"seed {seed}")
+        excluded = getattr(projection, "excluded", None) or []
+        if len(excluded):
+            parts.append(f"{len(excluded):,} row(s) excluded ({_first_reason(excluded)})")
+        if getattr(projection, "cached", False):
+            parts.append("from the cache")
+        else:
+            elapsed = getattr(projection, "elapsed", None)
+            if elapsed is not None:
+                parts.append(f"{elapsed:.2f} s")
+        if n_points > self.datashade_threshold:
+            parts.append(f"drawn with Datashader (over {self.datashade_threshold:,} points)")
+        notes = list(getattr(projection, "warnings", None) or [])
+        if color.note:
+            notes.append(color.note)
+        line = " · ".join(parts)
+        return line + (" — " + " ".join(notes) if notes else "")
+
+    # -- colour and frame (restyling) ---------------------------------------------------------
+    def _color_mapping(self) -> plots.ColorMapping:
+        table, column = self.table, self.color_by
+        if table is None or column is None:
+            return plots.ColorMapping("none")
+        kind = table.schema.columns[column].kind
+        values = table.get_column(column, convert_to="numpy")
+        return plots.color_mapping(
+            values, column, kind="numeric" if kind == "numeric" else "categorical"
+        )
+
+    @param.depends("color_by", watch=True)
+    def _on_color_by(self) -> None:
+        if self._suppress and self.projection is None:
+            return
+        color = self._color_mapping()
+        projection = self.projection
+        frame = None
+        if projection is not None:
+            frame = plots.plot_frame(projection.coords, projection.rows, color)
+        with param.edit_constant(self):
+            self.param.update(color=color, frame=frame)
+            if projection is not None:
+                self.status = self._describe(projection, color)
+
+    # -- selection ----------------------------------------------------------------------------
+    def select(self, rows: Iterable[int] | np.ndarray | None) -> None:
+        """Set the selection to ``rows`` (table row positions), validated and normalised.
+
+        Raises
+        ------
+        ValueError
+            If a position is outside the table.
+        TypeError
+            If the positions are not integers.
+        """
+        normalized = self.normalize_rows(rows)
+        if normalized != self.selection:
+            self.selection = normalized
+
+    def normalize_rows(self, rows: Iterable[int] | np.ndarray | None) -> list[int]:
+        """Sorted, unique, validated row positions as a list of Python ints."""
+        if rows is None:
+            return []
+        array = np.asarray(rows if isinstance(rows, np.ndarray) else list(rows))
+        if array.size == 0:
+            return []
+        if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"Row positions must be integers; got {array.dtype} values")
+        n = len(self.table) if self.table is not None else 0
+        bad = array[(array < 0) | (array >= n)]
+        if bad.size:
+            raise ValueError(
+                f"Row positions {bad[:5].tolist()} are outside the table of {n:,} rows"
+            )
+        return np.unique(array).astype(int).tolist()
+
+    def positions_of(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Positions in :attr:`frame` of table ``rows`` (rows not projected are left out)."""
+        frame = self.frame
+        if frame is None or self.table is None:
+            return np.zeros(0, dtype=np.int64)
+        if self._positions is None or len(self._positions) != len(self.table):
+            lookup = np.full(len(self.table), -1, dtype=np.int64)
+            lookup[frame[plots.ROW].to_numpy()] = np.arange(len(frame))
+            self._positions = lookup
+        rows = np.asarray(rows, dtype=np.int64)
+        found = self._positions[rows] if rows.size else rows
+        return found[found >= 0]
+
+    def rows_of(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Table rows of ``positions`` in :attr:`frame`."""
+        frame = self.frame
+        if frame is None:
+            return np.zeros(0, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        return frame[plots.ROW].to_numpy()[positions]
+
+    @property
+    def selected_dataframe(self) -> pd.DataFrame:
+        """The selected rows with their ``x`` and ``y``, as :func:`export.selection_frame`."""
+        from embproj_panel.export import selection_frame
+
+        if self.table is None:
+            return pd.DataFrame()
+        return selection_frame(self.table, self.projection, self.selection)
+
+    # -- images -------------------------------------------------------------------------------
+    def image(self, row: int) -> Any:
+        """The hover image of table ``row`` (an :class:`~embproj_panel.images.Image`) or None."""
+        if self.table is None or self.hover_image is None:
+            return None
+        if self._images is None or len(self._images) != len(self.table):
+            self._images = self.table.get_column(self.hover_image, convert_to="numpy")
+        return self._images[int(row)]
+
+    @param.depends("hover_image", watch=True)
+    def _on_hover_image(self) -> None:
+        self._images = None
+
+
+_COLUMN_SETTINGS = ("embedding_columns", "color_by", "hover_image", "tooltip_columns")
+
+
+def _roles(table: Table) -> tuple[list, list, list, list]:
+    """The columns that can be embedding, colour, hover image and tooltip columns."""
+    kinds = {name: info.kind for name, info in table.schema.columns.items()}
+    embeddable = [n for n, k in kinds.items() if k in ("vector", "numeric")]
+    colorable = [n for n, k in kinds.items() if k in ("categorical", "numeric", "id", "text")]
+    images = [n for n, k in kinds.items() if k == "image"]
+    shown = [n for n, k in kinds.items() if k not in ("vector", "image")]
+    return embeddable, colorable, images, shown
+
+
+def _defaults_of(table: Table) -> dict[str, Any]:
+    """The smart defaults (W&B's): the schema's embedding, colour and hover image."""
+    schema = table.schema
+    return {
+        "embedding_columns": list(schema.default_embedding),
+        "color_by": schema.default_color,
+        "hover_image": schema.default_hover_image,
+        "tooltip_columns": [],
+    }
+
+
+def _first_reason(excluded: Any) -> str:
+    try:
+        row, reason = excluded[0]
+        more = "" if len(excluded) == 1 else ", ..."
+        return f"row {int(row)}: {reason}{more}"
+    except (TypeError, ValueError, IndexError):
+        return "see the export"

@@ -1,0 +1,781 @@
+"""The projector's views: ``Projector``, a ``pn.viewable.Viewer`` over a :class:`ProjectorState`.
+
+``Projector(source, **settings)`` works inline in Jupyter (after ``pn.extension(...)``) and
+under ``panel serve``. It builds its components once (settings, scatter, status, table,
+downloads) and afterwards only updates their properties; the HoloViews scatter is replaced
+only when its *structure* changes (a new projection, another colour column or tooltip, or the
+switch between glyphs and a Datashader raster), keeping the user's zoom whenever the
+coordinates are the same.
+
+Selection has one home, ``state.selection`` (table row positions). The scatter writes it
+(box, lasso and tap; through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap``
+mapped to rows on the server for rasters) and reads it (highlighted points, the rest dimmed);
+the table writes it (row clicks) and reads it (its selected rows, and, with "show selection",
+which rows it lists). Each writer compares before assigning, so no update loops back.
+
+What reaches the browser is bounded: the scatter sends coordinates and colours only (a raster
+above the threshold), the hover image is sent for the hovered row alone, and the table sends
+one page, whose thumbnails are made when the page is shown. User text (column names, labels,
+file names, error messages) is rendered as text: escaped wherever a component would read it
+as HTML (Tabulator titles, status and alerts).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+import operator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from embproj_panel import plots
+from embproj_panel.reducers import REDUCERS
+from embproj_panel.state import ProjectorState
+from embproj_panel.table import Table
+
+__all__ = ["Projector", "as_table"]
+
+# The largest download sent through the websocket (base64 adds a third): Bokeh's default
+# message limit is 20 MB, and a bigger file would close the session.
+MAX_DOWNLOAD_BYTES = 12 * 2**20
+
+# Pointer radius for hover, as a fraction of the visible axis span (~8 px of a 650 px plot).
+_HOVER_RADIUS = 0.012
+
+_TABLE_THUMB_PX = 40
+_TOOLTIP_THUMB_PX = 96
+
+
+def as_table(source: Any) -> Table | None:
+    """Turn what ``Projector`` accepts into a :class:`~embproj_panel.table.Table`.
+
+    Parameters
+    ----------
+    source
+        A Table; a pandas DataFrame; a 2-D numeric ndarray (one vector column
+        ``"embedding"``); a logged table as ``(project, run, key)`` or
+        ``(project, run, key, step)``; or None.
+
+    Raises
+    ------
+    TypeError
+        For anything else.
+    """
+    if source is None or isinstance(source, Table):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return Table(dataframe=source)
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2 or not np.issubdtype(source.dtype, np.number):
+            raise TypeError(
+                f"An ndarray source must be a 2-D numeric array (rows x dimensions); got "
+                f"shape {source.shape} of {source.dtype}"
+            )
+        cells = np.empty(len(source), dtype=object)
+        cells[:] = list(source)
+        return Table(dataframe=pd.DataFrame({"embedding": cells}))
+    if isinstance(source, tuple) and len(source) in (3, 4) and all(
+        isinstance(part, str) for part in source[:3]
+    ):
+        from embproj_panel.store import load_table
+
+        project, run, key, *step = source
+        return load_table(project, run, key, *step)
+    raise TypeError(
+        "source must be a Table, a DataFrame, a 2-D ndarray or a logged table "
+        f"(project, run, key); got {type(source).__name__}"
+    )
+
+
+def _escaped(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _cell_text(value: Any) -> str:
+    """A tooltip value as plain text (Bokeh escapes it again on display)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "(missing)"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    if isinstance(value, np.ndarray):
+        return f"[{len(value)} values]"
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+class _TableFilter(param.Parameterized):
+    """What the table lists: every row, or the rows of the last plot/Python selection."""
+
+    rows = param.List(default=[], doc="Rows listed when showing the selection.")
+    mode = param.Selector(default="selection", objects=["selection", "all"])
+
+
+def _filter_rows(df: pd.DataFrame, rows: list[int], mode: str) -> pd.DataFrame:
+    if mode == "all" or not rows:
+        return df
+    return df.loc[df.index.intersection(rows)]
+
+
+class Projector(pn.viewable.Viewer):
+    """An embedding projector: settings, a linked scatter with image hover, and a table.
+
+    Parameters
+    ----------
+    source
+        What to project (see :func:`as_table`), or a :class:`ProjectorState` to show.
+    **settings
+        Any :class:`ProjectorState` parameter (``method``, ``color_by``, ``hover_image``,
+        ``embedding_columns``, ``tooltip_columns``, ``point_size``, ``settings``, ...) or a
+        parameter of this class (``page_size``, ``table_mode``).
+
+    Examples
+    --------
+    >>> import panel as pn, embproj_panel as ep
+    >>> pn.extension("tabulator")
+    >>> projector = ep.Projector(ep.datasets.digits(), color_by="target")
+    >>> projector                                   # shows the app in a notebook cell
+    >>> projector.selection = [0, 1, 2]             # highlights three points
+    >>> projector.selected_dataframe                # those rows, with x and y
+    """
+
+    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
+        The state this view shows and edits.""")
+
+    page_size = param.Integer(default=10, bounds=(5, 200), doc="""
+        Rows per table page (the browser gets one page at a time).""")
+
+    table_mode = param.Selector(default="selection", objects=["selection", "all"], doc="""
+        With a selection, list only the selected rows ("selection") or every row ("all").""")
+
+    def __init__(self, source: Any = None, **params: Any) -> None:
+        state = params.pop("state", None)
+        if isinstance(source, ProjectorState):
+            state, source = source, None
+        own = {k: params.pop(k) for k in list(params) if k in type(self).param and k != "name"}
+        if state is None:
+            state = ProjectorState(table=as_table(source), **params)
+        elif source is not None or params:
+            raise TypeError("Pass either a state or a source with settings, not both")
+        super().__init__(state=state, **own)
+        self._structure: tuple | None = None
+        self._index: plots.PointIndex | None = None
+        self._ranges: tuple | None = None
+        self._origin: str | None = None
+        self._thumbs: np.ndarray | None = None
+        self._filter = _TableFilter(mode=self.table_mode)
+        self._build()
+        state.param.watch(self._on_frame, ["frame", "color", "tooltip_columns", "hover_image",
+                                           "datashade_threshold"])
+        state.param.watch(self._on_style, ["point_size", "alpha", "colormap"])
+        state.param.watch(self._on_selection, ["selection"])
+        state.param.watch(self._on_progress, ["busy", "progress", "status", "error", "stale"])
+        state.param.watch(self._on_table, ["table"])
+        state.param.watch(self._on_method, ["method"])
+        state.param.watch(self._on_hover_image, ["hover_image"])
+        self._on_table()
+        self._on_frame()
+        self._on_progress()
+
+    # -- Python API ---------------------------------------------------------------------------
+    @property
+    def selection(self) -> list[int]:
+        """The selected rows (table row positions); assign a list to select from Python."""
+        return list(self.state.selection)
+
+    @selection.setter
+    def selection(self, rows: Any) -> None:
+        self.state.select(rows)
+
+    @property
+    def selected_dataframe(self) -> pd.DataFrame:
+        """The selected rows with their ``x`` and ``y`` coordinates (a copy)."""
+        return self.state.selected_dataframe
+
+    # -- components ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        self._plot = pn.pane.HoloViews(
+            None, sizing_mode="stretch_both", min_height=420, linked_axes=False
+        )
+        self._progress = pn.indicators.Progress(
+            value=0, max=100, visible=False, sizing_mode="stretch_width", height=12,
+            bar_color="primary", margin=(0, 10),
+        )
+        self._status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10),
+                                    styles={"font-size": "0.85em", "color": "#555"})
+        self._alert = pn.pane.Alert("", alert_type="danger", visible=False,
+                                    sizing_mode="stretch_width", margin=(4, 10))
+        self._table = pn.widgets.Tabulator(
+            None, pagination="remote", page_size=self.page_size, selectable="checkbox",
+            disabled=True, show_index=True, sizing_mode="stretch_both", min_height=200,
+            layout="fit_data_fill", header_align="left",
+        )
+        self._table.add_filter(
+            pn.bind(_filter_rows, rows=self._filter.param.rows, mode=self._filter.param.mode)
+        )
+        self._table.param.watch(self._on_table_selection, ["selection"])
+        self._table.param.watch(self._fill_thumbnails, ["page", "sorters", "filters", "value"])
+        self._filter.param.watch(self._fill_thumbnails, ["rows", "mode"])
+        self._table_mode = pn.widgets.RadioButtonGroup.from_param(
+            self.param.table_mode, options={"Show selection": "selection", "Show all": "all"},
+            button_type="default", button_style="outline", margin=(5, 10), width=230,
+        )
+        self._clear = pn.widgets.Button(name="Clear selection", button_type="light",
+                                        margin=(5, 5))
+        self._clear.on_click(lambda event: self.state.select([]))
+        self._export_rows = pn.widgets.Select(
+            options={"Selected rows": "selection", "All rows": "all"}, value="selection",
+            width=130, margin=(5, 5),
+        )
+        self._csv = pn.widgets.FileDownload(
+            callback=self._export_csv, filename="embproj-selection.csv", label="CSV",
+            button_type="default", button_style="outline", width=80, margin=(5, 5),
+        )
+        self._parquet = pn.widgets.FileDownload(
+            callback=self._export_parquet, filename="embproj-selection.parquet",
+            label="Parquet", button_type="default", button_style="outline", width=90,
+            margin=(5, 5),
+        )
+        self._export_rows.param.watch(self._on_export_rows, "value")
+        self._selection_count = pn.pane.HTML("", margin=(12, 10),
+                                             styles={"font-size": "0.85em"})
+        self._settings = self._build_settings()
+
+    def _build_settings(self) -> pn.Column:
+        state = self.state
+        p = state.param
+        embedding = pn.widgets.MultiSelect.from_param(
+            p.embedding_columns, name="Embedding columns", size=6, sizing_mode="stretch_width"
+        )
+        color = pn.widgets.Select.from_param(p.color_by, name="Color by",
+                                             sizing_mode="stretch_width")
+        hover = pn.widgets.Select.from_param(p.hover_image, name="Hover image",
+                                             sizing_mode="stretch_width")
+        tooltip = pn.widgets.MultiChoice.from_param(
+            p.tooltip_columns, name="Tooltip columns", sizing_mode="stretch_width"
+        )
+        method = pn.widgets.RadioButtonGroup.from_param(
+            p.method, options={cls.label: name for name, cls in REDUCERS.items()},
+            sizing_mode="stretch_width", button_type="primary", button_style="outline",
+        )
+        self._method_settings = {
+            name: self._method_panel(settings) for name, settings in state.settings.items()
+        }
+        self._method_holder = pn.Column(self._method_settings[state.method],
+                                        sizing_mode="stretch_width", margin=0)
+        auto = pn.widgets.Checkbox.from_param(p.auto_compute, name="Recompute on every change")
+        self._compute = pn.widgets.Button.from_param(
+            p.compute, name="Compute", button_type="primary", sizing_mode="stretch_width"
+        )
+        size = pn.widgets.FloatSlider.from_param(p.point_size, name="Point size",
+                                                 sizing_mode="stretch_width")
+        alpha = pn.widgets.FloatSlider.from_param(p.alpha, name="Opacity",
+                                                  sizing_mode="stretch_width")
+        colormap = pn.widgets.Select.from_param(p.colormap, name="Colormap (numeric colour)",
+                                                sizing_mode="stretch_width")
+        section = {"styles": {"font-weight": "600"}, "margin": (10, 10, 0, 10)}
+        return pn.Column(
+            pn.pane.HTML("Embedding", **section),
+            embedding,
+            pn.pane.HTML("Display", **section),
+            color, hover, tooltip,
+            pn.pane.HTML("Algorithm", **section),
+            method,
+            self._method_holder,
+            auto,
+            self._compute,
+            pn.pane.HTML("Style", **section),
+            size, alpha, colormap,
+            sizing_mode="stretch_width",
+        )
+
+    @staticmethod
+    def _method_panel(settings: param.Parameterized) -> pn.Param:
+        """Widgets for one method's settings, from the parameters' types and bounds."""
+        widgets: dict[str, Any] = {}
+        for name, parameter in settings.param.objects("existing").items():
+            if name == "name":
+                continue
+            label = name.replace("_", " ")
+            if isinstance(parameter, param.Boolean):
+                widgets[name] = {"type": pn.widgets.Checkbox, "name": label}
+            elif isinstance(parameter, param.Selector):
+                widgets[name] = {"type": pn.widgets.Select, "name": label}
+            elif isinstance(parameter, param.Number):
+                is_int = isinstance(parameter, param.Integer)
+                low, high = parameter.bounds or (None, None)
+                step = parameter.step or (1 if is_int else 0.1)
+                few_steps = (
+                    low is not None and high is not None and (high - low) / step <= 1000
+                )
+                if parameter.allow_None or not few_steps:
+                    # None stands for "auto"/"never"/"draw a seed": an input box can be empty,
+                    # a slider cannot.
+                    kind = pn.widgets.IntInput if is_int else pn.widgets.FloatInput
+                    widgets[name] = {"type": kind, "name": label, "placeholder": "auto"}
+                else:
+                    kind = pn.widgets.IntSlider if is_int else pn.widgets.FloatSlider
+                    # Act on release: a drag must not start a projection per pixel.
+                    widgets[name] = {"type": kind, "name": label, "throttled": True}
+        return pn.Param(
+            settings, parameters=list(widgets), widgets=widgets, show_name=False,
+            sizing_mode="stretch_width", default_layout=pn.Column, margin=0,
+        )
+
+    # -- layout -------------------------------------------------------------------------------
+    @property
+    def settings_panel(self) -> pn.Column:
+        """The gear: embedding, display, algorithm and style settings."""
+        return self._settings
+
+    @property
+    def plot_panel(self) -> pn.Column:
+        """Status line, progress bar, error alert and the scatter."""
+        return pn.Column(self._status, self._progress, self._alert, self._plot,
+                         sizing_mode="stretch_both", min_height=460)
+
+    @property
+    def table_panel(self) -> pn.Column:
+        """The table with its selection toggle and download buttons."""
+        selection = pn.Row(self._table_mode, self._clear, self._selection_count,
+                           sizing_mode="stretch_width")
+        export = pn.Row(pn.pane.HTML("Download", margin=(12, 5, 5, 10)), self._export_rows,
+                        self._csv, self._parquet, sizing_mode="stretch_width")
+        return pn.Column(selection, self._table, export, sizing_mode="stretch_height",
+                         width=460, min_height=300)
+
+    @property
+    def main_panel(self) -> pn.Row:
+        """Scatter and table side by side, so a selection and its rows are seen together."""
+        return pn.Row(self.plot_panel, self.table_panel, sizing_mode="stretch_width",
+                      height=760)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        gear = pn.Card(self._settings, title="⚙ Settings", width=300, collapsible=True,
+                       margin=(5, 5))
+        return pn.Row(gear, self.main_panel, sizing_mode="stretch_width")
+
+    # -- state -> widgets ---------------------------------------------------------------------
+    def _on_method(self, *events: Any) -> None:
+        self._method_holder.objects = [self._method_settings[self.state.method]]
+
+    def _on_progress(self, *events: Any) -> None:
+        state = self.state
+        with pn.io.hold():
+            self._progress.param.update(value=int(round(state.progress * 100)),
+                                        visible=state.busy)
+            self._plot.loading = state.busy
+            self._status.object = _escaped(state.status)
+            self._alert.param.update(object=_escaped(state.error), visible=bool(state.error))
+            self._compute.button_type = "warning" if state.stale else "primary"
+
+    # -- the scatter --------------------------------------------------------------------------
+    def _structure_key(self) -> tuple | None:
+        state = self.state
+        frame = state.frame
+        if frame is None:
+            return None
+        raster = len(frame) > state.datashade_threshold
+        return (
+            id(frame), raster, state.color.kind, tuple(state.color.color_key),
+            state.color_by, state.hover_image, tuple(state.tooltip_columns),
+        )
+
+    def _on_frame(self, *events: Any) -> None:
+        key = self._structure_key()
+        if key == self._structure:
+            return
+        same_coordinates = (
+            self._structure is not None and key is not None
+            and self._projection_id == id(self.state.projection)
+        )
+        self._structure = key
+        self._projection_id = id(self.state.projection)
+        if key is None:
+            self._plot.object = None
+            self._index = None
+            return
+        frame = self.state.frame
+        self._index = plots.PointIndex(frame[plots.X].to_numpy(), frame[plots.Y].to_numpy())
+        ranges = self._ranges if same_coordinates else None
+        self._plot.object = self._build_plot(raster=key[1], ranges=ranges)
+
+    _projection_id: int | None = None
+
+    def _tooltip_fields(self) -> tuple[list[str], list[tuple[str, str]]]:
+        state = self.state
+        columns = [(str(name), f"t{i}") for i, name in enumerate(state.tooltip_columns)]
+        color_label = None if state.color.kind == "none" else str(state.color_by)
+        tips = plots.tooltips(color_label, columns, state.hover_image is not None)
+        fields = [plots.ROW] + [field for _, field in columns]
+        if color_label is not None:
+            fields.append(plots.COLOR)
+        if state.hover_image is not None:
+            fields.append(plots.THUMB)
+        return fields, tips
+
+    def _build_plot(self, raster: bool, ranges: tuple | None) -> Any:
+        import holoviews as hv
+
+        state = self.state
+        self._data_events = hv.streams.Counter()
+        self._selection_events = hv.streams.Counter()
+        label = REDUCERS[state.projection.method].label if state.projection else ""
+        if raster:
+            main = self._raster_layers(label)
+            source = main[0]
+            layers = list(main)
+        else:
+            source = hv.DynamicMap(self._points, streams=[self._data_events])
+            layers = [source]
+            selection = hv.streams.Selection1D(source=source)
+            selection.add_subscriber(self._on_plot_positions)
+        pointer = hv.streams.PointerXY(x=None, y=None, source=source)
+        self._range_stream = hv.streams.RangeXY(source=source)
+        self._range_stream.add_subscriber(self._on_ranges)
+        inspect = hv.DynamicMap(self._inspect, streams=[pointer])
+        overlay = functools.reduce(operator.mul, [*layers, inspect])
+        opts: dict[str, Any] = {"responsive": True, "min_height": 400}
+        if ranges is not None:
+            opts.update(xlim=ranges[0], ylim=ranges[1])
+        return overlay.opts(**opts)
+
+    def _raster_layers(self, label: str) -> tuple:
+        import holoviews as hv
+
+        state = self.state
+        color = state.color
+        everything = hv.DynamicMap(self._raster_points, streams=[self._data_events])
+        spread = max(1, int(state.point_size // 2))
+        base = plots.raster_element(everything, color, colormap=state.colormap,
+                                    alpha=state.alpha, spread=spread, axis_label=label)
+        chosen = hv.DynamicMap(self._selected_points, streams=[self._selection_events])
+        highlight = plots.raster_element(chosen, color, colormap=state.colormap, alpha=1.0,
+                                         spread=spread, axis_label=label)
+        # Selections on a raster are geometric: map them to rows here, on the server.
+        box = hv.streams.BoundsXY(source=base)
+        box.add_subscriber(self._on_box)
+        lasso = hv.streams.Lasso(source=base)
+        lasso.add_subscriber(self._on_lasso)
+        tap = hv.streams.Tap(source=base)
+        tap.add_subscriber(self._on_tap)
+        layers = [base, highlight]
+        legend = plots.legend_overlay(color)
+        if legend is not None:
+            layers.append(legend)
+        self._base_raster = base
+        return tuple(layers)
+
+    def _points(self, counter: int = 0) -> Any:
+        """The glyph scatter; re-run for style and selection, with the same data object."""
+        state = self.state
+        positions = state.positions_of(state.selection).tolist()
+        element = self._points_base()
+        return element.opts(
+            size=state.point_size, alpha=state.alpha, selection_alpha=state.alpha,
+            nonselection_alpha=max(0.04, state.alpha * 0.15), selected=positions,
+            **({"cmap": state.colormap} if state.color.kind == "numeric" else {}),
+            clone=True,
+        )
+
+    def _points_base(self) -> Any:
+        # One element per frame: later frames are clones of it, so HoloViews sees the same
+        # data and does not resend the points for a restyle.
+        state = self.state
+        cached = getattr(self, "_points_cache", None)
+        if cached is not None and cached[0] is state.frame:
+            return cached[1]
+        label = REDUCERS[state.projection.method].label if state.projection else ""
+        element = plots.points_element(
+            state.frame, state.color, point_size=state.point_size, alpha=state.alpha,
+            colormap=state.colormap, axis_label=label,
+        )
+        self._points_cache = (state.frame, element)
+        return element
+
+    def _raster_points(self, counter: int = 0) -> Any:
+        import holoviews as hv
+
+        frame = self.state.frame
+        vdims = [c for c in (plots.ROW, plots.COLOR) if c in frame]
+        return hv.Points(frame, kdims=[plots.X, plots.Y], vdims=vdims)
+
+    def _selected_points(self, counter: int = 0) -> Any:
+        import holoviews as hv
+
+        state = self.state
+        frame = state.frame
+        positions = state.positions_of(state.selection)
+        vdims = [c for c in (plots.ROW, plots.COLOR) if c in frame]
+        # iloc keeps the categorical's categories: the highlight uses the same colour key.
+        return hv.Points(frame.iloc[positions], kdims=[plots.X, plots.Y], vdims=vdims)
+
+    def _on_style(self, *events: Any) -> None:
+        if self._structure is None:
+            return
+        if self._structure[1]:
+            # Raster style lives in the operation's options: rebuild, keeping the zoom.
+            self._structure = None
+            self._on_frame()
+        else:
+            self._data_events.event()
+
+    def _on_ranges(self, x_range: Any = None, y_range: Any = None) -> None:
+        if x_range is not None and y_range is not None:
+            self._ranges = (tuple(x_range), tuple(y_range))
+
+    # -- hover ----------------------------------------------------------------------------------
+    def _inspect(self, x: float | None = None, y: float | None = None) -> Any:
+        state = self.state
+        fields, tips = self._tooltip_fields()
+        record = None
+        frame = state.frame
+        if x is not None and y is not None and self._index is not None and frame is not None:
+            if self._ranges is not None:
+                (x0, x1), (y0, y1) = self._ranges
+            else:
+                x0, x1 = float(frame[plots.X].min()), float(frame[plots.X].max())
+                y0, y1 = float(frame[plots.Y].min()), float(frame[plots.Y].max())
+            rx = max(abs(x1 - x0), 1e-12) * _HOVER_RADIUS
+            ry = max(abs(y1 - y0), 1e-12) * _HOVER_RADIUS
+            position = self._index.nearest(x, y, rx, ry)
+            if position is not None:
+                record = self._record(position, fields)
+        return plots.inspect_element(record, fields, tips, point_size=state.point_size)
+
+    def _record(self, position: int, fields: list[str]) -> dict[str, Any]:
+        """The hovered row's tooltip values (all text, escaped by Bokeh on display)."""
+        state = self.state
+        frame = state.frame
+        row = int(frame[plots.ROW].iat[position])
+        record: dict[str, Any] = {
+            plots.X: float(frame[plots.X].iat[position]),
+            plots.Y: float(frame[plots.Y].iat[position]),
+            plots.ROW: row,
+        }
+        if plots.COLOR in fields:
+            record[plots.COLOR] = _cell_text(frame[plots.COLOR].iat[position])
+        if plots.THUMB in fields:
+            image = state.image(row)
+            record[plots.THUMB] = (
+                image.thumbnail_uri(_TOOLTIP_THUMB_PX) if image is not None
+                else plots.BLANK_IMAGE
+            )
+        for i, name in enumerate(state.tooltip_columns):
+            values = state.table.get_column(name, convert_to="numpy")
+            record[f"t{i}"] = _cell_text(values[row])
+        return record
+
+    # -- selection: plot -> state ---------------------------------------------------------------
+    def _select_from_plot(self, rows: Any) -> None:
+        self._origin = "plot"
+        try:
+            self.state.select(rows)
+        finally:
+            self._origin = None
+
+    def _on_plot_positions(self, index: list[int] | None = None) -> None:
+        rows = self.state.rows_of(index or [])
+        if set(rows.tolist()) != set(self.state.selection):
+            self._select_from_plot(rows)
+
+    def _on_box(self, bounds: tuple | None = None) -> None:
+        if bounds is None or self._index is None:
+            return
+        positions = self._index.in_box(*bounds)
+        self._select_from_plot(self.state.rows_of(positions))
+
+    def _on_lasso(self, geometry: np.ndarray | None = None) -> None:
+        if geometry is None or self._index is None or len(geometry) < 3:
+            return
+        geometry = np.asarray(geometry)
+        positions = self._index.in_polygon(geometry[:, 0], geometry[:, 1])
+        self._select_from_plot(self.state.rows_of(positions))
+
+    def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
+        if x is None or y is None or self._index is None:
+            return
+        if self._ranges is not None:
+            (x0, x1), (y0, y1) = self._ranges
+            rx, ry = abs(x1 - x0) * _HOVER_RADIUS, abs(y1 - y0) * _HOVER_RADIUS
+        else:
+            rx = ry = 0.0
+        position = self._index.nearest(x, y, rx, ry)
+        rows = [] if position is None else self.state.rows_of([position])
+        self._select_from_plot(rows)
+
+    # -- selection: state -> plot and table ---------------------------------------------------
+    def _on_selection(self, *events: Any) -> None:
+        state = self.state
+        selection = list(state.selection)
+        with pn.io.hold():
+            if self._origin != "table":
+                # The table lists what was selected in the plot (or from Python); a click in
+                # the table then picks among those rows without changing the list.
+                self._filter.rows = selection
+            if sorted(self._table.selection) != selection:
+                self._origin_table_sync = True
+                try:
+                    self._table.selection = selection
+                finally:
+                    self._origin_table_sync = False
+            if self._structure is not None:
+                if self._structure[1]:
+                    self._selection_events.event()
+                else:
+                    self._data_events.event()
+            count = len(selection)
+            self._selection_count.object = f"{count:,} selected" if count else ""
+
+    _origin_table_sync = False
+
+    def _on_table_selection(self, event: param.parameterized.Event) -> None:
+        if self._origin_table_sync:
+            return
+        rows = sorted(int(r) for r in event.new)
+        if rows == list(self.state.selection):
+            return
+        self._origin = "table"
+        try:
+            self.state.select(rows)
+        finally:
+            self._origin = None
+
+    @param.depends("table_mode", watch=True)
+    def _on_table_mode(self) -> None:
+        self._filter.mode = self.table_mode
+
+    @param.depends("page_size", watch=True)
+    def _on_page_size(self) -> None:
+        self._table.page_size = self.page_size
+
+    # -- the table ----------------------------------------------------------------------------
+    def _on_table(self, *events: Any) -> None:
+        """A new table: new columns (internal names, escaped titles), no thumbnails yet."""
+        state = self.state
+        table = state.table
+        self._thumbs = None
+        if table is None:
+            self._table.value = None
+            return
+        schema = table.schema
+        data: dict[str, Any] = {}
+        titles: dict[str, str] = {}
+        image_columns = schema.of_kind("image")
+        if image_columns:
+            data[plots.THUMB] = np.full(len(table), plots.BLANK_IMAGE, dtype=object)
+            titles[plots.THUMB] = _escaped(state.hover_image or image_columns[0])
+            self._thumbs = np.zeros(len(table), dtype=bool)
+        hidden = []
+        embedding = set(schema.default_embedding)
+        for i, (name, info) in enumerate(schema.columns.items()):
+            if info.kind in ("vector", "image"):
+                continue  # never send vectors or raw images to the browser
+            field = f"c{i}"
+            data[field] = table.get_column(name, convert_to="numpy")
+            titles[field] = _escaped(name)
+            if name in embedding and len(embedding) > 6:
+                hidden.append(field)  # dozens of pixel columns would bury the labels
+        frame = pd.DataFrame(data, index=pd.RangeIndex(len(table), name="row"))
+        formatters = {
+            plots.THUMB: {"type": "image", "height": f"{_TABLE_THUMB_PX}px",
+                          "width": f"{_TABLE_THUMB_PX}px"}
+        }
+        with pn.io.hold():
+            self._table.param.update(
+                value=frame, titles=titles, hidden_columns=hidden, formatters=formatters,
+                selection=[],
+            )
+            self._filter.rows = []
+        self._fill_thumbnails()
+
+    def _on_hover_image(self, *events: Any) -> None:
+        table = self.state.table
+        if table is None or self._thumbs is None:
+            return
+        self._thumbs[:] = False
+        column = self.state.hover_image
+        if column is not None:
+            self._table.titles = {**self._table.titles, plots.THUMB: _escaped(column)}
+        self._fill_thumbnails()
+
+    def _fill_thumbnails(self, *events: Any) -> None:
+        """Make the thumbnails of the rows on the visible page (and only those)."""
+        table, value = self.state.table, self._table.value
+        if table is None or value is None or self._thumbs is None:
+            return
+        view = self._table.current_view
+        if view is None:
+            return
+        start = (self._table.page - 1) * self._table.page_size
+        rows = view.index[start:start + self._table.page_size].to_numpy()
+        rows = rows[~self._thumbs[rows]]
+        if not len(rows):
+            return
+        patch = []
+        column = self.state.hover_image or table.schema.of_kind("image")[0]
+        images = table.get_column(column, convert_to="numpy")
+        for row in rows:
+            image = images[row]
+            uri = image.thumbnail_uri(_TABLE_THUMB_PX) if image is not None else plots.BLANK_IMAGE
+            patch.append((int(row), uri))
+        self._thumbs[rows] = True
+        self._table.patch({plots.THUMB: patch})
+
+    # -- export -------------------------------------------------------------------------------
+    def _on_export_rows(self, event: Any) -> None:
+        scope = "selection" if event.new == "selection" else "all"
+        self._csv.filename = f"embproj-{scope}.csv"
+        self._parquet.filename = f"embproj-{scope}.parquet"
+
+    def _export_frame(self, vectors: bool) -> pd.DataFrame | None:
+        from embproj_panel.export import selection_frame
+
+        state = self.state
+        if state.table is None:
+            return None
+        rows = None if self._export_rows.value == "all" else state.selection
+        return selection_frame(state.table, state.projection, rows, vectors=vectors,
+                               images=vectors)
+
+    def _download(self, make: Any) -> io.BytesIO | None:
+        try:
+            data = make()
+        except Exception as exc:  # noqa: BLE001 - shown to the user, not a traceback
+            self._show_error(f"Export failed: {exc}")
+            return None
+        if data is None:
+            return None
+        if len(data) > MAX_DOWNLOAD_BYTES:
+            self._show_error(
+                f"The export is {len(data) / 2**20:.1f} MB, more than the "
+                f"{MAX_DOWNLOAD_BYTES / 2**20:.0f} MB a browser download can carry here. "
+                "Select fewer rows, or export from Python: projector.selected_dataframe."
+            )
+            return None
+        return io.BytesIO(data)
+
+    def _export_csv(self) -> io.BytesIO | None:
+        from embproj_panel.export import to_csv_bytes
+
+        def make() -> bytes | None:
+            frame = self._export_frame(vectors=False)
+            return None if frame is None else to_csv_bytes(frame)
+
+        return self._download(make)
+
+    def _export_parquet(self) -> io.BytesIO | None:
+        from embproj_panel.export import to_parquet_bytes
+
+        def make() -> bytes | None:
+            frame = self._export_frame(vectors=True)
+            return None if frame is None else to_parquet_bytes(frame)
+
+        return self._download(make)
+
+    def _show_error(self, message: str) -> None:
+        self._alert.param.update(object=_escaped(message), visible=True)
