@@ -210,7 +210,7 @@ class Projector(pn.viewable.Viewer):
         self._alert = pn.pane.Alert("", alert_type="danger", visible=False,
                                     sizing_mode="stretch_width", margin=(4, 10))
         self._table = pn.widgets.Tabulator(
-            None, pagination="remote", page_size=self.page_size, selectable="checkbox",
+            None, pagination="remote", page_size=self.page_size, selectable=True,
             disabled=True, show_index=True, sizing_mode="stretch_both", min_height=200,
             layout="fit_data_fill", header_align="left",
         )
@@ -225,7 +225,7 @@ class Projector(pn.viewable.Viewer):
             button_type="default", button_style="outline", margin=(5, 10), width=230,
         )
         self._clear = pn.widgets.Button(name="Clear selection", button_type="light",
-                                        margin=(5, 5))
+                                        margin=(5, 5), disabled=True, width=180)
         self._clear.on_click(lambda event: self.state.select([]))
         self._export_rows = pn.widgets.Select(
             options={"Selected rows": "selection", "All rows": "all"}, value="selection",
@@ -241,8 +241,6 @@ class Projector(pn.viewable.Viewer):
             margin=(5, 5),
         )
         self._export_rows.param.watch(self._on_export_rows, "value")
-        self._selection_count = pn.pane.HTML("", margin=(12, 10),
-                                             styles={"font-size": "0.85em"})
         self._settings = self._build_settings()
 
     def _build_settings(self) -> pn.Column:
@@ -341,8 +339,7 @@ class Projector(pn.viewable.Viewer):
     @property
     def table_panel(self) -> pn.Column:
         """The table with its selection toggle and download buttons."""
-        selection = pn.Row(self._table_mode, self._clear, self._selection_count,
-                           sizing_mode="stretch_width")
+        selection = pn.Row(self._table_mode, self._clear, sizing_mode="stretch_width")
         export = pn.Row(pn.pane.HTML("Download", margin=(12, 5, 5, 10)), self._export_rows,
                         self._csv, self._parquet, sizing_mode="stretch_width")
         return pn.Column(selection, self._table, export, sizing_mode="stretch_height",
@@ -629,7 +626,10 @@ class Projector(pn.viewable.Viewer):
                 else:
                     self._data_events.event()
             count = len(selection)
-            self._selection_count.object = f"{count:,} selected" if count else ""
+            self._clear.param.update(
+                name=f"Clear selection ({count:,})" if count else "Clear selection",
+                disabled=not count,
+            )
 
     _origin_table_sync = False
 

@@ -1,0 +1,206 @@
+"""Pure plot builders: colour mapping, frames, elements, tooltips and server-side hit testing."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+from bokeh.models import GlyphRenderer, HoverTool, ImageStack
+
+from embproj_panel import plots
+
+hv.extension("bokeh")
+
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+
+# -- colours ------------------------------------------------------------------------------------
+
+
+def test_palette_starts_with_category10_and_stays_distinct_up_to_50():
+    ten = plots.categorical_palette(10)
+    assert ten[:3] == ["#1f77b3", "#ff7e0e", "#2ba02b"]  # matplotlib/Bokeh's first colours
+    fifty = plots.categorical_palette(50)
+    assert len(set(fifty)) == 50
+    with pytest.raises(ValueError, match="between 0 and 50"):
+        plots.categorical_palette(51)
+
+
+def test_categories_in_natural_order_with_missing_last_and_grey():
+    values = np.array(["10", "2", None, "2", "1"], dtype=object)
+    mapping = plots.color_mapping(values, "label")
+    assert list(mapping.color_key) == ["1", "2", "10", plots.MISSING_LABEL]
+    assert mapping.color_key[plots.MISSING_LABEL] == plots.NAN_COLOR
+    assert list(mapping.values) == ["10", "2", plots.MISSING_LABEL, "2", "1"]
+    assert mapping.note == ""
+
+
+def test_colours_depend_on_the_whole_column_not_on_the_rows_drawn():
+    values = np.array(["a", "b", "c", "a"], dtype=object)
+    mapping = plots.color_mapping(values, "label")
+    frame = plots.plot_frame(np.zeros((2, 2)), np.array([2, 3]), mapping)
+    # Only "c" and "a" are drawn, yet every category (and so every colour) is still there.
+    assert list(frame[plots.COLOR].cat.categories) == ["a", "b", "c"]
+    assert list(frame[plots.COLOR]) == ["c", "a"]
+
+
+def test_more_than_50_categories_keep_the_49_most_frequent_and_say_so():
+    rng = np.random.default_rng(0)
+    common = np.repeat([f"k{i}" for i in range(49)], 5)
+    rare = np.array([f"r{i}" for i in range(20)])
+    values = rng.permutation(np.concatenate([common, rare])).astype(object)
+    mapping = plots.color_mapping(values, "word")
+    assert len(mapping.color_key) == 50
+    assert mapping.color_key[plots.OTHER_LABEL] == plots.OTHER_COLOR
+    assert set(mapping.color_key) == {f"k{i}" for i in range(49)} | {plots.OTHER_LABEL}
+    assert (np.asarray(mapping.values) == plots.OTHER_LABEL).sum() == 20
+    assert "69 categories" in mapping.note and "20 others (20 rows)" in mapping.note
+
+
+def test_numeric_colour_counts_missing_values():
+    mapping = plots.color_mapping(np.array([1.0, np.nan, 3.0]), "score", kind="numeric")
+    assert mapping.kind == "numeric"
+    np.testing.assert_array_equal(np.isnan(mapping.values), [False, True, False])
+    assert mapping.note.startswith("1 row(s) have no value in score")
+
+
+def test_equal_labels_from_different_values_are_merged():
+    mapping = plots.color_mapping(np.array([1, 1.0, None, np.nan], dtype=object), "x")
+    assert list(mapping.color_key) == ["1", plots.MISSING_LABEL]
+
+
+# -- frames and elements ------------------------------------------------------------------------
+
+
+def test_plot_frame_uses_internal_names_and_checks_shapes():
+    mapping = plots.color_mapping(np.array([HOSTILE, "b"], dtype=object), HOSTILE)
+    frame = plots.plot_frame(np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([0, 1]), mapping)
+    assert list(frame.columns) == [plots.X, plots.Y, plots.ROW, plots.COLOR]
+    with pytest.raises(ValueError, match=r"coords must be \(n, 2\)"):
+        plots.plot_frame(np.zeros((3, 2)), np.array([0, 1]), mapping)
+
+
+def _frame(n=200, categories="abc", seed=0):
+    rng = np.random.default_rng(seed)
+    values = rng.choice(list(categories), n).astype(object)
+    mapping = plots.color_mapping(values, "label")
+    return plots.plot_frame(rng.normal(size=(n, 2)), np.arange(n), mapping), mapping
+
+
+def test_points_element_dims_but_keeps_unselected_points():
+    frame, mapping = _frame()
+    element = plots.points_element(frame, mapping, alpha=0.6, selected=[3, 4])
+    opts = hv.Store.lookup_options("bokeh", element, "plot").kwargs
+    style = hv.Store.lookup_options("bokeh", element, "style").kwargs
+    assert opts["selected"] == [3, 4]
+    assert {"box_select", "lasso_select", "tap"} <= set(opts["tools"])
+    assert style["nonselection_alpha"] == pytest.approx(0.09)
+    assert style["cmap"] == mapping.color_key
+
+
+def test_points_model_has_no_hover_and_no_image_data():
+    frame, mapping = _frame()
+    root = pn.panel(plots.points_element(frame, mapping)).get_root()
+    (renderer,) = [r for r in root.select({"type": GlyphRenderer})]
+    # The scatter sends coordinates and colour only: images go with the hover.
+    assert set(renderer.data_source.data) == {plots.X, plots.Y, plots.COLOR}
+    assert not list(root.select({"type": HoverTool}))
+
+
+def test_raster_keeps_category_colours_for_any_subset():
+    frame, mapping = _frame(n=500, categories="abcd")
+    only_c = frame[frame[plots.COLOR] == "c"]
+    palettes = []
+    for data in (frame, only_c):
+        points = hv.Points(data, [plots.X, plots.Y], [plots.ROW, plots.COLOR])
+        root = pn.panel(plots.raster_element(points, mapping)).get_root()
+        (glyph,) = [r.glyph for r in root.select({"type": GlyphRenderer})
+                    if isinstance(r.glyph, ImageStack)]
+        palettes.append(list(glyph.color_mapper.palette))
+    assert palettes[0] == palettes[1] == list(mapping.color_key.values())
+
+
+def test_legend_overlay_only_for_categories():
+    _, mapping = _frame()
+    legend = plots.legend_overlay(mapping)
+    assert list(legend.keys()) == ["a", "b", "c"]
+    assert plots.legend_overlay(plots.ColorMapping("none")) is None
+
+
+# -- tooltips -----------------------------------------------------------------------------------
+
+
+def test_tooltip_labels_are_user_text_and_templates_reference_internal_fields_only():
+    tips = plots.tooltips(HOSTILE, [(HOSTILE, "t0")], with_image=True)
+    labels = [label for label, _ in tips]
+    templates = [template for _, template in tips]
+    # Bokeh renders tuple labels as text nodes, so the name is kept verbatim...
+    assert labels == ["", HOSTILE, HOSTILE, "row"]
+    # ...and never reaches a template, where it would be HTML.
+    assert all(HOSTILE not in template for template in templates)
+    assert all("{safe}" not in template for template in templates)
+    assert templates[0].startswith('<img src="@{thumb}"')
+    assert templates[1:] == ["@{color}", "@{t0}", "@{row}"]
+
+
+def test_inspect_element_carries_one_row_or_none():
+    tips = plots.tooltips("label", [], with_image=True)
+    fields = [plots.ROW, plots.COLOR, plots.THUMB]
+    empty = plots.inspect_element(None, fields, tips)
+    assert len(empty) == 0 and empty.vdims[0].name == plots.ROW
+    record = {plots.X: 1.0, plots.Y: 2.0, plots.ROW: 7, plots.COLOR: "a",
+              plots.THUMB: plots.BLANK_IMAGE}
+    one = plots.inspect_element(record, fields, tips)
+    assert len(one) == 1 and one.dimension_values(plots.ROW)[0] == 7
+    root = pn.panel(one).get_root()
+    (hover,) = root.select({"type": HoverTool})
+    assert hover.tooltips == tips
+
+
+# -- hit testing --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cloud():
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-1, 1, 2000), rng.uniform(-1, 1, 2000)
+    return x, y, plots.PointIndex(x, y)
+
+
+def test_nearest_within_radius_only(cloud):
+    x, y, index = cloud
+    found = index.nearest(x[17] + 1e-4, y[17], 0.01, 0.01)
+    assert found == 17
+    assert index.nearest(5.0, 5.0, 0.1, 0.1) is None
+    assert index.nearest(float("nan"), 0.0, 0.1, 0.1) is None
+
+
+def test_box_matches_brute_force(cloud):
+    x, y, index = cloud
+    expected = np.flatnonzero((x >= -0.2) & (x <= 0.5) & (y >= -0.7) & (y <= 0.1))
+    np.testing.assert_array_equal(index.in_box(0.5, 0.1, -0.2, -0.7), expected)
+
+
+def test_lasso_triangle_matches_barycentric_test(cloud):
+    x, y, index = cloud
+    (ax, ay), (bx, by), (cx, cy) = (-0.8, -0.8), (0.9, -0.5), (0.0, 0.9)
+    det = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
+    l1 = ((by - cy) * (x - cx) + (cx - bx) * (y - cy)) / det
+    l2 = ((cy - ay) * (x - cx) + (ax - cx) * (y - cy)) / det
+    inside = (l1 > 0) & (l2 > 0) & (1 - l1 - l2 > 0)
+    got = index.in_polygon([ax, bx, cx], [ay, by, cy])
+    np.testing.assert_array_equal(got, np.flatnonzero(inside))
+    assert index.in_polygon([0, 1], [0, 1]).size == 0
+
+
+def test_point_index_rejects_mismatched_arrays():
+    with pytest.raises(ValueError, match="equal length"):
+        plots.PointIndex(np.zeros(3), np.zeros(4))
+
+
+def test_frame_of_many_points_is_a_plain_numeric_frame():
+    frame, _ = _frame(n=1000)
+    assert frame[plots.X].dtype.kind == "f" and frame[plots.ROW].dtype == np.int64
+    assert isinstance(frame[plots.COLOR].dtype, pd.CategoricalDtype)
