@@ -112,9 +112,9 @@ class ProjectorApp(pn.viewable.Viewer):
             self.max_upload_bytes = max_upload_bytes()
         self.projector = Projector(ProjectorState())
         self._options = source_options()
-        self._source = pn.widgets.Select(name="Table", options=list(self._options),
+        self._source = pn.widgets.Select(label="Table", options=list(self._options),
                                          sizing_mode="stretch_width")
-        self._refresh = pn.widgets.Button(name="↻ Refresh list", button_type="light",
+        self._refresh = pn.widgets.Button(label="↻ Refresh list", color="light",
                                           sizing_mode="stretch_width")
         self._refresh.on_click(self._on_refresh)
         megabytes = max(1, self.max_upload_bytes // 2**20)

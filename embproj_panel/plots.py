@@ -60,6 +60,14 @@ SINGLE_COLOR = "#1f77b4"
 BLANK_IMAGE = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
 
+def _holoviews() -> Any:
+    """HoloViews with its Bokeh backend loaded (``.opts`` needs a backend to validate)."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401 - registers the backend's options
+
+    return hv
+
+
 def categorical_palette(n: int) -> list[str]:
     """``n`` distinguishable hex colours (``n <= MAX_COLORS``).
 
@@ -262,7 +270,7 @@ def points_element(
     -------
     holoviews.Points
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     vdims = [ROW] + ([COLOR] if COLOR in frame else [])
     points = hv.Points(frame, kdims=[X, Y], vdims=vdims)
@@ -320,7 +328,7 @@ def legend_overlay(color: ColorMapping) -> Any:
     holoviews.NdOverlay or None
         None unless ``color`` is categorical.
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     if color.kind != "categorical":
         return None
@@ -341,6 +349,7 @@ def raster_element(
     alpha: float = 1.0,
     spread: int = 2,
     axis_label: str = "",
+    extent: tuple[float, float, float, float] | None = None,
 ) -> Any:
     """Datashade ``points`` (an ``hv.Points`` or a DynamicMap of them) as a spread raster.
 
@@ -360,6 +369,12 @@ def raster_element(
         Global alpha of the raster (the selection view dims the full raster).
     spread
         Maximum pixels ``dynspread`` grows isolated points by.
+    axis_label
+        Prefix of the axis labels.
+    extent
+        ``(x0, y0, x1, y1)`` to aggregate over until the plot reports its ranges; needed
+        when ``points`` may hold no finite point (the selection layer), whose own extent is
+        undefined.
 
     Returns
     -------
@@ -378,7 +393,11 @@ def raster_element(
     else:
         aggregator = ds.count()
         opts.update(cmap=colormap, cnorm="eq_hist")
-    raster = rasterize(points, aggregator=aggregator, dynamic=True)
+    ranges = {}
+    if extent is not None:
+        x0, y0, x1, y1 = extent
+        ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
+    raster = rasterize(points, aggregator=aggregator, dynamic=True, **ranges)
     return dynspread(raster, threshold=0.5, max_px=int(spread)).opts(**opts)
 
 
@@ -443,7 +462,7 @@ def inspect_element(
     point_size
         Size of the scatter's points; the ring is drawn a little larger.
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     vdims = [ROW, *[name for name in fields if name != ROW]]
     if record is None:

@@ -222,9 +222,9 @@ class Projector(pn.viewable.Viewer):
         self._filter.param.watch(self._fill_thumbnails, ["rows", "mode"])
         self._table_mode = pn.widgets.RadioButtonGroup.from_param(
             self.param.table_mode, options={"Show selection": "selection", "Show all": "all"},
-            button_type="default", button_style="outline", margin=(5, 10), width=230,
+            color="default", variant="outline", margin=(5, 10), width=230,
         )
-        self._clear = pn.widgets.Button(name="Clear selection", button_type="light",
+        self._clear = pn.widgets.Button(label="Clear selection", color="light",
                                         margin=(5, 5), disabled=True, width=180)
         self._clear.on_click(lambda event: self.state.select([]))
         self._export_rows = pn.widgets.Select(
@@ -233,11 +233,11 @@ class Projector(pn.viewable.Viewer):
         )
         self._csv = pn.widgets.FileDownload(
             callback=self._export_csv, filename="embproj-selection.csv", label="CSV",
-            button_type="default", button_style="outline", width=80, margin=(5, 5),
+            color="default", variant="outline", width=80, margin=(5, 5),
         )
         self._parquet = pn.widgets.FileDownload(
             callback=self._export_parquet, filename="embproj-selection.parquet",
-            label="Parquet", button_type="default", button_style="outline", width=90,
+            label="Parquet", color="default", variant="outline", width=90,
             margin=(5, 5),
         )
         self._export_rows.param.watch(self._on_export_rows, "value")
@@ -247,33 +247,33 @@ class Projector(pn.viewable.Viewer):
         state = self.state
         p = state.param
         embedding = pn.widgets.MultiSelect.from_param(
-            p.embedding_columns, name="Embedding columns", size=6, sizing_mode="stretch_width"
+            p.embedding_columns, label="Embedding columns", size=6, sizing_mode="stretch_width"
         )
-        color = pn.widgets.Select.from_param(p.color_by, name="Color by",
+        color = pn.widgets.Select.from_param(p.color_by, label="Color by",
                                              sizing_mode="stretch_width")
-        hover = pn.widgets.Select.from_param(p.hover_image, name="Hover image",
+        hover = pn.widgets.Select.from_param(p.hover_image, label="Hover image",
                                              sizing_mode="stretch_width")
         tooltip = pn.widgets.MultiChoice.from_param(
-            p.tooltip_columns, name="Tooltip columns", sizing_mode="stretch_width"
+            p.tooltip_columns, label="Tooltip columns", sizing_mode="stretch_width"
         )
         method = pn.widgets.RadioButtonGroup.from_param(
             p.method, options={cls.label: name for name, cls in REDUCERS.items()},
-            sizing_mode="stretch_width", button_type="primary", button_style="outline",
+            sizing_mode="stretch_width", color="primary", variant="outline",
         )
         self._method_settings = {
             name: self._method_panel(settings) for name, settings in state.settings.items()
         }
         self._method_holder = pn.Column(self._method_settings[state.method],
                                         sizing_mode="stretch_width", margin=0)
-        auto = pn.widgets.Checkbox.from_param(p.auto_compute, name="Recompute on every change")
+        auto = pn.widgets.Checkbox.from_param(p.auto_compute, label="Recompute on every change")
         self._compute = pn.widgets.Button.from_param(
-            p.compute, name="Compute", button_type="primary", sizing_mode="stretch_width"
+            p.compute, label="Compute", color="primary", sizing_mode="stretch_width"
         )
-        size = pn.widgets.FloatSlider.from_param(p.point_size, name="Point size",
+        size = pn.widgets.FloatSlider.from_param(p.point_size, label="Point size",
                                                  sizing_mode="stretch_width")
-        alpha = pn.widgets.FloatSlider.from_param(p.alpha, name="Opacity",
+        alpha = pn.widgets.FloatSlider.from_param(p.alpha, label="Opacity",
                                                   sizing_mode="stretch_width")
-        colormap = pn.widgets.Select.from_param(p.colormap, name="Colormap (numeric colour)",
+        colormap = pn.widgets.Select.from_param(p.colormap, label="Colormap (numeric colour)",
                                                 sizing_mode="stretch_width")
         section = {"styles": {"font-weight": "600"}, "margin": (10, 10, 0, 10)}
         return pn.Column(
@@ -300,9 +300,9 @@ class Projector(pn.viewable.Viewer):
                 continue
             label = name.replace("_", " ")
             if isinstance(parameter, param.Boolean):
-                widgets[name] = {"type": pn.widgets.Checkbox, "name": label}
+                widgets[name] = {"type": pn.widgets.Checkbox, "label": label}
             elif isinstance(parameter, param.Selector):
-                widgets[name] = {"type": pn.widgets.Select, "name": label}
+                widgets[name] = {"type": pn.widgets.Select, "label": label}
             elif isinstance(parameter, param.Number):
                 is_int = isinstance(parameter, param.Integer)
                 low, high = parameter.bounds or (None, None)
@@ -314,11 +314,11 @@ class Projector(pn.viewable.Viewer):
                     # None stands for "auto"/"never"/"draw a seed": an input box can be empty,
                     # a slider cannot.
                     kind = pn.widgets.IntInput if is_int else pn.widgets.FloatInput
-                    widgets[name] = {"type": kind, "name": label, "placeholder": "auto"}
+                    widgets[name] = {"type": kind, "label": label, "placeholder": "auto"}
                 else:
                     kind = pn.widgets.IntSlider if is_int else pn.widgets.FloatSlider
                     # Act on release: a drag must not start a projection per pixel.
-                    widgets[name] = {"type": kind, "name": label, "throttled": True}
+                    widgets[name] = {"type": kind, "label": label, "throttled": True}
         return pn.Param(
             settings, parameters=list(widgets), widgets=widgets, show_name=False,
             sizing_mode="stretch_width", default_layout=pn.Column, margin=0,
@@ -368,7 +368,7 @@ class Projector(pn.viewable.Viewer):
             self._plot.loading = state.busy
             self._status.object = _escaped(state.status)
             self._alert.param.update(object=_escaped(state.error), visible=bool(state.error))
-            self._compute.button_type = "warning" if state.stale else "primary"
+            self._compute.color = "warning" if state.stale else "primary"
 
     # -- the scatter --------------------------------------------------------------------------
     def _structure_key(self) -> tuple | None:
@@ -421,6 +421,7 @@ class Projector(pn.viewable.Viewer):
         state = self.state
         self._data_events = hv.streams.Counter()
         self._selection_events = hv.streams.Counter()
+        self._plot_streams: list[Any] = []  # the interaction streams of the current plot
         label = REDUCERS[state.projection.method].label if state.projection else ""
         if raster:
             main = self._raster_layers(label)
@@ -431,9 +432,11 @@ class Projector(pn.viewable.Viewer):
             layers = [source]
             selection = hv.streams.Selection1D(source=source)
             selection.add_subscriber(self._on_plot_positions)
+            self._plot_streams.append(selection)
         pointer = hv.streams.PointerXY(x=None, y=None, source=source)
-        self._range_stream = hv.streams.RangeXY(source=source)
-        self._range_stream.add_subscriber(self._on_ranges)
+        ranges_stream = hv.streams.RangeXY(source=source)
+        ranges_stream.add_subscriber(self._on_ranges)
+        self._plot_streams.extend([pointer, ranges_stream])
         inspect = hv.DynamicMap(self._inspect, streams=[pointer])
         overlay = functools.reduce(operator.mul, [*layers, inspect])
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
@@ -451,8 +454,11 @@ class Projector(pn.viewable.Viewer):
         base = plots.raster_element(everything, color, colormap=state.colormap,
                                     alpha=state.alpha, spread=spread, axis_label=label)
         chosen = hv.DynamicMap(self._selected_points, streams=[self._selection_events])
+        frame = state.frame
+        extent = (float(frame[plots.X].min()), float(frame[plots.Y].min()),
+                  float(frame[plots.X].max()), float(frame[plots.Y].max()))
         highlight = plots.raster_element(chosen, color, colormap=state.colormap, alpha=1.0,
-                                         spread=spread, axis_label=label)
+                                         spread=spread, axis_label=label, extent=extent)
         # Selections on a raster are geometric: map them to rows here, on the server.
         box = hv.streams.BoundsXY(source=base)
         box.add_subscriber(self._on_box)
@@ -460,11 +466,11 @@ class Projector(pn.viewable.Viewer):
         lasso.add_subscriber(self._on_lasso)
         tap = hv.streams.Tap(source=base)
         tap.add_subscriber(self._on_tap)
+        self._plot_streams.extend([box, lasso, tap])
         layers = [base, highlight]
         legend = plots.legend_overlay(color)
         if legend is not None:
             layers.append(legend)
-        self._base_raster = base
         return tuple(layers)
 
     def _points(self, counter: int = 0) -> Any:
@@ -509,7 +515,13 @@ class Projector(pn.viewable.Viewer):
         positions = state.positions_of(state.selection)
         vdims = [c for c in (plots.ROW, plots.COLOR) if c in frame]
         # iloc keeps the categorical's categories: the highlight uses the same colour key.
-        return hv.Points(frame.iloc[positions], kdims=[plots.X, plots.Y], vdims=vdims)
+        chosen = frame.iloc[positions]
+        if not len(chosen):
+            # HoloViews rasterizes an *empty* element to a single-layer image, which a
+            # per-category colour key cannot colour; one point at NaN (which Datashader
+            # skips) keeps every category layer, all empty.
+            chosen = frame.iloc[:1].assign(**{plots.X: np.nan, plots.Y: np.nan})
+        return hv.Points(chosen, kdims=[plots.X, plots.Y], vdims=vdims)
 
     def _on_style(self, *events: Any) -> None:
         if self._structure is None:
@@ -627,7 +639,7 @@ class Projector(pn.viewable.Viewer):
                     self._data_events.event()
             count = len(selection)
             self._clear.param.update(
-                name=f"Clear selection ({count:,})" if count else "Clear selection",
+                label=f"Clear selection ({count:,})" if count else "Clear selection",
                 disabled=not count,
             )
 

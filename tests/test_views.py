@@ -1,0 +1,275 @@
+"""The Projector viewer through its Bokeh models: sources, selection sync, hover, table, export.
+
+HoloViews' server-side stream callbacks schedule coroutines, so every test that updates a
+rendered plot runs inside an asyncio loop (as a notebook kernel or ``panel serve`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+from bokeh.models import GlyphRenderer, HoverTool, ImageStack, Plot, Scatter
+
+from embproj_panel import datasets, plots
+from embproj_panel.images import Image
+from embproj_panel.table import Table
+from embproj_panel.views import MAX_DOWNLOAD_BYTES, Projector, as_table
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportWarning")
+
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+
+def in_loop(test):
+    """Run a synchronous test body inside a running asyncio loop."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        async def body():
+            return test(*args, **kwargs)
+
+        return asyncio.run(body())
+
+    return wrapper
+
+
+@pytest.fixture(scope="module")
+def digits() -> Table:
+    return datasets.digits()
+
+
+def projector(source, **settings) -> Projector:
+    view = Projector(source, **settings)
+    view.state.wait(timeout=120)
+    return view
+
+
+def scatter_renderers(root):
+    return [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, Scatter)]
+
+
+def main_scatter(root):
+    """The renderer of the projected points (the largest scatter)."""
+    return max(scatter_renderers(root), key=lambda r: len(r.data_source.data.get("x", [])))
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+def test_sources_table_frame_array_and_logged_table(digits):
+    import embproj_panel as ep
+
+    assert as_table(digits) is digits
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.5]})
+    assert as_table(frame).columns == ["a", "b"]
+    array = as_table(np.arange(12, dtype=float).reshape(4, 3))
+    assert array.column_types == {"embedding": "vector"} and len(array) == 4
+    run = ep.init(project="demo", name="r1")
+    ep.log({"tiny": frame})
+    run.finish()
+    assert len(as_table(("demo", "r1", "tiny"))) == 3
+    with pytest.raises(TypeError, match="source must be"):
+        as_table("digits")
+    with pytest.raises(TypeError, match="2-D numeric"):
+        as_table(np.zeros(3))
+
+
+def test_settings_reach_the_state(digits):
+    view = projector(digits, color_by="pixel_3_3", point_size=9, page_size=25)
+    assert view.state.color.kind == "numeric" and view.state.point_size == 9
+    assert view._table.page_size == 25
+
+
+# -- the scatter --------------------------------------------------------------------------------
+
+
+@in_loop
+def test_model_has_points_and_an_image_tooltip_but_no_images_inline(digits):
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    points = main_scatter(root)
+    assert len(points.data_source.data["x"]) == 1797
+    assert plots.THUMB not in points.data_source.data
+    (hover,) = root.select({"type": HoverTool})
+    assert hover.tooltips[0][1].startswith('<img src="@{thumb}"')
+    assert [label for label, _ in hover.tooltips[1:]] == ["target", "row"]
+
+
+@in_loop
+def test_hover_sends_the_hovered_row_only(digits):
+    view = projector(digits, tooltip_columns=["pixel_3_3"])
+    frame = view.state.frame
+    x, y = float(frame["x"].iat[5]), float(frame["y"].iat[5])
+    element = view._inspect(x, y)
+    assert len(element) == 1
+    row = int(element.dimension_values(plots.ROW)[0])
+    assert row == int(frame["row"].iat[5]) or np.hypot(
+        frame["x"].iat[row] - x, frame["y"].iat[row] - y
+    ) < 1e-6  # a point at the same spot may win the tie
+    assert element.dimension_values(plots.THUMB)[0].startswith("data:image/png;base64,")
+    assert element.dimension_values("t0")[0] == f"{digits.get_column('pixel_3_3')[row]:.6g}"
+    assert len(view._inspect(1e6, 1e6)) == 0  # nothing near: nothing sent
+
+
+@in_loop
+def test_python_selection_highlights_points_and_fills_the_table(digits):
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    view.selection = [3, 1, 2]
+    points = main_scatter(root)
+    assert sorted(points.data_source.selected.indices) == list(view.state.positions_of([1, 2, 3]))
+    assert view._table.selection == [1, 2, 3]
+    assert sorted(view._table.current_view.index) == [1, 2, 3]  # "show selection"
+    view.table_mode = "all"
+    assert len(view._table.current_view) == 1797
+
+
+@in_loop
+def test_plot_selection_reaches_state_and_table(digits):
+    view = projector(digits)
+    pn.panel(view).get_root()
+    (stream,) = [s for s in _streams(view) if isinstance(s, hv.streams.Selection1D)]
+    stream.event(index=[0, 1, 2])
+    rows = sorted(view.state.rows_of([0, 1, 2]).tolist())
+    assert view.state.selection == rows and view._table.selection == rows
+
+
+@in_loop
+def test_table_click_selects_without_changing_the_listed_rows(digits):
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    view.selection = [10, 11, 12]
+    view._table.selection = [11]
+    assert view.state.selection == [11]
+    assert sorted(view._table.current_view.index) == [10, 11, 12]
+    points = main_scatter(root)
+    assert points.data_source.selected.indices == list(view.state.positions_of([11]))
+
+
+@in_loop
+def test_restyle_keeps_the_plot_and_its_data(digits):
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    plot_object = view._plot.object
+    points = main_scatter(root)
+    source_data = points.data_source.data
+    view.state.param.update(point_size=11, alpha=0.5)
+    assert view._plot.object is plot_object  # not rebuilt: the zoom stays
+    assert points.glyph.size == 11 and points.data_source.data is source_data
+
+
+@in_loop
+def test_colour_change_rebuilds_with_the_current_zoom(digits):
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    view._on_ranges(x_range=(-5.0, 5.0), y_range=(-4.0, 4.0))  # as the browser reports a zoom
+    view.state.color_by = "pixel_3_3"
+    (figure,) = [f for f in root.select({"type": Plot}) if f.renderers]
+    assert (figure.x_range.start, figure.x_range.end) == (-5.0, 5.0)
+    assert (figure.y_range.start, figure.y_range.end) == (-4.0, 4.0)
+    assert main_scatter(root).glyph.fill_color["transform"].palette  # now a colormap
+
+
+@in_loop
+def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
+    view = projector(digits, datashade_threshold=1000)
+    root = pn.panel(view).get_root()
+    stacks = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, ImageStack)]
+    assert stacks, "the points should be rasterized"
+    assert all(len(r.data_source.data.get("x", [])) <= 1 for r in scatter_renderers(root))
+    assert "drawn with Datashader" in view.state.status
+    frame = view.state.frame
+    box = next(s for s in _streams(view) if isinstance(s, hv.streams.BoundsXY))
+    box.event(bounds=(-5.0, -5.0, 5.0, 5.0))
+    inside = (frame.x.between(-5, 5) & frame.y.between(-5, 5)).to_numpy()
+    assert view.state.selection == sorted(frame.row[inside].tolist())
+    lasso = next(s for s in _streams(view) if isinstance(s, hv.streams.Lasso))
+    lasso.event(geometry=np.array([[-5.0, -5.0], [5.0, -5.0], [5.0, 5.0], [-5.0, 5.0]]))
+    assert view.state.selection == sorted(frame.row[inside].tolist())
+
+
+def _streams(view: Projector) -> list:
+    return list(view._plot_streams)
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def hostile_table() -> Table:
+    rng = np.random.default_rng(0)
+    images = np.empty(30, dtype=object)
+    images[:] = [Image(rng.random((4, 4))) for _ in range(30)]
+    return Table(dataframe=pd.DataFrame({
+        HOSTILE: np.array([HOSTILE, "b", "c"] * 10, dtype=object),
+        "emb": list(rng.normal(size=(30, 4))),
+        "picture": images,
+    }))
+
+
+def test_table_sends_no_vectors_and_escapes_titles():
+    view = projector(hostile_table())
+    value = view._table.value
+    assert list(value.columns) == [plots.THUMB, "c0"]  # no "emb" vector, no raw images
+    assert view._table.titles["c0"] == "&lt;img src=x onerror=window.__xss=1&gt;"
+    assert view.state.color_by == HOSTILE
+    assert view.state.color.color_key.keys() >= {HOSTILE, "b", "c"}
+
+
+def test_thumbnails_are_made_for_the_visible_page_only(digits):
+    view = projector(digits, page_size=7)
+    made = view._table.value[plots.THUMB] != plots.BLANK_IMAGE
+    assert made.sum() == 7 and made.iloc[:7].all()
+    view._table.page = 3
+    made = view._table.value[plots.THUMB] != plots.BLANK_IMAGE
+    assert made.sum() == 14 and made.iloc[14:21].all()
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def test_downloads_of_the_selection(digits):
+    view = projector(digits)
+    view.selection = [2, 7]
+    csv = view._export_csv().getvalue().decode()
+    assert csv.splitlines()[0].startswith("row,x,y,target")
+    assert len(csv.splitlines()) == 3
+    parquet = pd.read_parquet(io.BytesIO(view._export_parquet().getvalue()))
+    assert list(parquet["row"] if "row" in parquet else parquet.index) == [2, 7]
+    view._export_rows.value = "all"
+    assert view._csv.filename == "embproj-all.csv"
+    assert len(view._export_csv().getvalue().decode().splitlines()) == 1798
+
+
+def test_oversized_download_is_refused_with_a_message(digits, monkeypatch):
+    import embproj_panel.views as views
+
+    view = projector(digits)
+    monkeypatch.setattr(views, "MAX_DOWNLOAD_BYTES", 100)
+    view._export_rows.value = "all"
+    assert view._export_csv() is None
+    assert view._alert.visible and "selected_dataframe" in view._alert.object
+    assert MAX_DOWNLOAD_BYTES > 2**20
+
+
+def test_error_and_status_are_escaped(digits):
+    view = projector(hostile_table())
+    view.state.embedding_columns = []
+    assert view._alert.visible and "&lt;" not in view.state.error
+    view.state.embedding_columns = ["emb"]
+    view.state.wait()
+    assert HOSTILE in view.state.status or "30 of 30 rows" in view.state.status
+    assert "<img" not in view._status.object
+
+
+def test_selected_dataframe_delegates_to_the_state(digits):
+    view = projector(digits)
+    view.selection = [0]
+    assert view.selected_dataframe.index.tolist() == [0]
+    assert view.selection == [0]
