@@ -371,7 +371,8 @@ def _update_range(sources, start, stop, ok, col_min, col_max) -> None:
         block = s.values[start:stop]
         if not ok.all():
             block = block[ok]
-        block = block.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, reported by caller
+            block = block.astype(np.float32, copy=False)
         np.minimum(col_min[offset:offset + d], block.min(axis=0), out=col_min[offset:offset + d])
         np.maximum(col_max[offset:offset + d], block.max(axis=0), out=col_max[offset:offset + d])
         offset += d

@@ -815,7 +815,8 @@ def _pca_covariance(X, top, standardize, report):
     mean = shift + centre
     scale = np.ones(d)
     if standardize:
-        std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        # Population standard deviation, as scikit-learn's StandardScaler.
+        std = np.sqrt(np.clip(np.diag(cov) * (max(n - 1, 1) / n), 0.0, None))
         scale = np.where(std > 0, std, 1.0)
         cov = cov / np.outer(scale, scale)
     values, vectors = np.linalg.eigh(cov)
