@@ -24,6 +24,7 @@ Bokeh HTML-escapes; no template here uses ``{safe}``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -91,14 +92,18 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
 def _natural_key(label: str) -> tuple:
-    # "2" before "10", numbers before words, the missing marker last.
+    # "2" before "10" and "c2" before "c10"; numbers before words; the missing marker last.
     if label == MISSING_LABEL:
-        return (2, 0.0, label)
+        return (2, 0.0, ())
     try:
-        return (0, float(label), label)
+        return (0, float(label), ())
     except ValueError:
-        return (1, 0.0, label)
+        parts = _DIGITS.split(label)
+        return (1, 0.0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
 
 
 @dataclass(frozen=True)
@@ -332,11 +337,17 @@ def legend_overlay(color: ColorMapping) -> Any:
 
     if color.kind != "categorical":
         return None
+    # One point at NaN per category: never drawn, but it gives the legend its swatch (an
+    # element without data gets a label and no swatch).
     layers = {
-        label: hv.Points([], kdims=[X, Y], label=label).opts(color=hex_color, size=8)
+        label: hv.Points([(np.nan, np.nan)], kdims=[X, Y], label=label).opts(
+            color=hex_color, size=8
+        )
         for label, hex_color in color.color_key.items()
     }
-    return hv.NdOverlay(layers, kdims=["category"]).opts(
+    # The legend's title is the column name, drawn on the canvas as text.
+    title = hv.Dimension("category", label=str(color.column))
+    return hv.NdOverlay(layers, kdims=[title], sort=False).opts(
         legend_position="right", legend_cols=_legend_columns(len(layers))
     )
 
@@ -345,7 +356,7 @@ def raster_element(
     points: Any,
     color: ColorMapping,
     *,
-    colormap: str = "viridis",
+    colormap: str | list[str] = "viridis",
     alpha: float = 1.0,
     spread: int = 2,
     axis_label: str = "",

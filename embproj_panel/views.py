@@ -108,6 +108,16 @@ def _cell_text(value: Any) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+class _RasterFlags(param.Parameterized):
+    """Which raster layers are shown: they follow the selection without a re-render."""
+
+    selected = param.Boolean(default=False, doc="""
+        Whether rows are selected: then every row is drawn grey and the selected rows in
+        their colours on top, else every row in its colour.""")
+
+    unselected = param.Boolean(default=True, doc="The negation of ``selected``.")
+
+
 class _TableFilter(param.Parameterized):
     """What the table lists: every row, or the rows of the last plot/Python selection."""
 
@@ -168,6 +178,7 @@ class Projector(pn.viewable.Viewer):
         self._origin: str | None = None
         self._thumbs: np.ndarray | None = None
         self._filter = _TableFilter(mode=self.table_mode)
+        self._raster_flags = _RasterFlags()
         self._build()
         state.param.watch(self._on_frame, ["frame", "color", "tooltip_columns", "hover_image",
                                            "datashade_threshold"])
@@ -384,24 +395,26 @@ class Projector(pn.viewable.Viewer):
 
     def _on_frame(self, *events: Any) -> None:
         key = self._structure_key()
-        if key == self._structure:
-            return
-        same_coordinates = (
-            self._structure is not None and key is not None
-            and self._projection_id == id(self.state.projection)
-        )
+        if key != self._structure:
+            self._rebuild(key)
+
+    def _rebuild(self, key: tuple | None) -> None:
+        """Replace the plot; keep the zoom if the coordinates are the same as before."""
+        projection = self.state.projection
+        same_coordinates = key is not None and self._shown_projection is projection
         self._structure = key
-        self._projection_id = id(self.state.projection)
         if key is None:
             self._plot.object = None
-            self._index = None
+            self._index, self._shown_projection = None, None
             return
-        frame = self.state.frame
-        self._index = plots.PointIndex(frame[plots.X].to_numpy(), frame[plots.Y].to_numpy())
-        ranges = self._ranges if same_coordinates else None
-        self._plot.object = self._build_plot(raster=key[1], ranges=ranges)
+        if not same_coordinates:
+            frame = self.state.frame
+            self._index = plots.PointIndex(frame[plots.X].to_numpy(), frame[plots.Y].to_numpy())
+            self._shown_projection = projection
+            self._ranges = None
+        self._plot.object = self._build_plot(raster=key[1], ranges=self._ranges)
 
-    _projection_id: int | None = None
+    _shown_projection: Any = None
 
     def _tooltip_fields(self) -> tuple[list[str], list[tuple[str, str]]]:
         state = self.state
@@ -451,14 +464,27 @@ class Projector(pn.viewable.Viewer):
         color = state.color
         everything = hv.DynamicMap(self._raster_points, streams=[self._data_events])
         spread = max(1, int(state.point_size // 2))
+        self._update_raster_flags()
+        flags = self._raster_flags
+        # Three layers whose visibility follows the selection (HoloViews updates a raster's
+        # ``visible`` in place, not its alpha): every row in colour; or every row in grey
+        # with the selected rows in colour on top, as linked brushing looks with glyphs.
         base = plots.raster_element(everything, color, colormap=state.colormap,
-                                    alpha=state.alpha, spread=spread, axis_label=label)
+                                    spread=spread, axis_label=label, alpha=state.alpha)
+        base = base.opts(tools=["box_select", "lasso_select", "tap"]).apply.opts(
+            visible=flags.param.unselected
+        )
+        grey = plots.raster_element(everything, plots.ColorMapping("none"),
+                                    colormap=["#e6e6e6", "#9a9a9a"], spread=spread,
+                                    axis_label=label, alpha=state.alpha)
+        grey = grey.apply.opts(visible=flags.param.selected)
         chosen = hv.DynamicMap(self._selected_points, streams=[self._selection_events])
         frame = state.frame
         extent = (float(frame[plots.X].min()), float(frame[plots.Y].min()),
                   float(frame[plots.X].max()), float(frame[plots.Y].max()))
-        highlight = plots.raster_element(chosen, color, colormap=state.colormap, alpha=1.0,
+        highlight = plots.raster_element(chosen, color, colormap=state.colormap,
                                          spread=spread, axis_label=label, extent=extent)
+        highlight = highlight.apply.opts(visible=flags.param.selected)
         # Selections on a raster are geometric: map them to rows here, on the server.
         box = hv.streams.BoundsXY(source=base)
         box.add_subscriber(self._on_box)
@@ -467,11 +493,15 @@ class Projector(pn.viewable.Viewer):
         tap = hv.streams.Tap(source=base)
         tap.add_subscriber(self._on_tap)
         self._plot_streams.extend([box, lasso, tap])
-        layers = [base, highlight]
+        layers = [base, grey, highlight]
         legend = plots.legend_overlay(color)
         if legend is not None:
             layers.append(legend)
         return tuple(layers)
+
+    def _update_raster_flags(self) -> None:
+        selected = bool(self.state.selection)
+        self._raster_flags.param.update(selected=selected, unselected=not selected)
 
     def _points(self, counter: int = 0) -> Any:
         """The glyph scatter; re-run for style and selection, with the same data object."""
@@ -527,9 +557,8 @@ class Projector(pn.viewable.Viewer):
         if self._structure is None:
             return
         if self._structure[1]:
-            # Raster style lives in the operation's options: rebuild, keeping the zoom.
-            self._structure = None
-            self._on_frame()
+            # Raster style lives in the operations' options: rebuild, keeping the zoom.
+            self._rebuild(self._structure)
         else:
             self._data_events.event()
 
@@ -634,7 +663,9 @@ class Projector(pn.viewable.Viewer):
                     self._origin_table_sync = False
             if self._structure is not None:
                 if self._structure[1]:
-                    self._selection_events.event()
+                    self._update_raster_flags()
+                    if selection:
+                        self._selection_events.event()
                 else:
                     self._data_events.event()
             count = len(selection)
