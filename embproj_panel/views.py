@@ -675,6 +675,7 @@ class Projector(pn.viewable.Viewer):
             )
 
     _origin_table_sync = False
+    _table_of: Table | None = None
 
     def _on_table_selection(self, event: param.parameterized.Event) -> None:
         if self._origin_table_sync:
@@ -702,6 +703,7 @@ class Projector(pn.viewable.Viewer):
         state = self.state
         table = state.table
         self._thumbs = None
+        self._table_of = table  # the table the Tabulator's frame was built from
         if table is None:
             self._table.value = None
             return
@@ -738,8 +740,8 @@ class Projector(pn.viewable.Viewer):
 
     def _on_hover_image(self, *events: Any) -> None:
         table = self.state.table
-        if table is None or self._thumbs is None:
-            return
+        if table is None or self._thumbs is None or table is not self._table_of:
+            return  # a new table: _on_table makes its own thumbnails
         self._thumbs[:] = False
         column = self.state.hover_image
         if column is not None:
@@ -749,7 +751,7 @@ class Projector(pn.viewable.Viewer):
     def _fill_thumbnails(self, *events: Any) -> None:
         """Make the thumbnails of the rows on the visible page (and only those)."""
         table, value = self.state.table, self._table.value
-        if table is None or value is None or self._thumbs is None:
+        if table is None or value is None or self._thumbs is None or table is not self._table_of:
             return
         view = self._table.current_view
         if view is None:
