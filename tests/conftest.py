@@ -28,12 +28,9 @@ def isolated_store(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def numba_warm():
     """Compile umap-learn's numba code once per test session, not once per test."""
-    import numpy as np
-    import umap
+    import embproj_panel as ep
 
-    data = np.random.default_rng(0).normal(size=(60, 5)).astype("float32")
-    umap.UMAP(n_neighbors=5, n_epochs=20, random_state=0).fit_transform(data)
-    return True
+    return ep.warm_up(background=False).result()
 
 
 @pytest.fixture(autouse=True)

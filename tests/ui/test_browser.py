@@ -1,0 +1,265 @@
+"""The app in a real browser: load, hover, box select, table clicks, UMAP, hostile labels.
+
+Points are located through BokehJS itself (the plot view's scales turn data coordinates into
+pixels), so the tests hover and drag exactly where a person would.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import embproj_panel as ep
+
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+# The scatter's plot view, its glyph renderers' data, and a data -> page-pixel mapping.
+PLOT_JS = """
+() => {
+  const views = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range);
+  if (!views.length) return null;
+  const pv = views[0];
+  const rect = pv.el.getBoundingClientRect();
+  const sources = pv.model.renderers
+    .filter(r => r.data_source && r.data_source.data.x)
+    .map(r => ({n: r.data_source.data.x.length,
+                x: Array.from(r.data_source.data.x).slice(0, 5000),
+                y: Array.from(r.data_source.data.y).slice(0, 5000),
+                selected: Array.from(r.data_source.selected.indices)}));
+  const f = pv.frame.bbox;
+  return {left: rect.left, top: rect.top, frame: [f.left, f.top, f.width, f.height],
+          x_range: [pv.model.x_range.start, pv.model.x_range.end],
+          y_range: [pv.model.y_range.start, pv.model.y_range.end], sources};
+}
+"""
+TO_SCREEN_JS = """
+([x, y]) => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  const rect = pv.el.getBoundingClientRect();
+  return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
+}
+"""
+
+
+def plot_state(page, timeout: float = 60_000) -> dict:
+    page.wait_for_function(
+        "() => [...Bokeh.index.all_views()].some(v => v.frame && v.model.x_range"
+        " && v.model.renderers.length)",
+        timeout=timeout,
+    )
+    return page.evaluate(PLOT_JS)
+
+
+def open_app(page, url: str, query: str = "") -> dict:
+    page.goto(url + query)
+    page.wait_for_selector("text=/rows · PCA/", timeout=60_000)
+    return plot_state(page)
+
+
+def to_screen(page, x: float, y: float) -> tuple[float, float]:
+    sx, sy = page.evaluate(TO_SCREEN_JS, [float(x), float(y)])
+    return sx, sy
+
+
+def tooltip(page):
+    return page.locator(".bk-Tooltip, .bk-tooltip").filter(has=page.locator("img"))
+
+
+def activate_tool(page, icon: str) -> None:
+    page.locator(f".bk-tool-icon-{icon}").first.click()
+
+
+def box_select(page, frame_fraction=(0.3, 0.3, 0.7, 0.7)) -> None:
+    """Drag a box over the middle of the plot frame with the box-select tool."""
+    state = page.evaluate(PLOT_JS)
+    left, top, width, height = state["frame"]
+    x0 = state["left"] + left + frame_fraction[0] * width
+    y0 = state["top"] + top + frame_fraction[1] * height
+    x1 = state["left"] + left + frame_fraction[2] * width
+    y1 = state["top"] + top + frame_fraction[3] * height
+    activate_tool(page, "box-select")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+
+
+def table_row_ids(page) -> list[int]:
+    """The row positions the Tabulator shows on its current page (its first column)."""
+    cells = page.locator('.tabulator-row .tabulator-cell[tabulator-field="row"]')
+    return [int(text.strip()) for text in cells.all_inner_texts() if text.strip()]
+
+
+def densest_point(state: dict) -> tuple[float, float]:
+    """A drawn point with many neighbours: hovering it hits something for sure."""
+    xs = np.asarray(state["sources"][0]["x"])
+    ys = np.asarray(state["sources"][0]["y"])
+    distances = np.hypot(xs[:, None] - xs[None, :200], ys[:, None] - ys[None, :200])
+    best = int(np.argmax((distances < 0.05 * np.ptp(xs)).sum(axis=0)))
+    return xs[best], ys[best]
+
+
+def test_page_loads_with_the_digits_projection(served_app, page, screenshot):
+    state = open_app(page, served_app)
+    assert state["sources"][0]["n"] == 1797
+    assert page.get_by_text("1,797 of 1,797 rows").count() >= 1
+    assert page.locator(".tabulator-row").count() >= 5  # the table's first page
+    screenshot("loaded")
+    assert not page.js_errors, page.js_errors
+
+
+def test_hover_shows_the_rows_image(served_app, page, screenshot):
+    state = open_app(page, served_app)
+    x, y = densest_point(state)
+    sx, sy = to_screen(page, x, y)
+    for dx in (0, 1, -1, 2):  # a couple of pointer moves, as a person's hand makes
+        page.mouse.move(sx + dx, sy + dx)
+        page.wait_for_timeout(300)
+    tooltip(page).first.wait_for(state="visible", timeout=15_000)
+    img = tooltip(page).first.locator("img").first
+    assert img.get_attribute("src").startswith("data:image/png;base64,")
+    screenshot("hover")
+
+
+def test_box_select_fills_the_table_and_table_click_highlights(served_app, page, screenshot):
+    state = open_app(page, served_app)
+    box_select(page)
+    page.wait_for_function(
+        "() => [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0]"
+        ".model.renderers.some(r => r.data_source && r.data_source.selected.indices.length)",
+        timeout=15_000,
+    )
+    state = plot_state(page)
+    selected = set(next(s["selected"] for s in state["sources"] if s["selected"]))
+    assert 0 < len(selected) < 1797
+    # The page counts the selection, and the table lists exactly the selected rows.
+    page.get_by_role("button", name=f"Clear selection ({len(selected)})").wait_for(timeout=15_000)
+    page.get_by_role("button", name="Show selection").click()
+    page.wait_for_timeout(1000)
+    shown = table_row_ids(page)
+    assert shown and set(shown) <= selected
+    screenshot("box-selected")
+
+    # Clicking a table row selects just that row, and the plot highlights its point.
+    page.get_by_role("button", name="Show all").click()
+    page.wait_for_timeout(1000)
+    row = page.locator(".tabulator-row").nth(3)
+    row_id = int(row.locator('[tabulator-field="row"]').inner_text().strip())
+    row.locator(".tabulator-cell").nth(2).click()
+    page.wait_for_function(
+        """(row) => {
+          const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+          return pv.model.renderers.some(r => r.data_source && r.data_source.data.x &&
+            r.data_source.selected.indices.length === 1 &&
+            r.data_source.selected.indices[0] === row);
+        }""",
+        arg=row_id,
+        timeout=15_000,
+    )
+    screenshot("table-click")
+
+
+def test_switching_to_umap_shows_progress_then_new_coordinates(served_app, page, screenshot):
+    state = open_app(page, served_app)
+    pca_x = state["sources"][0]["x"][:50]
+    page.get_by_role("button", name="UMAP").click()
+    compute = page.get_by_role("button", name="Compute")
+    if compute.count():
+        compute.first.click()
+    page.wait_for_selector("text=/rows · UMAP/", timeout=180_000)
+    state = plot_state(page)
+    assert state["sources"][0]["n"] == 1797
+    assert not np.allclose(state["sources"][0]["x"][:50], pca_x)
+    screenshot("umap")
+
+
+def test_progress_is_visible_while_tsne_runs(served_app, page):
+    open_app(page, served_app)
+    page.get_by_role("button", name="t-SNE").click()
+    compute = page.get_by_role("button", name="Compute")
+    if compute.count():
+        compute.first.click()
+    # While openTSNE runs, the page shows a progress bar and stays responsive.
+    page.locator("progress").first.wait_for(state="visible", timeout=30_000)
+    assert page.get_by_role("button", name="PCA").is_enabled()
+    page.wait_for_selector("text=/rows · t-SNE/", timeout=180_000)
+
+
+def test_hostile_labels_and_column_names_are_text(served_app, ui_store, page, screenshot):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        HOSTILE: [HOSTILE, "plain"] * 20,
+        "x": rng.normal(size=40),
+        "y": rng.normal(size=40),
+        "note": [HOSTILE] * 40,
+    })
+    with ep.init(project="hostile", name="run1", dir=ui_store) as run:
+        run.log({"table1": frame})
+    page.add_init_script("window.__xss = undefined;")
+    state = open_app(page, served_app, "?project=hostile&run=run1&table=table1")
+    assert state["sources"][0]["n"] == 40
+    # The label and the column name show as literal text in the table, and nothing is injected.
+    page.locator(".tabulator-cell", has_text=HOSTILE).first.wait_for(timeout=15_000)
+    page.locator(".tabulator-col-title", has_text=HOSTILE).first.wait_for(timeout=15_000)
+    x, y = state["sources"][0]["x"][0], state["sources"][0]["y"][0]
+    sx, sy = to_screen(page, x, y)
+    page.mouse.move(sx, sy)
+    page.wait_for_timeout(1500)
+    screenshot("hostile")
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("img[src='x']").count() == 0
+
+
+@pytest.fixture(scope="module")
+def large_table(ui_store):
+    """200,000 rows in 20 clusters with an image column, logged to the app's store."""
+    rng = np.random.default_rng(1)
+    n, d = 200_000, 16
+    labels = rng.integers(0, 20, n)
+    centers = rng.normal(scale=6, size=(20, d)).astype(np.float32)
+    vectors = centers[labels] + rng.normal(size=(n, d)).astype(np.float32)
+    glyphs = [ep.Image(np.full((8, 8), i * 12, dtype=np.uint8)) for i in range(20)]
+    images = np.empty(n, dtype=object)
+    images[:] = [glyphs[i] for i in labels]
+    frame = pd.DataFrame({"embedding": list(vectors), "label": labels.astype(str), "image": images})
+    with ep.init(project="large", name="run1", dir=ui_store) as run:
+        run.log({"big": frame})
+    return "?project=large&run=run1&table=big"
+
+
+def test_two_hundred_thousand_rows_hover_and_select(served_app, large_table, ui_store, page,
+                                                     screenshot):
+    page.goto(served_app + large_table)
+    page.wait_for_selector("text=/200,000 of 200,000 rows · PCA/", timeout=120_000)
+    plot_state(page)
+    page.wait_for_timeout(2000)
+    screenshot("large-loaded")
+    # Hover the middle of a cluster: the server looks the nearest row up and sends its image.
+    projection = ep.project(ep.load_table("large", "run1", "big", dir=ui_store), "pca")
+    labels = ep.load_table("large", "run1", "big", dir=ui_store).get_column("label", "numpy")
+    cluster = projection.coords[labels[projection.rows] == "0"]
+    cx, cy = np.median(cluster, axis=0)
+    sx, sy = to_screen(page, cx, cy)
+    for dx in (0, 1, -1, 2):
+        page.mouse.move(sx + dx, sy + dx)
+        page.wait_for_timeout(500)
+    tooltip(page).first.wait_for(state="visible", timeout=20_000)
+    assert tooltip(page).first.locator("img").first.get_attribute("src").startswith("data:image/png")
+    screenshot("large-hover")
+    x0, y0 = to_screen(page, *(cluster.min(axis=0)))
+    x1, y1 = to_screen(page, *(cluster.max(axis=0)))
+    activate_tool(page, "box-select")
+    page.mouse.move(x0, y1)
+    page.mouse.down()
+    page.mouse.move(x1, y0, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name=re.compile(r"Clear selection \(\d")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Show selection").click()
+    page.wait_for_timeout(1500)
+    shown = table_row_ids(page)
+    assert shown and all(labels[row] == "0" for row in shown)
+    screenshot("large-selected")
