@@ -35,7 +35,7 @@ import param
 
 from embproj_panel import plots
 from embproj_panel.reducers import REDUCERS
-from embproj_panel.state import ProjectorState
+from embproj_panel.state import ProjectorState, column_labels
 from embproj_panel.table import Table
 
 __all__ = ["Projector", "as_table"]
@@ -44,8 +44,8 @@ __all__ = ["Projector", "as_table"]
 # message limit is 20 MB, and a bigger file would close the session.
 MAX_DOWNLOAD_BYTES = 12 * 2**20
 
-# Pointer radius for hover, as a fraction of the visible axis span (~8 px of a 650 px plot).
-_HOVER_RADIUS = 0.012
+# Hover and tap reach this many screen pixels beyond a point's radius.
+_HIT_PX = 4
 
 _TABLE_THUMB_PX = 40
 _TOOLTIP_THUMB_PX = 96
@@ -188,6 +188,8 @@ class Projector(pn.viewable.Viewer):
         state.param.watch(self._on_table, ["table"])
         state.param.watch(self._on_method, ["method"])
         state.param.watch(self._on_hover_image, ["hover_image"])
+        state.param.watch(self._sync_tooltip_choice, ["table", "tooltip_columns"])
+        self._sync_tooltip_choice()
         self._on_table()
         self._on_frame()
         self._on_progress()
@@ -264,9 +266,14 @@ class Projector(pn.viewable.Viewer):
                                              sizing_mode="stretch_width")
         hover = pn.widgets.Select.from_param(p.hover_image, label="Hover image",
                                              sizing_mode="stretch_width")
-        tooltip = pn.widgets.MultiChoice.from_param(
-            p.tooltip_columns, label="Tooltip columns", sizing_mode="stretch_width"
+        # Bokeh's MultiChoice (Choices.js) renders option labels as HTML, so it gets escaped
+        # labels and is linked to the state by hand instead of through from_param.
+        self._tooltip_choice = pn.widgets.MultiChoice(
+            label="Tooltip columns", options={}, sizing_mode="stretch_width",
+            placeholder="Columns shown on hover",
         )
+        self._tooltip_choice.param.watch(self._on_tooltip_choice, "value")
+        tooltip = self._tooltip_choice
         method = pn.widgets.RadioButtonGroup.from_param(
             p.method, options={cls.label: name for name, cls in REDUCERS.items()},
             sizing_mode="stretch_width", color="primary", variant="outline",
@@ -368,6 +375,17 @@ class Projector(pn.viewable.Viewer):
         return pn.Row(gear, self.main_panel, sizing_mode="stretch_width")
 
     # -- state -> widgets ---------------------------------------------------------------------
+    def _sync_tooltip_choice(self, *events: Any) -> None:
+        names = list(self.state.param.tooltip_columns.objects)
+        options = {_escaped(label): name for label, name in column_labels(names).items()}
+        self._tooltip_choice.param.update(options=options,
+                                          value=list(self.state.tooltip_columns))
+
+    def _on_tooltip_choice(self, event: Any) -> None:
+        value = list(event.new)
+        if value != list(self.state.tooltip_columns):
+            self.state.tooltip_columns = value
+
     def _on_method(self, *events: Any) -> None:
         self._method_holder.objects = [self._method_settings[self.state.method]]
 
@@ -449,7 +467,9 @@ class Projector(pn.viewable.Viewer):
         pointer = hv.streams.PointerXY(x=None, y=None, source=source)
         ranges_stream = hv.streams.RangeXY(source=source)
         ranges_stream.add_subscriber(self._on_ranges)
-        self._plot_streams.extend([pointer, ranges_stream])
+        size_stream = hv.streams.PlotSize(source=source)
+        size_stream.add_subscriber(self._on_plot_size)
+        self._plot_streams.extend([pointer, ranges_stream, size_stream])
         inspect = hv.DynamicMap(self._inspect, streams=[pointer])
         overlay = functools.reduce(operator.mul, [*layers, inspect])
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
@@ -562,25 +582,38 @@ class Projector(pn.viewable.Viewer):
         else:
             self._data_events.event()
 
+    def _on_plot_size(self, width: int | None = None, height: int | None = None,
+                      scale: float = 1.0) -> None:
+        if width and height:
+            self._plot_px = (int(width), int(height))
+
+    _plot_px: tuple[int, int] | None = None
+
     def _on_ranges(self, x_range: Any = None, y_range: Any = None) -> None:
         if x_range is not None and y_range is not None:
             self._ranges = (tuple(x_range), tuple(y_range))
 
     # -- hover ----------------------------------------------------------------------------------
+    def _radii(self) -> tuple[float, float]:
+        """The data distance, along x and y, of a point's radius plus a few pixels."""
+        frame = self.state.frame
+        if self._ranges is not None:
+            (x0, x1), (y0, y1) = self._ranges
+        else:
+            x0, x1 = float(frame[plots.X].min()), float(frame[plots.X].max())
+            y0, y1 = float(frame[plots.Y].min()), float(frame[plots.Y].max())
+        width, height = self._plot_px or (600, 500)
+        reach = self.state.point_size / 2 + _HIT_PX
+        return (max(abs(x1 - x0), 1e-12) * reach / max(width, 1),
+                max(abs(y1 - y0), 1e-12) * reach / max(height, 1))
+
     def _inspect(self, x: float | None = None, y: float | None = None) -> Any:
         state = self.state
         fields, tips = self._tooltip_fields()
         record = None
         frame = state.frame
         if x is not None and y is not None and self._index is not None and frame is not None:
-            if self._ranges is not None:
-                (x0, x1), (y0, y1) = self._ranges
-            else:
-                x0, x1 = float(frame[plots.X].min()), float(frame[plots.X].max())
-                y0, y1 = float(frame[plots.Y].min()), float(frame[plots.Y].max())
-            rx = max(abs(x1 - x0), 1e-12) * _HOVER_RADIUS
-            ry = max(abs(y1 - y0), 1e-12) * _HOVER_RADIUS
-            position = self._index.nearest(x, y, rx, ry)
+            position = self._index.nearest(x, y, *self._radii())
             if position is not None:
                 record = self._record(position, fields)
         return plots.inspect_element(record, fields, tips, point_size=state.point_size)
@@ -637,12 +670,7 @@ class Projector(pn.viewable.Viewer):
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
         if x is None or y is None or self._index is None:
             return
-        if self._ranges is not None:
-            (x0, x1), (y0, y1) = self._ranges
-            rx, ry = abs(x1 - x0) * _HOVER_RADIUS, abs(y1 - y0) * _HOVER_RADIUS
-        else:
-            rx = ry = 0.0
-        position = self._index.nearest(x, y, rx, ry)
+        position = self._index.nearest(x, y, *self._radii())
         rows = [] if position is None else self.state.rows_of([position])
         self._select_from_plot(rows)
 

@@ -222,6 +222,18 @@ def test_table_sends_no_vectors_and_escapes_titles():
     assert view.state.color.color_key.keys() >= {HOSTILE, "b", "c"}
 
 
+def test_tooltip_choice_labels_are_escaped_and_linked():
+    view = projector(hostile_table())
+    choice = view._tooltip_choice
+    # Choices.js renders option labels as HTML: the widget gets escaped labels.
+    assert "&lt;img src=x onerror=window.__xss=1&gt;" in choice.options
+    assert HOSTILE not in choice.options
+    choice.value = [HOSTILE]
+    assert view.state.tooltip_columns == [HOSTILE]
+    view.state.tooltip_columns = []
+    assert choice.value == []
+
+
 def test_thumbnails_are_made_for_the_visible_page_only(digits):
     view = projector(digits, page_size=7)
     made = view._table.value[plots.THUMB] != plots.BLANK_IMAGE
