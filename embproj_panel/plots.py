@@ -313,6 +313,8 @@ def _color_opts(color: ColorMapping, colormap: str) -> dict[str, Any]:
             show_legend=True,
             legend_position="right",
             legend_cols=_legend_columns(len(color.color_key)),
+            # Bokeh draws the legend on the canvas: the column name is text, never HTML.
+            legend_opts={"title": str(color.column)},
         )
     if color.kind == "numeric":
         return dict(
@@ -326,29 +328,33 @@ def _color_opts(color: ColorMapping, colormap: str) -> dict[str, Any]:
 
 
 def legend_overlay(color: ColorMapping) -> Any:
-    """Empty glyphs that give a raster a categorical legend (rasters have none of their own).
+    """An invisible element that gives a raster a categorical legend (rasters have none).
+
+    One point per category, at NaN (never drawn), coloured through the same colour key: a
+    single glyph whose legend Bokeh groups by category, so 50 categories cost one renderer,
+    not 50.
 
     Returns
     -------
-    holoviews.NdOverlay or None
+    holoviews.Points or None
         None unless ``color`` is categorical.
     """
     hv = _holoviews()
 
     if color.kind != "categorical":
         return None
-    # One point at NaN per category: never drawn, but it gives the legend its swatch (an
-    # element without data gets a label and no swatch).
-    layers = {
-        label: hv.Points([(np.nan, np.nan)], kdims=[X, Y], label=label).opts(
-            color=hex_color, size=8
-        )
-        for label, hex_color in color.color_key.items()
+    labels = list(color.color_key)
+    data = {
+        X: np.full(len(labels), np.nan),
+        Y: np.full(len(labels), np.nan),
+        # The legend's title is the column name, drawn on the canvas as text.
+        COLOR: pd.Categorical(labels, categories=labels),
     }
-    # The legend's title is the column name, drawn on the canvas as text.
-    title = hv.Dimension("category", label=str(color.column))
-    return hv.NdOverlay(layers, kdims=[title], sort=False).opts(
-        legend_position="right", legend_cols=_legend_columns(len(layers))
+    title = hv.Dimension(COLOR, label=str(color.column))
+    return hv.Points(data, kdims=[X, Y], vdims=[title]).opts(
+        color=COLOR, cmap=dict(color.color_key), size=8, show_legend=True,
+        legend_position="right", legend_cols=_legend_columns(len(labels)),
+        legend_opts={"title": str(color.column)}, tools=[],
     )
 
 

@@ -47,6 +47,9 @@ MAX_DOWNLOAD_BYTES = 12 * 2**20
 # Hover and tap reach this many screen pixels beyond a point's radius.
 _HIT_PX = 4
 
+#: Selections up to this many rows are also highlighted in the table (larger ones are listed).
+TABLE_HIGHLIGHT_MAX = 10_000
+
 _TABLE_THUMB_PX = 40
 _TOOLTIP_THUMB_PX = 96
 
@@ -482,6 +485,9 @@ class Projector(pn.viewable.Viewer):
 
         state = self.state
         color = state.color
+        frame = state.frame
+        extent = (float(frame[plots.X].min()), float(frame[plots.Y].min()),
+                  float(frame[plots.X].max()), float(frame[plots.Y].max()))
         everything = hv.DynamicMap(self._raster_points, streams=[self._data_events])
         spread = max(1, int(state.point_size // 2))
         self._update_raster_flags()
@@ -494,14 +500,14 @@ class Projector(pn.viewable.Viewer):
         base = base.opts(tools=["box_select", "lasso_select", "tap"]).apply.opts(
             visible=flags.param.unselected
         )
-        grey = plots.raster_element(everything, plots.ColorMapping("none"),
+        # The grey layer aggregates only while something is selected (else one NaN point),
+        # so an unselected million-row plot pays for one aggregation per zoom, not two.
+        context = hv.DynamicMap(self._context_points, streams=[self._selection_events])
+        grey = plots.raster_element(context, plots.ColorMapping("none"),
                                     colormap=["#e6e6e6", "#9a9a9a"], spread=spread,
-                                    axis_label=label, alpha=state.alpha)
+                                    axis_label=label, alpha=state.alpha, extent=extent)
         grey = grey.apply.opts(visible=flags.param.selected)
         chosen = hv.DynamicMap(self._selected_points, streams=[self._selection_events])
-        frame = state.frame
-        extent = (float(frame[plots.X].min()), float(frame[plots.Y].min()),
-                  float(frame[plots.X].max()), float(frame[plots.Y].max()))
         highlight = plots.raster_element(chosen, color, colormap=state.colormap,
                                          spread=spread, axis_label=label, extent=extent)
         highlight = highlight.apply.opts(visible=flags.param.selected)
@@ -556,6 +562,14 @@ class Projector(pn.viewable.Viewer):
         frame = self.state.frame
         vdims = [c for c in (plots.ROW, plots.COLOR) if c in frame]
         return hv.Points(frame, kdims=[plots.X, plots.Y], vdims=vdims)
+
+    def _context_points(self, counter: int = 0) -> Any:
+        import holoviews as hv
+
+        frame = self.state.frame
+        if not self.state.selection:
+            frame = frame.iloc[:1].assign(**{plots.X: np.nan, plots.Y: np.nan})
+        return hv.Points(frame, kdims=[plots.X, plots.Y], vdims=[plots.ROW])
 
     def _selected_points(self, counter: int = 0) -> Any:
         import holoviews as hv
@@ -683,17 +697,19 @@ class Projector(pn.viewable.Viewer):
                 # The table lists what was selected in the plot (or from Python); a click in
                 # the table then picks among those rows without changing the list.
                 self._filter.rows = selection
-            if sorted(self._table.selection) != selection:
+            # Panel maps a Tabulator selection row by row in Python (~3 µs a row): a huge
+            # selection is listed (above) but not also highlighted row by row.
+            highlighted = selection if len(selection) <= TABLE_HIGHLIGHT_MAX else []
+            if sorted(self._table.selection) != highlighted:
                 self._origin_table_sync = True
                 try:
-                    self._table.selection = selection
+                    self._table.selection = highlighted
                 finally:
                     self._origin_table_sync = False
             if self._structure is not None:
                 if self._structure[1]:
                     self._update_raster_flags()
-                    if selection:
-                        self._selection_events.event()
+                    self._selection_events.event()
                 else:
                     self._data_events.event()
             count = len(selection)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
-from bokeh.models import GlyphRenderer, HoverTool, ImageStack
+from bokeh.models import GlyphRenderer, HoverTool, ImageStack, Legend
 
 from embproj_panel import plots
 
@@ -125,7 +125,11 @@ def test_raster_keeps_category_colours_for_any_subset():
 def test_legend_overlay_only_for_categories():
     _, mapping = _frame()
     legend = plots.legend_overlay(mapping)
-    assert list(legend.keys()) == ["a", "b", "c"]
+    assert list(legend.dimension_values(plots.COLOR)) == ["a", "b", "c"]
+    assert np.isnan(legend.dimension_values(plots.X)).all()  # never drawn
+    root = pn.panel(legend).get_root()
+    (bokeh_legend,) = root.select({"type": Legend})
+    assert bokeh_legend.title == "label"
     assert plots.legend_overlay(plots.ColorMapping("none")) is None
 
 
