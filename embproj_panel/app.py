@@ -10,20 +10,24 @@ The URL is the view: ``?project=...&run=...&table=...&method=umap&color=target&n
 opens that table with those settings (same seed, so the same, cached, layout), and changing
 them in the page rewrites the URL. Only the current method's settings are in the URL.
 
-The first ``create_app()`` of the process starts the numba warm-up in a background thread
-(:func:`embproj_panel.compute.warm_up`, a no-op afterwards), so the first UMAP a user asks for
-does not pay for compilation; ``panel serve --warm`` starts it with the server.
+The first ``create_app()`` of the process starts the numba warm-ups in background threads
+(UMAP's, :func:`embproj_panel.compute.warm_up`, and Datashader's aggregations,
+:func:`embproj_panel.plots.warm_up`; no-ops afterwards), so the first UMAP or large table a
+user asks for does not pay for compilation; ``panel serve --warm`` starts them with the
+server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import threading
 from typing import Any
 
 import panel as pn
 import param
 
+from embproj_panel import plots
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.views import Projector
@@ -325,4 +329,19 @@ def create_app() -> pn.template.FastListTemplate:
     from embproj_panel import compute
 
     compute.warm_up(background=True)  # once per process; later calls return at once
+    _warm_up_rasters()
     return ProjectorApp().template()
+
+
+_RASTER_WARM_UP = threading.Lock()
+_raster_warm_up_started = False  # process-wide (compiled code), not per user
+
+
+def _warm_up_rasters() -> None:
+    """Compile Datashader's aggregations once per process, in a daemon thread."""
+    global _raster_warm_up_started
+    with _RASTER_WARM_UP:
+        if _raster_warm_up_started:
+            return
+        _raster_warm_up_started = True
+    threading.Thread(target=plots.warm_up, name="embproj-raster-warm-up", daemon=True).start()

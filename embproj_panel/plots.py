@@ -588,3 +588,39 @@ class PointIndex:
                 inside ^= crosses & (cx < x_at)
             x_prev, y_prev = x_cur, y_cur
         return np.sort(candidates[inside])
+
+
+def warm_up() -> float:
+    """Compile Datashader's aggregations for the scatter's dtypes on a tiny frame.
+
+    Datashader compiles (numba) each aggregation the first time it meets a new combination
+    of reduction and column types: 1-3 s each on the reference machine, paid by the first
+    user who colours a large table one way or another. Running this once per process in the
+    background moves that cost off the first request.
+
+    Returns
+    -------
+    float
+        Seconds it took.
+    """
+    import time
+
+    import datashader as ds
+
+    began = time.perf_counter()
+    labels = np.array(["a", "b", "a", "b"], dtype=object)
+    frame = pd.DataFrame({
+        X: np.array([0.0, 1.0, 0.5, np.nan], dtype=np.float32),
+        Y: np.array([0.0, 1.0, 0.5, np.nan], dtype=np.float32),
+        ROW: np.arange(4, dtype=np.int64),
+    })
+    canvas = ds.Canvas(plot_width=8, plot_height=8, x_range=(0, 1), y_range=(0, 1))
+    for color, aggregator in (
+        (pd.Categorical(labels, categories=["a", "b"]), ds.count_cat(COLOR)),
+        (np.array([1.0, 2.0, np.nan, 4.0]), ds.mean(COLOR)),
+        (None, ds.count()),
+    ):
+        data = frame if color is None else frame.assign(**{COLOR: color})
+        canvas.points(data, X, Y, agg=aggregator)
+    return time.perf_counter() - began
+
