@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -226,7 +227,7 @@ class ProjectionCache:
                 meta = json.loads(str(archive["meta"]))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # corrupt or foreign: recompute rather than trust it
             return None
         if (coords.dtype != np.float32 or coords.shape != (n_rows, 2)
@@ -308,9 +309,9 @@ def _cache_key(features: Features, method: str, params: dict[str, Any]) -> str:
     if method == "tsne":
         # openTSNE's multithreaded gradients give (reproducibly) different results for
         # different thread counts.
-        from embproj_panel.reducers import _tsne_threads
+        from embproj_panel.reducers import _n_threads
 
-        header["threads"] = _tsne_threads()
+        header["threads"] = _n_threads()
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     # The whole matrix, not a sample; hashlib releases the GIL on large buffers.
     digest.update(memoryview(np.ascontiguousarray(features.matrix)).cast("B"))

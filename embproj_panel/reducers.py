@@ -351,9 +351,9 @@ class PCA(Reducer):
 
     Notes
     -----
-    For up to 1,000 columns the covariance matrix is accumulated in float64 over row chunks
-    and diagonalised exactly: no centred copy of the data is made, and the result does not
-    depend on a seed. Wider inputs use scikit-learn's randomized SVD (exact SVD when small).
+    For up to 1,000 columns the covariance matrix is accumulated over row chunks (float32
+    BLAS per chunk, summed in float64) and diagonalised exactly: no centred copy of the data
+    is made, and the result does not depend on a seed. Wider inputs use scikit-learn's randomized SVD (exact SVD when small).
     Components are sign-normalised (largest loading positive) so layouts do not flip.
     Progress is reported per chunk of 65,536 rows; cancel is polled at the same points.
     """
@@ -432,8 +432,8 @@ class UMAP(Reducer):
     The steps are umap-learn's: nearest neighbours, ``fuzzy_simplicial_set``,
     ``spectral_layout``, then the stochastic gradient descent. The neighbours are exact up
     to 4,096 rows and come from a seeded Annoy forest above (see ``_knn``: pynndescent,
-    umap-learn's choice, recompiles for ~25 s in every new process). The descent is this module's own numba kernel, written to be reproducible *and*
-    parallel: umap-learn can only be reproducible single-threaded (with a seed it turns its
+    umap-learn's choice, recompiles for ~25 s in every new process). The descent is this
+    module's own numba kernel, written to be reproducible *and* parallel: umap-learn can only be reproducible single-threaded (with a seed it turns its
     parallel mode off, since threads race on shared points). Here each epoch reads the
     other points' positions from a snapshot taken at the start of the epoch and every
     point's updates are made by one thread, so no two threads touch the same memory; as
@@ -707,8 +707,11 @@ def _as_matrix(X: Any) -> np.ndarray:
         raise ValueError(f"Expected a 2-D array (rows x dimensions); got shape {X.shape}.")
     if X.dtype != np.float32 or not X.flags.c_contiguous:
         X = np.ascontiguousarray(X, dtype=np.float32)
-    if X.size and not np.isfinite(X).all():
-        raise ValueError("The matrix holds NaN or inf; prepare_features() leaves such rows out.")
+    for start in range(0, X.shape[0], _PCA_CHUNK_ROWS):  # chunks: no n x d mask
+        if not np.isfinite(X[start:start + _PCA_CHUNK_ROWS]).all():
+            raise ValueError(
+                "The matrix holds NaN or inf; prepare_features() leaves such rows out."
+            )
     return X
 
 
@@ -1044,7 +1047,7 @@ class _AnnoyIndex:
         step = 2048
         chunks = [(start, min(m, start + step)) for start in range(0, m, step)]
         # Each query is independent and read-only, so the thread count cannot change results.
-        with ThreadPoolExecutor(max_workers=_tsne_threads()) as pool:
+        with ThreadPoolExecutor(max_workers=_n_threads()) as pool:
             list(pool.map(work, chunks))
         return indices, dists
 
@@ -1165,7 +1168,8 @@ def _sgd_kernel():
                 d1 = x1 - tail[k, 1]
                 dsq = d0 * d0 + d1 * d1
                 if dsq > 0.0:
-                    coeff = -2.0 * a * b * dsq ** (b - 1.0) / (a * dsq ** b + 1.0)
+                    powered = dsq ** b  # one pow: dsq ** (b - 1) is powered / dsq
+                    coeff = -2.0 * a * b * powered / (dsq * (a * powered + 1.0))
                     g0 = min(4.0, max(-4.0, coeff * d0))
                     g1 = min(4.0, max(-4.0, coeff * d1))
                     x0 += attract_scale * g0 * alpha
@@ -1199,11 +1203,13 @@ def _sgd_kernel():
 # -- t-SNE engine -----------------------------------------------------------------------------
 
 
-def _tsne_threads() -> int:
+def _n_threads() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one)."""
     import os
 
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _tsne_fit(X, perplexity, params, metric, gradient, report):
@@ -1211,7 +1217,7 @@ def _tsne_fit(X, perplexity, params, metric, gradient, report):
 
     seed = params["random_state"]
     n = X.shape[0]
-    threads = _tsne_threads()
+    threads = _n_threads()
     report(0.0)
     affinities = affinity.PerplexityBasedNN(
         X, perplexity=perplexity, metric=metric, n_jobs=threads, random_state=seed,
