@@ -476,6 +476,10 @@ class Projector(pn.viewable.Viewer):
         inspect = hv.DynamicMap(self._inspect, streams=[pointer])
         overlay = functools.reduce(operator.mul, [*layers, inspect])
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
+        if state.color.kind == "categorical":
+            # An overlay draws one legend for all its layers: its title is set here (canvas
+            # text, so any column name is safe).
+            opts.update(legend_position="right", legend_opts={"title": str(state.color_by)})
         if ranges is not None:
             opts.update(xlim=ranges[0], ylim=ranges[1])
         return overlay.opts(**opts)

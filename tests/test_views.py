@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
-from bokeh.models import GlyphRenderer, HoverTool, ImageStack, Plot, Scatter
+from bokeh.models import GlyphRenderer, HoverTool, ImageStack, Legend, Plot, Scatter
 
 from embproj_panel import datasets, plots
 from embproj_panel.images import Image
@@ -100,6 +100,8 @@ def test_model_has_points_and_an_image_tooltip_but_no_images_inline(digits):
     (hover,) = root.select({"type": HoverTool})
     assert hover.tooltips[0][1].startswith('<img src="@{thumb}"')
     assert [label for label, _ in hover.tooltips[1:]] == ["target", "row"]
+    (legend,) = root.select({"type": Legend})
+    assert legend.title == "target"
 
 
 @in_loop
