@@ -290,10 +290,11 @@ class Projector(pn.viewable.Viewer):
         self._compute = pn.widgets.Button.from_param(
             p.compute, label="Compute", color="primary", sizing_mode="stretch_width"
         )
+        # Style sliders act on release too: a raster restyle re-aggregates.
         size = pn.widgets.FloatSlider.from_param(p.point_size, label="Point size",
-                                                 sizing_mode="stretch_width")
+                                                 sizing_mode="stretch_width", throttled=True)
         alpha = pn.widgets.FloatSlider.from_param(p.alpha, label="Opacity",
-                                                  sizing_mode="stretch_width")
+                                                  sizing_mode="stretch_width", throttled=True)
         colormap = pn.widgets.Select.from_param(p.colormap, label="Colormap (numeric colour)",
                                                 sizing_mode="stretch_width")
         section = {"styles": {"font-weight": "600"}, "margin": (10, 10, 0, 10)}
