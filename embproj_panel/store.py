@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embproj_panel.images import Image
@@ -343,19 +344,38 @@ def _from_arrow(array: pa.Array, spec: Mapping[str, Any], n: int) -> tuple[np.nd
             values[nulls] = np.nan  # the Table's contract for empty vector rows
         return values, nulls
     if storage == "image":
-        png, caption = (field.to_pylist() for field in array.flatten())
+        png, caption = array.flatten()
+        if caption.null_count == n and n:
+            # No captions: one Image per distinct PNG, shared by every row that shows it (a
+            # million rows of twenty class glyphs cost twenty objects, not a million).
+            images = _shared(png, lambda data: Image.from_png_bytes(data))
+            if nulls is not None:
+                images[nulls] = None
+            return images, nulls
         values = np.empty(n, dtype=object)
         values[:] = [
             None if data is None else Image.from_png_bytes(data, caption=text)
-            for data, text in zip(png, caption)
+            for data, text in zip(png.to_pylist(), caption.to_pylist())
         ]
         return values, nulls
     if storage == "str":
-        return array.to_numpy(zero_copy_only=False), nulls
+        return _shared(array, lambda text: text), nulls
     fill = {"int": 0, "bool": False, "float": np.nan}[storage]
     if nulls is not None:
         array = array.fill_null(pa.scalar(fill, array.type))
     return array.to_numpy(zero_copy_only=False, writable=True), nulls
+
+
+def _shared(array: pa.Array, make: Callable[[Any], Any]) -> np.ndarray:
+    """An object array with one ``make(value)`` per distinct value of ``array``, None for nulls."""
+    encoded = pc.dictionary_encode(array)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    distinct = np.empty(len(encoded.dictionary) + 1, dtype=object)
+    distinct[:-1] = [make(value) for value in encoded.dictionary.to_pylist()]
+    distinct[-1] = None  # nulls index the last slot
+    codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
+    return distinct[codes]
 
 
 def _table_from_columns(

@@ -187,9 +187,7 @@ def _column_from_series(name: object, series: pd.Series) -> _Column:
         text[nulls] = None
         return _Column("str", text, nulls if any_null else None)
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
-        text = np.array(series.astype(object), dtype=object)
-        text[nulls] = None
-        return _Column("str", text, nulls if any_null else None)
+        return _Column("str", _shared_strings(series), nulls if any_null else None)
     if not pd.api.types.is_object_dtype(dtype):
         raise TypeError(f"{_where(name, None)}: unsupported dtype {dtype}")
 
@@ -200,8 +198,7 @@ def _column_from_series(name: object, series: pd.Series) -> _Column:
         out = np.empty(len(values), dtype=object)
         return _Column("none", out, nulls if any_null else None)
     if inferred == "string":
-        values[nulls] = None
-        return _Column("str", values, nulls if any_null else None)
+        return _Column("str", _shared_strings(series), nulls if any_null else None)
     if inferred in ("boolean", "integer", "floating", "mixed-integer-float", "decimal"):
         # Python objects (e.g. ints with None): reuse the per-cell path, which promotes/refuses.
         return _column_from_cells(name, [None if null else v for v, null in zip(values, nulls)])
@@ -257,7 +254,22 @@ def _column_from_array(name: object, array: np.ndarray) -> _Column:
         return _Column("vector", np.array(values, copy=True))
     if array.ndim != 1:
         raise ValueError(f"{_where(name, None)}: column data must be 1-D or 2-D, got {array.ndim}-D")
-    return _column_from_series(name, pd.Series(array, copy=True))
+    # dtype=object keeps pandas from converting strings to its own str dtype and back.
+    dtype = object if array.dtype == object else None
+    return _column_from_series(name, pd.Series(array, dtype=dtype, copy=True))
+
+
+def _shared_strings(series: pd.Series) -> np.ndarray:
+    """An object array of the column's strings, None where empty, one object per distinct value.
+
+    A million labels drawn from twenty classes then cost twenty str objects and an 8 MB array
+    of references, instead of a million strings (pandas' own str dtype would give us those).
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    distinct = np.empty(len(uniques) + 1, dtype=object)
+    distinct[:-1] = np.asarray(uniques, dtype=object)
+    distinct[-1] = None  # code -1 (an empty cell) indexes the last slot
+    return distinct[codes]
 
 
 def _take_column(data: Any, name: object) -> _Column:

@@ -461,3 +461,19 @@ def test_a_finished_run_leaves_no_temporary_files():
     with ep.init(project="p") as run:
         run.log({"t": ep.Table(columns=["x"], data=[[1]])})
     assert run_files(run) == {".lock", "manifest.json", "t.0.parquet"}
+
+
+def test_load_shares_repeated_images_and_strings():
+    glyphs = [ep.Image(np.full((2, 2), i * 50, dtype=np.uint8)) for i in range(3)]
+    images = np.empty(300, dtype=object)
+    images[:] = [glyphs[i % 3] for i in range(300)]
+    images[7] = None
+    frame = pd.DataFrame({"image": images, "label": [str(i % 3) for i in range(300)]})
+    with ep.init(project="p", name="r") as run:
+        run.log({"t": frame})
+    loaded = ep.load_table("p", "r", "t")
+    assert loaded == ep.Table(dataframe=frame)
+    cells = loaded.get_column("image", convert_to="numpy")
+    assert cells[7] is None and loaded.column_nulls("image")[7]
+    assert len({id(cell) for cell in cells if cell is not None}) == 3
+    assert len({id(label) for label in loaded.get_column("label", convert_to="numpy")}) == 3

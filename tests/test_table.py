@@ -302,3 +302,12 @@ def test_from_storage_adopts_types_as_given():
     assert table.get_column("s") == [None, None]
     with pytest.raises(ValueError, match="different lengths"):
         Table._from_storage({"a": ("int", np.zeros(2, np.int64), None), "b": ("int", np.zeros(3, np.int64), None)})
+
+
+def test_repeated_strings_share_one_object_per_value():
+    labels = np.array(["a", "b", "c"] * 1000, dtype=object)
+    for table in (Table(columns=["l"], data=labels[:, None]),
+                  Table(dataframe=pd.DataFrame({"l": pd.Series(labels, dtype="str")}))):
+        values = table.get_column("l", convert_to="numpy")
+        assert values.tolist() == labels.tolist()
+        assert len({id(value) for value in values}) == 3
