@@ -152,31 +152,34 @@ def column_labels(names: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-class _Dispatcher:
-    """Runs callbacks on the thread that owns the session that asked for work.
+def _session_document() -> Any:
+    """The Bokeh document of the Panel session running this code, or None."""
+    try:
+        import panel as pn
 
-    Captured when a projection is requested (on the session's thread): the Bokeh document
-    when served (``add_next_tick_callback`` is Bokeh's thread-safe entry point, and Panel
-    holds the document lock and sets ``pn.state.curdoc`` while it runs), else the running
-    asyncio loop (Jupyter's kernel). Plain Python has neither: a callback then runs only if
-    it is already on the requesting thread, and :meth:`ProjectorState.wait` applies the
-    result; parameters are never set from a worker thread, where they would race with the
-    caller's own changes.
+        doc = pn.state.curdoc
+    except Exception:  # noqa: BLE001 - no Panel: no session
+        return None
+    return doc if doc is not None and doc.session_context is not None else None
+
+
+class _Dispatcher:
+    """Runs callbacks on the thread that owns the state's session.
+
+    Served, that is the session's Bokeh document, recorded when the state was created
+    (``add_next_tick_callback`` is Bokeh's thread-safe entry point; Panel holds the document
+    lock and sets ``pn.state.curdoc`` while the callback runs). In Jupyter it is the kernel's
+    asyncio loop, captured when the projection is requested. Plain Python has neither: a
+    callback then runs only if it is already on the requesting thread, and
+    :meth:`ProjectorState.wait` applies the result; parameters are never set from a worker
+    thread, where they would race with the caller's own changes.
     """
 
-    def __init__(self) -> None:
-        self.doc = None
+    def __init__(self, doc: Any = None) -> None:
+        self.doc = doc
         self.loop = None
         self.thread = threading.get_ident()
-        try:
-            import panel as pn
-
-            doc = pn.state.curdoc
-            if doc is not None and doc.session_context is not None:
-                self.doc = doc
-        except Exception:  # noqa: BLE001 - no Panel session: fine, fall through
-            self.doc = None
-        if self.doc is None:
+        if doc is None:
             try:
                 self.loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -304,8 +307,13 @@ class ProjectorState(param.Parameterized):
         self._explicit = {key: params.pop(key) for key in _COLUMN_SETTINGS if key in params}
         super().__init__(settings=settings, **params)
         self._lock = threading.RLock()
+        self._done = threading.Condition(self._lock)
         self._generation = 0
-        self._applied = 0
+        self._applied = 0  # the latest generation taken up for application
+        self._completed = 0  # the latest generation fully applied (or failed)
+        # The session this state belongs to (None in notebooks and scripts): its results are
+        # applied on that session's event loop, whichever thread asked.
+        self._document = _session_document()
         self._job: Any = None
         self._positions: np.ndarray | None = None
         self._images: np.ndarray | None = None
@@ -457,7 +465,7 @@ class ProjectorState(param.Parameterized):
             return
         method = self.method
         params = self.settings[method].reducer_params()
-        dispatch = _Dispatcher()
+        dispatch = _Dispatcher(self._document)
         try:
             # One key per state: a newer request cancels this one inside the engine too.
             job = compute.project_async(
@@ -513,13 +521,18 @@ class ProjectorState(param.Parameterized):
             if generation != self._generation or generation <= self._applied or self._closed:
                 return
             self._applied = generation
-        if job.cancelled:
-            return
-        error = job.exception()
-        if error is not None:
-            self._fail(generation, error)
-            return
-        self._apply_projection(job.result())
+        try:
+            if job.cancelled:
+                return
+            error = job.exception()
+            if error is not None:
+                self._fail(generation, error)
+            else:
+                self._apply_projection(job.result())
+        finally:
+            with self._done:
+                self._completed = max(self._completed, generation)
+                self._done.notify_all()
 
     def _apply_projection(self, projection: Any) -> None:
         self._positions = None
@@ -534,6 +547,9 @@ class ProjectorState(param.Parameterized):
     def wait(self, timeout: float | None = 60) -> None:
         """Block until the current projection is done and applied (scripts, tests, notebooks).
 
+        Never call it from a served session's own callbacks: the session's event loop, which
+        it would block, is what applies the result there.
+
         Raises
         ------
         TimeoutError
@@ -544,20 +560,35 @@ class ProjectorState(param.Parameterized):
         if job is None:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         while not job.done:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"The projection did not finish within {timeout} s")
             time.sleep(0.02)
-        # Applying here makes wait() work even where nobody runs the scheduled callback
-        # (a notebook cell blocking the kernel's loop); the generation check stops a double
-        # application.
-        self._finish(generation, job)
+        if self._document is None:
+            # Applying here makes wait() work where nobody runs the scheduled callback (a
+            # notebook cell blocking the kernel's loop); the generation check stops a double
+            # application.
+            self._finish(generation, job)
+        # Served, the session's loop applies the result; either way, return once applied.
+        with self._done:
+            finished = self._done.wait_for(
+                lambda: self._completed >= generation or self._generation != generation
+                or self._closed,
+                timeout=remaining(),
+            )
+        if not finished:
+            raise TimeoutError(f"The projection was not applied within {timeout} s")
 
     def close(self) -> None:
         """Cancel any running projection and drop the data (a session ended)."""
-        self._closed = True
-        with self._lock:
+        with self._done:
+            self._closed = True
             job, self._job = self._job, None
+            self._done.notify_all()  # nothing more will be applied: release any wait()
         if job is not None and not job.done:
             job.cancel()
         self._positions = None
