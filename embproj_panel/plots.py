@@ -10,7 +10,8 @@ on plain values. The pieces:
 * :func:`plot_frame` joins the 2-D coordinates with the row positions and colour values; user
   column names never reach the data source, whose fields are fixed internal names.
 * :func:`points_element` draws up to :data:`DATASHADE_THRESHOLD` points as Bokeh glyphs;
-  :func:`raster_element` draws more with Datashader (``rasterize`` + ``dynspread``).
+  :func:`shade` draws more with Datashader on the server (one RGBA image, ``dynspread``)
+  and :func:`raster_element` wraps it for the plot.
 * :func:`inspect_element` is the one-row element that carries the hover tooltip (image
   thumbnail, label, chosen columns): images go to the browser only for the hovered row.
 * :class:`PointIndex` maps a pointer position, a box or a lasso to row positions on the
@@ -358,64 +359,147 @@ def legend_overlay(color: ColorMapping) -> Any:
     )
 
 
-def raster_element(
-    points: Any,
+def _palette(colormap: str | Sequence[str], n: int = 256) -> list[str]:
+    """``n`` hex colours of a named colormap (or the given list)."""
+    from holoviews.plotting.util import process_cmap
+
+    if not isinstance(colormap, str):
+        return list(colormap)
+    return list(process_cmap(colormap, ncolors=n))
+
+
+def numeric_span(color: ColorMapping) -> tuple[float, float]:
+    """The ``(low, high)`` of a numeric colouring over the *whole* column.
+
+    Shading with this fixed span (rather than each raster's own range) keeps a value's colour
+    the same in every view: zoomed, selected or not, and in agreement with the colorbar.
+    """
+    values = np.asarray(color.values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return (0.0, 1.0)
+    low, high = float(finite.min()), float(finite.max())
+    return (low, high) if high > low else (low - 0.5, high + 0.5)
+
+
+#: The grey of the unselected rows while something is selected (low and high density).
+CONTEXT_COLORS = ("#e6e6e6", "#9a9a9a")
+
+
+def shade(
+    frame: pd.DataFrame,
     color: ColorMapping,
     *,
-    colormap: str | list[str] = "viridis",
-    alpha: float = 1.0,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+    selected: np.ndarray | None = None,
+    colormap: str | Sequence[str] = "viridis",
     spread: int = 2,
-    axis_label: str = "",
-    extent: tuple[float, float, float, float] | None = None,
-) -> Any:
-    """Datashade ``points`` (an ``hv.Points`` or a DynamicMap of them) as a spread raster.
+) -> np.ndarray:
+    """Datashade ``frame`` to one RGBA image on the server.
 
-    Categorical colouring aggregates with ``count_cat`` over the categories of the colour
-    key, so every raster (all rows, or only the selected ones) has the same layers in the same
-    order and a category keeps its colour. Numeric colouring shows the mean value per pixel.
+    The browser receives ``width x height x 4`` bytes whatever the number of rows or of
+    categories (a per-category ``count_cat`` stack would be ``x 4 x categories``).
+    Categories are shaded through the whole column's colour key and numbers through the whole
+    column's span (:func:`numeric_span`), so colours are stable under zoom and selection.
 
     Parameters
     ----------
-    points
-        Element or DynamicMap built from a :func:`plot_frame` frame.
+    frame
+        From :func:`plot_frame`.
     color
-        The colour mapping used to build the frame.
+        The colour mapping used to build ``frame``.
+    x_range, y_range
+        The data window to aggregate.
+    width, height
+        Size of the image in pixels.
+    selected
+        Positions *in frame* of the selected rows, or None: with a selection every row is
+        drawn grey and the selected rows in their colours on top (linked brushing).
     colormap
-        Colormap for numeric values (or density when uncoloured).
-    alpha
-        Global alpha of the raster (the selection view dims the full raster).
+        Colormap of numeric values (density when uncoloured).
     spread
         Maximum pixels ``dynspread`` grows isolated points by.
-    axis_label
-        Prefix of the axis labels.
-    extent
-        ``(x0, y0, x1, y1)`` to aggregate over until the plot reports its ranges; needed
-        when ``points`` may hold no finite point (the selection layer), whose own extent is
-        undefined.
 
     Returns
     -------
-    holoviews.DynamicMap
+    numpy.ndarray
+        ``(height, width, 4)`` uint8 RGBA, first row at the *top* (as ``hv.RGB`` expects).
     """
     import datashader as ds
-    from holoviews.operation.datashader import dynspread, rasterize
+    import datashader.transfer_functions as tf
 
-    opts: dict[str, Any] = dict(alpha=alpha, tools=[], **_common_opts(axis_label))
-    if color.kind == "categorical":
-        aggregator = ds.count_cat(COLOR)
-        opts.update(cmap=dict(color.color_key))
-    elif color.kind == "numeric":
-        aggregator = ds.mean(COLOR)
-        opts.update(cmap=colormap, colorbar=True, clabel=str(color.column))
+    width, height = max(int(width), 1), max(int(height), 1)
+    canvas = ds.Canvas(plot_width=width, plot_height=height,
+                       x_range=tuple(map(float, x_range)), y_range=tuple(map(float, y_range)))
+
+    def colored(data: pd.DataFrame) -> Any:
+        if color.kind == "categorical":
+            agg = canvas.points(data, X, Y, agg=ds.count_cat(COLOR))
+            return tf.shade(agg, color_key=dict(color.color_key), how="eq_hist")
+        if color.kind == "numeric":
+            agg = canvas.points(data, X, Y, agg=ds.mean(COLOR))
+            return tf.shade(agg, cmap=_palette(colormap), how="linear",
+                            span=numeric_span(color))
+        agg = canvas.points(data, X, Y, agg=ds.count())
+        return tf.shade(agg, cmap=_palette(colormap), how="eq_hist")
+
+    if selected is None:
+        image = colored(frame)
     else:
-        aggregator = ds.count()
-        opts.update(cmap=colormap, cnorm="eq_hist")
-    ranges = {}
-    if extent is not None:
-        x0, y0, x1, y1 = extent
-        ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
-    raster = rasterize(points, aggregator=aggregator, dynamic=True, **ranges)
-    return dynspread(raster, threshold=0.5, max_px=int(spread)).opts(**opts)
+        context = tf.shade(canvas.points(frame, X, Y, agg=ds.count()),
+                           cmap=list(CONTEXT_COLORS), how="eq_hist")
+        chosen = frame.iloc[np.asarray(selected, dtype=np.int64)]
+        image = tf.stack(context, colored(chosen)) if len(chosen) else context
+    image = tf.dynspread(image, threshold=0.5, max_px=int(spread))
+    rgba = np.ascontiguousarray(image.data).view(np.uint8).reshape(height, width, 4)
+    # Datashader's first row is the bottom one.
+    return rgba[::-1]
+
+
+def raster_element(
+    rgba: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    *,
+    alpha: float = 1.0,
+    axis_label: str = "",
+) -> Any:
+    """An ``hv.RGB`` of a :func:`shade` image covering ``bounds`` ``(x0, y0, x1, y1)``.
+
+    It carries the box, lasso and tap tools: selections on a raster are mapped to rows on
+    the server (:class:`PointIndex`).
+    """
+    hv = _holoviews()
+
+    element = hv.RGB(rgba, bounds=tuple(map(float, bounds)), kdims=[X, Y],
+                     vdims=["R", "G", "B", "A"])
+    return element.opts(alpha=alpha, tools=["box_select", "lasso_select", "tap"],
+                        **_common_opts(axis_label))
+
+
+def colorbar_overlay(color: ColorMapping, colormap: str | Sequence[str] = "viridis") -> Any:
+    """An invisible element that gives a shaded raster its colorbar (an RGB image has none).
+
+    Two points at NaN (never drawn) whose colour spans the column's values, with the same
+    colormap and span as :func:`shade`.
+
+    Returns
+    -------
+    holoviews.Points or None
+        None unless ``color`` is numeric.
+    """
+    hv = _holoviews()
+
+    if color.kind != "numeric":
+        return None
+    low, high = numeric_span(color)
+    data = {X: np.full(2, np.nan), Y: np.full(2, np.nan), COLOR: np.array([low, high])}
+    return hv.Points(data, kdims=[X, Y], vdims=[COLOR]).opts(
+        color=COLOR, cmap=_palette(colormap), clim=(low, high), colorbar=True,
+        clabel=str(color.column), size=0, tools=[],
+    )
 
 
 def tooltips(

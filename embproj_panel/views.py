@@ -111,16 +111,6 @@ def _cell_text(value: Any) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-class _RasterFlags(param.Parameterized):
-    """Which raster layers are shown: they follow the selection without a re-render."""
-
-    selected = param.Boolean(default=False, doc="""
-        Whether rows are selected: then every row is drawn grey and the selected rows in
-        their colours on top, else every row in its colour.""")
-
-    unselected = param.Boolean(default=True, doc="The negation of ``selected``.")
-
-
 class _TableFilter(param.Parameterized):
     """What the table lists: every row, or the rows of the last plot/Python selection."""
 
@@ -181,7 +171,6 @@ class Projector(pn.viewable.Viewer):
         self._origin: str | None = None
         self._thumbs: np.ndarray | None = None
         self._filter = _TableFilter(mode=self.table_mode)
-        self._raster_flags = _RasterFlags()
         self._build()
         state.param.watch(self._on_frame, ["frame", "color", "tooltip_columns", "hover_image",
                                            "datashade_threshold"])
@@ -455,7 +444,8 @@ class Projector(pn.viewable.Viewer):
 
         state = self.state
         self._data_events = hv.streams.Counter()
-        self._selection_events = hv.streams.Counter()
+        # Renamed: the raster's DynamicMap listens to both counters.
+        self._selection_events = hv.streams.Counter(rename={"counter": "selection_counter"})
         self._plot_streams: list[Any] = []  # the interaction streams of the current plot
         label = REDUCERS[state.projection.method].label if state.projection else ""
         if raster:
@@ -488,51 +478,65 @@ class Projector(pn.viewable.Viewer):
     def _raster_layers(self, label: str) -> tuple:
         import holoviews as hv
 
-        state = self.state
-        color = state.color
-        frame = state.frame
-        extent = (float(frame[plots.X].min()), float(frame[plots.Y].min()),
-                  float(frame[plots.X].max()), float(frame[plots.Y].max()))
-        everything = hv.DynamicMap(self._raster_points, streams=[self._data_events])
-        spread = max(1, int(state.point_size // 2))
-        self._update_raster_flags()
-        flags = self._raster_flags
-        # Three layers whose visibility follows the selection (HoloViews updates a raster's
-        # ``visible`` in place, not its alpha): every row in colour; or every row in grey
-        # with the selected rows in colour on top, as linked brushing looks with glyphs.
-        base = plots.raster_element(everything, color, colormap=state.colormap,
-                                    spread=spread, axis_label=label, alpha=state.alpha)
-        base = base.opts(tools=["box_select", "lasso_select", "tap"]).apply.opts(
-            visible=flags.param.unselected
-        )
-        # The grey layer aggregates only while something is selected (else one NaN point),
-        # so an unselected million-row plot pays for one aggregation per zoom, not two.
-        context = hv.DynamicMap(self._context_points, streams=[self._selection_events])
-        grey = plots.raster_element(context, plots.ColorMapping("none"),
-                                    colormap=["#e6e6e6", "#9a9a9a"], spread=spread,
-                                    axis_label=label, alpha=state.alpha, extent=extent)
-        grey = grey.apply.opts(visible=flags.param.selected)
-        chosen = hv.DynamicMap(self._selected_points, streams=[self._selection_events])
-        highlight = plots.raster_element(chosen, color, colormap=state.colormap,
-                                         spread=spread, axis_label=label, extent=extent)
-        highlight = highlight.apply.opts(visible=flags.param.selected)
+        color = self.state.color
+        # One DynamicMap of one server-shaded RGBA image, re-rendered on zoom, resize, new
+        # data, style or selection: the browser gets width x height x 4 bytes per update
+        # whatever the number of rows, categories or selected rows. (Separate layers for
+        # "all rows", "grey context" and "selected rows" would each be sent, hidden or not.)
+        # Streams without a source attach to this DynamicMap's plot.
+        streams = [hv.streams.RangeXY(), hv.streams.PlotSize(), self._data_events,
+                   self._selection_events]
+        raster = hv.DynamicMap(functools.partial(self._raster, label), streams=streams)
         # Selections on a raster are geometric: map them to rows here, on the server.
-        box = hv.streams.BoundsXY(source=base)
+        box = hv.streams.BoundsXY(source=raster)
         box.add_subscriber(self._on_box)
-        lasso = hv.streams.Lasso(source=base)
+        lasso = hv.streams.Lasso(source=raster)
         lasso.add_subscriber(self._on_lasso)
-        tap = hv.streams.Tap(source=base)
+        tap = hv.streams.Tap(source=raster)
         tap.add_subscriber(self._on_tap)
-        self._plot_streams.extend([box, lasso, tap])
-        layers = [base, grey, highlight]
-        legend = plots.legend_overlay(color)
-        if legend is not None:
-            layers.append(legend)
+        self._plot_streams.extend([*streams[:2], box, lasso, tap])
+        layers = [raster]
+        # An RGB image has neither legend nor colorbar: invisible glyphs provide them, in
+        # the same colours as the shading.
+        key = plots.legend_overlay(color)
+        if key is None:
+            key = plots.colorbar_overlay(color, self.state.colormap)
+        if key is not None:
+            layers.append(key)
         return tuple(layers)
 
-    def _update_raster_flags(self) -> None:
-        selected = bool(self.state.selection)
-        self._raster_flags.param.update(selected=selected, unselected=not selected)
+    def _extent(self) -> tuple[float, float, float, float]:
+        """The projection's ``(x0, y0, x1, y1)`` with a margin, until the plot has ranges."""
+        frame = self.state.frame
+        bounds = []
+        for axis in (plots.X, plots.Y):
+            values = frame[axis].to_numpy()
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 1)
+            pad = (high - low) * 0.025 or 0.5
+            bounds.append((low - pad, high + pad))
+        (x0, x1), (y0, y1) = bounds
+        return (x0, y0, x1, y1)
+
+    def _raster(self, label: str, x_range: Any = None, y_range: Any = None,
+                width: int | None = None, height: int | None = None, scale: float = 1.0,
+                **counters: Any) -> Any:
+        """The scatter as one RGBA image of the current window, size and selection."""
+        state = self.state
+        if x_range is None or y_range is None:
+            x0, y0, x1, y1 = self._extent()
+        else:
+            (x0, x1), (y0, y1) = x_range, y_range
+        # Before the browser reports its size, the pane's minimum height and a 3:2 frame.
+        width, height = (width, height) if width and height else (600, 400)
+        selected = state.positions_of(state.selection) if state.selection else None
+        rgba = plots.shade(
+            state.frame, state.color, x_range=(x0, x1), y_range=(y0, y1), width=width,
+            height=height, selected=selected, colormap=state.colormap,
+            spread=max(1, int(state.point_size // 2)),
+        )
+        return plots.raster_element(rgba, (x0, y0, x1, y1), alpha=state.alpha,
+                                    axis_label=label)
 
     def _points(self, counter: int = 0) -> Any:
         """The glyph scatter; re-run for style and selection, with the same data object."""
@@ -561,45 +565,11 @@ class Projector(pn.viewable.Viewer):
         self._points_cache = (state.frame, element)
         return element
 
-    def _raster_points(self, counter: int = 0) -> Any:
-        import holoviews as hv
-
-        frame = self.state.frame
-        vdims = [c for c in (plots.ROW, plots.COLOR) if c in frame]
-        return hv.Points(frame, kdims=[plots.X, plots.Y], vdims=vdims)
-
-    def _context_points(self, counter: int = 0) -> Any:
-        import holoviews as hv
-
-        frame = self.state.frame
-        if not self.state.selection:
-            frame = frame.iloc[:1].assign(**{plots.X: np.nan, plots.Y: np.nan})
-        return hv.Points(frame, kdims=[plots.X, plots.Y], vdims=[plots.ROW])
-
-    def _selected_points(self, counter: int = 0) -> Any:
-        import holoviews as hv
-
-        state = self.state
-        frame = state.frame
-        positions = state.positions_of(state.selection)
-        vdims = [c for c in (plots.ROW, plots.COLOR) if c in frame]
-        # iloc keeps the categorical's categories: the highlight uses the same colour key.
-        chosen = frame.iloc[positions]
-        if not len(chosen):
-            # HoloViews rasterizes an *empty* element to a single-layer image, which a
-            # per-category colour key cannot colour; one point at NaN (which Datashader
-            # skips) keeps every category layer, all empty.
-            chosen = frame.iloc[:1].assign(**{plots.X: np.nan, plots.Y: np.nan})
-        return hv.Points(chosen, kdims=[plots.X, plots.Y], vdims=vdims)
-
     def _on_style(self, *events: Any) -> None:
         if self._structure is None:
             return
-        if self._structure[1]:
-            # Raster style lives in the operations' options: rebuild, keeping the zoom.
-            self._rebuild(self._structure)
-        else:
-            self._data_events.event()
+        # Glyphs restyle the same data object; a raster is re-shaded with the new style.
+        self._data_events.event()
 
     def _on_plot_size(self, width: int | None = None, height: int | None = None,
                       scale: float = 1.0) -> None:
@@ -713,7 +683,6 @@ class Projector(pn.viewable.Viewer):
                     self._origin_table_sync = False
             if self._structure is not None:
                 if self._structure[1]:
-                    self._update_raster_flags()
                     self._selection_events.event()
                 else:
                     self._data_events.event()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
-from bokeh.models import GlyphRenderer, HoverTool, ImageStack, Legend
+from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, LinearColorMapper
 
 from embproj_panel import plots
 
@@ -109,17 +109,64 @@ def test_points_model_has_no_hover_and_no_image_data():
     assert not list(root.select({"type": HoverTool}))
 
 
-def test_raster_keeps_category_colours_for_any_subset():
+def _hex(rgb: np.ndarray) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
+
+
+def _shade_window(frame: pd.DataFrame) -> dict:
+    return dict(x_range=(float(frame[plots.X].min()) - 0.1, float(frame[plots.X].max()) + 0.1),
+                y_range=(float(frame[plots.Y].min()) - 0.1, float(frame[plots.Y].max()) + 0.1),
+                width=40, height=30, spread=0)
+
+
+def test_shade_keeps_category_colours_for_any_subset():
     frame, mapping = _frame(n=500, categories="abcd")
+    window = _shade_window(frame)
     only_c = frame[frame[plots.COLOR] == "c"]
-    palettes = []
-    for data in (frame, only_c):
-        points = hv.Points(data, [plots.X, plots.Y], [plots.ROW, plots.COLOR])
-        root = pn.panel(plots.raster_element(points, mapping)).get_root()
-        (glyph,) = [r.glyph for r in root.select({"type": GlyphRenderer})
-                    if isinstance(r.glyph, ImageStack)]
-        palettes.append(list(glyph.color_mapper.palette))
-    assert palettes[0] == palettes[1] == list(mapping.color_key.values())
+    rgba = plots.shade(only_c, mapping, **window)
+    assert rgba.shape == (30, 40, 4) and rgba.dtype == np.uint8
+    drawn = rgba[rgba[..., 3] > 0]
+    assert len(drawn)
+    # Every drawn pixel has c's colour from the whole column's key (shade only varies alpha).
+    assert {_hex(pixel) for pixel in drawn} == {mapping.color_key["c"]}
+
+
+def test_shade_draws_a_selection_in_colour_over_grey_rows():
+    frame, mapping = _frame(n=500, categories="abcd")
+    window = _shade_window(frame)
+    selected = np.flatnonzero((frame[plots.COLOR] == "b").to_numpy())
+    rgba = plots.shade(frame, mapping, selected=selected, **window)
+    colours = {_hex(pixel) for pixel in rgba[rgba[..., 3] > 0]}
+    assert mapping.color_key["b"] in colours
+    assert not colours & {mapping.color_key[c] for c in "acd"}  # the others are grey
+    # The image's first row is the top of the plot: a point at the top is drawn there.
+    top = frame.iloc[[int(np.argmax(frame[plots.Y].to_numpy()))]]
+    single = plots.shade(top, mapping, **window)
+    rows = np.flatnonzero(single[..., 3].any(axis=1))
+    assert rows.tolist() and rows.max() < 5
+
+
+def test_numeric_shading_uses_the_whole_columns_span_and_has_a_colorbar():
+    values = np.linspace(0.0, 10.0, 200)
+    mapping = plots.color_mapping(values, "score", kind="numeric")
+    rng = np.random.default_rng(1)
+    frame = plots.plot_frame(rng.normal(size=(200, 2)), np.arange(200), mapping)
+    low = frame[frame[plots.COLOR] < 0.5]
+    rgba = plots.shade(low, mapping, colormap=["#000000", "#ffffff"], **_shade_window(frame))
+    # Only small values drawn: dark pixels, as on the colorbar, not stretched to white.
+    assert rgba[rgba[..., 3] > 0][:, :3].max() < 40
+    bar = pn.panel(plots.colorbar_overlay(mapping, "viridis")).get_root()
+    (mapper,) = {m for m in bar.select({"type": LinearColorMapper})}
+    assert (mapper.low, mapper.high) == (0.0, 10.0)
+    assert plots.colorbar_overlay(plots.ColorMapping("none")) is None
+
+
+def test_raster_element_sends_one_rgba_image():
+    rgba = np.zeros((3, 4, 4), dtype=np.uint8)
+    root = pn.panel(plots.raster_element(rgba, (0, 0, 4, 3))).get_root()
+    (renderer,) = root.select({"type": GlyphRenderer})
+    assert isinstance(renderer.glyph, ImageRGBA)
+    assert renderer.data_source.data["image"][0].shape == (3, 4)
 
 
 def test_legend_overlay_only_for_categories():

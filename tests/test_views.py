@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
-from bokeh.models import GlyphRenderer, HoverTool, ImageStack, Legend, Plot, Scatter
+from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scatter
 
 from embproj_panel import datasets, plots
 from embproj_panel.images import Image
@@ -179,15 +179,37 @@ def test_colour_change_rebuilds_with_the_current_zoom(digits):
     assert main_scatter(root).glyph.fill_color["transform"].palette  # now a colormap
 
 
+def rasters(root) -> list:
+    return [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, ImageRGBA)]
+
+
+def raster_colours(renderer) -> set[int]:
+    """The distinct RGB values (packed, alpha dropped) of a raster renderer's drawn pixels."""
+    image = np.asarray(renderer.data_source.data["image"][0]).astype(np.uint32)
+    return set(np.unique(image[(image >> 24) > 0] & 0xFFFFFF).tolist())
+
+
+def rgb_of(colour: str) -> int:
+    """A hex colour as the packed little-endian RGB of an ImageRGBA pixel."""
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return r | g << 8 | b << 16
+
+
 @in_loop
 def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
     view = projector(digits, datashade_threshold=1000)
     root = pn.panel(view).get_root()
-    stacks = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, ImageStack)]
-    assert stacks, "the points should be rasterized"
+    (raster,) = rasters(root)  # one image: no hidden layers to resend
     # Glyphs left: the hover ring and the legend's one NaN point per category, no rows.
     assert all(len(r.data_source.data.get("x", [])) <= 10 for r in scatter_renderers(root))
+    (legend,) = root.select({"type": Legend})
+    # One glyph whose legend Bokeh groups by category: all ten, in the key's colours.
+    (item,) = legend.items
+    (swatches,) = item.renderers
+    assert list(swatches.data_source.data[plots.COLOR]) == list(view.state.color.color_key)
     assert "drawn with Datashader" in view.state.status
+    key = view.state.color.color_key
+    assert rgb_of(key["0"]) in raster_colours(raster)
     frame = view.state.frame
     box = next(s for s in _streams(view) if isinstance(s, hv.streams.BoundsXY))
     box.event(bounds=(-5.0, -5.0, 5.0, 5.0))
@@ -196,6 +218,13 @@ def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
     lasso = next(s for s in _streams(view) if isinstance(s, hv.streams.Lasso))
     lasso.event(geometry=np.array([[-5.0, -5.0], [5.0, -5.0], [5.0, 5.0], [-5.0, 5.0]]))
     assert view.state.selection == sorted(frame.row[inside].tolist())
+    # Selected: still one image, updated in place, with the unselected rows grey.
+    view.selection = np.flatnonzero(digits.get_column("target", "numpy") == "3").tolist()
+    assert rasters(root) == [raster]
+    colours = raster_colours(raster)
+    assert rgb_of(key["3"]) in colours
+    assert rgb_of(key["0"]) not in colours
+    assert rgb_of(plots.CONTEXT_COLORS[1]) in colours or rgb_of(plots.CONTEXT_COLORS[0]) in colours
 
 
 def _streams(view: Projector) -> list:
