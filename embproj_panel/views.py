@@ -210,8 +210,11 @@ class Projector(pn.viewable.Viewer):
             value=0, max=100, visible=False, sizing_mode="stretch_width", height=12,
             bar_color="primary", margin=(0, 10),
         )
-        self._status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10),
-                                    styles={"font-size": "0.85em", "color": "#555"})
+        # Two lines tall whatever the text: a status that wraps differently would resize the
+        # plot, and a raster resize is a re-aggregation and a new image.
+        self._status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10), height=36,
+                                    styles={"font-size": "0.85em", "color": "#555",
+                                            "overflow": "hidden"})
         self._alert = pn.pane.Alert("", alert_type="danger", visible=False,
                                     sizing_mode="stretch_width", margin=(4, 10))
         self._table = pn.widgets.Tabulator(
@@ -227,10 +230,13 @@ class Projector(pn.viewable.Viewer):
         self._filter.param.watch(self._fill_thumbnails, ["rows", "mode"])
         self._table_mode = pn.widgets.RadioButtonGroup.from_param(
             self.param.table_mode, options={"Show selection": "selection", "Show all": "all"},
-            color="default", variant="outline", margin=(5, 10), width=230,
+            color="default", variant="outline", margin=(5, 5, 5, 10), width=220, height=36,
         )
-        self._clear = pn.widgets.Button(label="Clear selection", color="light",
-                                        margin=(5, 5), disabled=True, width=180)
+        # Wide enough for "Clear selection (1,000,000)" on one line: its label must not
+        # wrap and change the layout (see table_panel).
+        self._clear = pn.widgets.Button(label="Clear selection", color="danger",
+                                        variant="outline", margin=(5, 5), disabled=True,
+                                        width=205, height=36)
         self._clear.on_click(lambda event: self.state.select([]))
         self._export_rows = pn.widgets.Select(
             options={"Selected rows": "selection", "All rows": "all"}, value="selection",
@@ -350,7 +356,10 @@ class Projector(pn.viewable.Viewer):
     @property
     def table_panel(self) -> pn.Column:
         """The table with its selection toggle and download buttons."""
-        selection = pn.Row(self._table_mode, self._clear, sizing_mode="stretch_width")
+        # A fixed height: the selection count in the Clear button must never change the
+        # layout (a moved or resized plot frame would be re-rasterized and re-sent).
+        selection = pn.Row(self._table_mode, self._clear, sizing_mode="stretch_width",
+                           height=46)
         export = pn.Row(pn.pane.HTML("Download", margin=(12, 5, 5, 10)), self._export_rows,
                         self._csv, self._parquet, sizing_mode="stretch_width")
         return pn.Column(selection, self._table, export, sizing_mode="stretch_height",
@@ -447,6 +456,7 @@ class Projector(pn.viewable.Viewer):
         # Renamed: the raster's DynamicMap listens to both counters.
         self._selection_events = hv.streams.Counter(rename={"counter": "selection_counter"})
         self._plot_streams: list[Any] = []  # the interaction streams of the current plot
+        self._last_raster = None
         label = REDUCERS[state.projection.method].label if state.projection else ""
         if raster:
             main = self._raster_layers(label)
@@ -529,14 +539,28 @@ class Projector(pn.viewable.Viewer):
             (x0, x1), (y0, y1) = x_range, y_range
         # Before the browser reports its size, the pane's minimum height and a 3:2 frame.
         width, height = (width, height) if width and height else (600, 400)
+        key = (x0, y0, x1, y1, tuple(sorted(counters.items())))
+        last = self._last_raster
+        if last is not None and last[0] == key and all(
+            abs(new - old) <= max(8, 0.05 * old) for new, old in zip((width, height), last[1])
+        ):
+            # The frame moved by a few pixels (a scrollbar, a line of text): the browser
+            # stretches the image it has. Returning the same element sends nothing (an
+            # identical re-shade would still be sent whole).
+            return last[2]
         selected = state.positions_of(state.selection) if state.selection else None
         rgba = plots.shade(
             state.frame, state.color, x_range=(x0, x1), y_range=(y0, y1), width=width,
             height=height, selected=selected, colormap=state.colormap,
             spread=max(1, int(state.point_size // 2)),
         )
-        return plots.raster_element(rgba, (x0, y0, x1, y1), alpha=state.alpha,
-                                    axis_label=label)
+        element = plots.raster_element(rgba, (x0, y0, x1, y1), alpha=state.alpha,
+                                       axis_label=label)
+        self._last_raster = (key, (width, height), element)
+        return element
+
+    # (window and events, (width, height), element) of the raster last drawn, per plot.
+    _last_raster: tuple | None = None
 
     def _points(self, counter: int = 0) -> Any:
         """The glyph scatter; re-run for style and selection, with the same data object."""

@@ -227,6 +227,26 @@ def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
     assert rgb_of(plots.CONTEXT_COLORS[1]) in colours or rgb_of(plots.CONTEXT_COLORS[0]) in colours
 
 
+@in_loop
+def test_raster_ignores_a_layout_shift_of_a_few_pixels_but_not_a_resize(digits):
+    view = projector(digits, datashade_threshold=1000)
+    root = pn.panel(view).get_root()
+    (raster,) = rasters(root)
+    sizes = [s for s in _streams(view) if isinstance(s, hv.streams.PlotSize)]
+
+    def report(width, height):
+        for stream in sizes:
+            stream.event(width=width, height=height)
+
+    report(800, 500)
+    image = raster.data_source.data["image"][0]
+    assert image.shape == (500, 800)
+    report(804, 497)  # a scrollbar or a wrapped line: nothing re-drawn, nothing sent
+    assert raster.data_source.data["image"][0] is image
+    report(1000, 500)
+    assert raster.data_source.data["image"][0].shape == (500, 1000)
+
+
 def _streams(view: Projector) -> list:
     return list(view._plot_streams)
 
