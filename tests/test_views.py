@@ -143,6 +143,17 @@ def test_plot_selection_reaches_state_and_table(digits):
     assert view.state.selection == rows and view._table.selection == rows
 
 
+def test_table_maps_listed_positions_to_rows_without_a_dict_per_row(digits):
+    view = projector(digits)
+    view.selection = [10, 11, 12]
+    mapping = view._table._index_mapping  # what Panel reads when a cell is clicked
+    assert not isinstance(mapping, dict)
+    assert [mapping.get(i, i) for i in range(4)] == [10, 11, 12, 3]  # unknown -> itself
+    assert dict(mapping) == {0: 10, 1: 11, 2: 12}
+    view.state.select([])
+    assert len(view._table._index_mapping) == 1797
+
+
 @in_loop
 def test_table_click_selects_without_changing_the_listed_rows(digits):
     view = projector(digits)
