@@ -437,8 +437,7 @@ def shade(
 
     def colored(data: pd.DataFrame) -> Any:
         if color.kind == "categorical":
-            agg = canvas.points(data, X, Y, agg=ds.count_cat(COLOR))
-            return tf.shade(agg, color_key=dict(color.color_key), how="eq_hist")
+            return _shade_categories(canvas, data, color)
         if color.kind == "numeric":
             agg = canvas.points(data, X, Y, agg=ds.mean(COLOR))
             return tf.shade(agg, cmap=_palette(colormap), how="linear",
@@ -457,6 +456,34 @@ def shade(
     rgba = np.ascontiguousarray(image.data).view(np.uint8).reshape(height, width, 4)
     # Datashader's first row is the bottom one.
     return rgba[::-1]
+
+
+def _shade_categories(canvas: Any, data: pd.DataFrame, color: ColorMapping) -> Any:
+    """Each pixel in the count-weighted mean colour of its points, alpha by their number.
+
+    What ``tf.shade`` does with a ``count_cat`` aggregate, without the aggregate: that is a
+    ``width x height x categories`` array, and shading it takes ~250 MB at 1000 x 600 with 20
+    categories. Summing each point's colour channels takes four ``width x height`` arrays.
+    """
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    key = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in color.color_key.values()],
+                   dtype=np.float32)
+    # ``values`` is a Categorical over exactly the key's labels, so every code is valid.
+    rgb = key[np.asarray(data[COLOR].cat.codes)]
+    channels = pd.DataFrame({X: data[X].to_numpy(), Y: data[Y].to_numpy(),
+                             "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]})
+    agg = canvas.points(channels, X, Y, agg=ds.summary(
+        n=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b")))
+    # A one-colour cmap makes tf.shade vary only the alpha, as it does for categories.
+    image = tf.shade(agg["n"], cmap="black", how="eq_hist")
+    pixels = image.data.view(np.uint8).reshape(*image.shape, 4)
+    count = agg["n"].to_numpy()
+    drawn = count > 0
+    for channel, name in enumerate("rgb"):
+        pixels[..., channel][drawn] = np.rint(agg[name].to_numpy()[drawn] / count[drawn])
+    return image
 
 
 def raster_element(
