@@ -6,10 +6,11 @@ call (``sklearn.decomposition.PCA(2).fit_transform``, ``umap.UMAP().fit_transfor
 ``sklearn.manifold.TSNE().fit_transform``, all with their defaults), the speed-up
 (naive / ours) and the trustworthiness (k = 10) of both layouts on the same 2,000-row
 sample. Then: PCA of 1,000,000 x 128 float32, a cache hit against its first call, and the
-first UMAP in a fresh process (warm numba cache) against a warm call.
+first UMAP in a fresh process (warm numba cache) against a warm call. The last column is the
+1-minute load average when the row was printed: the machine may be shared.
 
 Both sides are warmed before timing (numba compiled on a small input), so "UMAP" compares
-warm calls. The synthetic sets are Gaussian clusters in an 8-d latent space, mapped
+warm calls; calls under 10 s are timed three times and the fastest is kept. The synthetic sets are Gaussian clusters in an 8-d latent space, mapped
 non-linearly to d dimensions plus noise: structured like real embeddings, reproducible.
 
 Run (takes a while; scikit-learn's t-SNE on 70,000 rows alone takes many minutes)::
@@ -76,6 +77,17 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def best_of(fn, *args, **kwargs):
+    """Run once; calls under 10 s run twice more and report the fastest (as ``timeit``),
+    which damps the noise of a shared machine."""
+    out, best = timed(fn, *args, **kwargs)
+    if best < 10:
+        for _ in range(2):
+            out, elapsed = timed(fn, *args, **kwargs)
+            best = min(best, elapsed)
+    return out, best
+
+
 def warm(methods: list[str]) -> None:
     """Compile numba code for both sides on small inputs, outside the timings."""
     import embproj_panel as ep
@@ -117,11 +129,12 @@ def main() -> None:
             sets[name] = clustered(70_000, 784)
         else:
             raise SystemExit(f"unknown set {name!r}")
-    print(f"cores: {len(os.sched_getaffinity(0))}  numba cache: {os.environ.get('NUMBA_CACHE_DIR')}")
+    print(f"cores: {len(os.sched_getaffinity(0))}  load average at start: "
+          f"{os.getloadavg()[0]:.2f}  numba cache: {os.environ.get('NUMBA_CACHE_DIR')}")
     warm(methods)
 
     header = (f"{'data':<16}{'method':<7}{'ep.project s':>13}{'naive s':>10}{'speed-up':>10}"
-              f"{'T ours':>9}{'T naive':>9}{'T diff':>9}")
+              f"{'T ours':>9}{'T naive':>9}{'T diff':>9}{'load':>6}")
     print(header)
     print("-" * len(header))
     for name, data in sets.items():
@@ -131,17 +144,18 @@ def main() -> None:
         sample = np.random.default_rng(0).choice(len(X), min(2000, len(X)), replace=False)
         label = f"{name} {raw.shape[0]}x{raw.shape[1]}"
         for method in methods:
-            result, ours = timed(ep.project, data, method, cache=False)
+            result, ours = best_of(ep.project, data, method, cache=False)
             t_ours = trust(raw, result.coords, sample)
             if (method == "tsne" and args.naive_tsne_max_rows is not None
                     and len(X) > args.naive_tsne_max_rows):
                 print(f"{label:<16}{method:<7}{ours:>13.2f}{'skipped':>10}{'':>10}"
                       f"{t_ours:>9.4f}", flush=True)
                 continue
-            reference, base = timed(naive, method, raw)
+            reference, base = best_of(naive, method, raw)
             t_base = trust(raw, np.asarray(reference), sample)
             print(f"{label:<16}{method:<7}{ours:>13.2f}{base:>10.2f}{base / ours:>9.2f}x"
-                  f"{t_ours:>9.4f}{t_base:>9.4f}{t_ours - t_base:>+9.4f}", flush=True)
+                  f"{t_ours:>9.4f}{t_base:>9.4f}{t_ours - t_base:>+9.4f}"
+                  f"{os.getloadavg()[0]:>6.1f}", flush=True)
     if not args.no_extras:
         extras(methods)
 
@@ -153,10 +167,10 @@ def extras(methods: list[str]) -> None:
     print()
     big = np.random.default_rng(0).normal(size=(1_000_000, 128)).astype(np.float32)
     big[:, :8] += np.random.default_rng(1).integers(0, 5, (1_000_000, 1)) * 3.0  # structure
-    _, ours = timed(ep.project, big, "pca", cache=False)
+    _, ours = best_of(ep.project, big, "pca", cache=False)
     from sklearn.decomposition import PCA
 
-    _, base = timed(PCA(2).fit_transform, big)
+    _, base = best_of(PCA(2).fit_transform, big)
     print(f"PCA 1,000,000 x 128 float32: ep.project {ours:.2f} s (target <= 3 s), "
           f"PCA(2).fit_transform {base:.2f} s")
     del big
@@ -193,9 +207,12 @@ def extras(methods: list[str]) -> None:
                 "second = time.perf_counter() - t; "
                 "print(json.dumps([first, second]))"
             )
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True, env=os.environ.copy())
-            first, second = json.loads(out.stdout.strip().splitlines()[-1])
+            runs = []
+            for _ in range(2):  # the first fills numba's disk cache if a source file changed
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, check=True, env=os.environ.copy())
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            first, second = runs[-1]
             print(f"fresh process UMAP {name}: first call {first:.2f} s, warm call "
                   f"{second:.2f} s, ratio {first / second:.2f} (target <= 2)")
 

@@ -360,12 +360,12 @@ def project(
 def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
     start = time.perf_counter()
     reducer = get_reducer(method, **params)  # unknown method/parameter: fail before work
+    requested = reducer.validated_params()  # out of bounds: fail before reading the data
     report = progress or (lambda fraction: None)
     features = prepare_features(data, columns)
     if cancel is not None and cancel():
         raise Cancelled("Cancelled.")
     store = _resolve_cache(cache)
-    requested = reducer.get_params()
     key = ""
     if store is not None and requested.get("random_state", 0) is not None:
         key = _cache_key(features, method, requested)
