@@ -466,6 +466,7 @@ class Projector(pn.viewable.Viewer):
             return
         if not same_coordinates:
             frame = self.state.frame
+            self._index = None  # let the old index go before the new one is built
             self._index = plots.PointIndex(frame[plots.X].to_numpy(), frame[plots.Y].to_numpy())
             self._shown_projection = projection
             self._ranges = None
