@@ -193,15 +193,17 @@ def color_mapping(
         )
         key = dict(zip(kept, categorical_palette(keep)))
         key[OTHER_LABEL] = OTHER_COLOR
-        row_labels = distinct[per_row]
-        row_labels = np.where(np.isin(row_labels, kept), row_labels, OTHER_LABEL)
     else:
         ordered = sorted(distinct, key=_natural_key)
         key = dict(zip(ordered, categorical_palette(len(ordered))))
         if MISSING_LABEL in key:
             key[MISSING_LABEL] = NAN_COLOR
-        row_labels = distinct[per_row]
-    categorical = pd.Categorical(row_labels, categories=list(key))
+    # Codes straight from the factorization (labels not in the key are "(other)"): a
+    # Categorical built from a million label objects would hash them all again.
+    position = {label: i for i, label in enumerate(key)}
+    other = position.get(OTHER_LABEL, -1)
+    remap = np.array([position.get(label, other) for label in distinct], dtype=np.int64)
+    categorical = pd.Categorical.from_codes(remap[per_row], categories=list(key))
     return ColorMapping("categorical", column, categorical, key, note)
 
 
