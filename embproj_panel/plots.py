@@ -720,22 +720,21 @@ def warm_up() -> float:
     """
     import time
 
-    import datashader as ds
-
     began = time.perf_counter()
-    labels = np.array(["a", "b", "a", "b"], dtype=object)
     frame = pd.DataFrame({
         X: np.array([0.0, 1.0, 0.5, np.nan], dtype=np.float32),
         Y: np.array([0.0, 1.0, 0.5, np.nan], dtype=np.float32),
         ROW: np.arange(4, dtype=np.int64),
     })
-    canvas = ds.Canvas(plot_width=8, plot_height=8, x_range=(0, 1), y_range=(0, 1))
-    for color, aggregator in (
-        (pd.Categorical(labels, categories=["a", "b"]), ds.count_cat(COLOR)),
-        (np.array([1.0, 2.0, np.nan, 4.0]), ds.mean(COLOR)),
-        (None, ds.count()),
+    window = dict(x_range=(0, 1), y_range=(0, 1), width=8, height=8)
+    # Exactly what the scatter runs: each colouring, and a selection over grey rows.
+    for color in (
+        color_mapping(["a", "b", "a", "b"], "warm-up"),
+        color_mapping([1.0, 2.0, None, 4.0], "warm-up", kind="numeric"),
+        ColorMapping("none"),
     ):
-        data = frame if color is None else frame.assign(**{COLOR: color})
-        canvas.points(data, X, Y, agg=aggregator)
+        data = plot_frame(frame[[X, Y]].to_numpy(), frame[ROW].to_numpy(), color)
+        shade(data, color, **window)
+    shade(data, color, selected=np.array([0, 1]), **window)
     return time.perf_counter() - began
 
