@@ -45,6 +45,9 @@ __all__ = ["Projector", "as_table"]
 # message limit is 20 MB, and a bigger file would close the session.
 MAX_DOWNLOAD_BYTES = 12 * 2**20
 
+#: The most pixels a raster update has (4 bytes each).
+MAX_RASTER_PIXELS = 1_000_000
+
 # Hover and tap reach this many screen pixels beyond a point's radius.
 _HIT_PX = 4
 
@@ -577,6 +580,11 @@ class Projector(pn.viewable.Viewer):
             (x0, x1), (y0, y1) = x_range, y_range
         # Before the browser reports its size, the pane's minimum height and a 3:2 frame.
         width, height = (width, height) if width and height else (600, 400)
+        if width * height > MAX_RASTER_PIXELS:
+            # A very large frame gets a coarser image, stretched by the browser: the update
+            # stays under 4 MB (the plot data budget is 5 MB).
+            shrink = (MAX_RASTER_PIXELS / (width * height)) ** 0.5
+            width, height = max(1, int(width * shrink)), max(1, int(height * shrink))
         key = (x0, y0, x1, y1, tuple(sorted(counters.items())))
         last = self._last_raster
         if last is not None and last[0] == key and all(

@@ -20,7 +20,7 @@ from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scat
 from embproj_panel import datasets, plots
 from embproj_panel.images import Image
 from embproj_panel.table import Table
-from embproj_panel.views import MAX_DOWNLOAD_BYTES, Projector, as_table
+from embproj_panel.views import MAX_DOWNLOAD_BYTES, MAX_RASTER_PIXELS, Projector, as_table
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportWarning")
 
@@ -256,6 +256,9 @@ def test_raster_ignores_a_layout_shift_of_a_few_pixels_but_not_a_resize(digits):
     assert raster.data_source.data["image"][0] is image
     report(1000, 500)
     assert raster.data_source.data["image"][0].shape == (500, 1000)
+    report(2000, 1000)  # a huge frame: a coarser image, stretched by the browser
+    height, width = raster.data_source.data["image"][0].shape
+    assert width * height <= MAX_RASTER_PIXELS and abs(width / height - 2) < 0.01
 
 
 def _streams(view: Projector) -> list:
