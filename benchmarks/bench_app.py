@@ -246,13 +246,20 @@ def document_sizes(doc: Any) -> tuple[int, int]:
 
 
 def plot_renderers(root: Any) -> list[Any]:
-    """The scatter's visible point/raster renderers (Scatter, Image, ImageStack)."""
-    from bokeh.models import GlyphRenderer, Image, ImageStack, Scatter
+    """The scatter's visible point/raster renderers (Scatter glyphs, or the shaded ImageRGBA)."""
+    from bokeh.models import GlyphRenderer, ImageRGBA, Scatter
 
     return [
         renderer for renderer in root.select({"type": GlyphRenderer})
-        if renderer.visible and isinstance(renderer.glyph, (Scatter, Image, ImageStack))
+        if renderer.visible and isinstance(renderer.glyph, (Scatter, ImageRGBA))
     ]
+
+
+def _shaded_image(root: Any) -> Any:
+    from bokeh.models import ImageRGBA
+
+    (shown,) = [r for r in plot_renderers(root) if isinstance(r.glyph, ImageRGBA)]
+    return shown
 
 
 def check_model(root: Any, state: Any) -> None:
@@ -263,19 +270,13 @@ def check_model(root: Any, state: Any) -> None:
     AssertionError
         If the visible glyph is of the wrong kind, or shows other coordinates.
     """
-    from bokeh.models import Image, ImageStack, Scatter
+    from bokeh.models import Scatter
 
     frame = state.frame
     n = len(frame)
-    raster = n > state.datashade_threshold
-    renderers = plot_renderers(root)
-    if raster:
-        wanted = ImageStack if state.color.kind == "categorical" else Image
-        (shown,) = [r for r in renderers if isinstance(r.glyph, wanted)]
-        data = shown.data_source.data
-        if wanted is ImageStack:
-            layers = data["image"][0].shape[2]
-            assert layers == len(state.color.color_key), f"{layers} raster layers"
+    if n > state.datashade_threshold:
+        # One server-shaded RGBA image spanning the projection.
+        data = _shaded_image(root).data_source.data
         x0, width = float(data["x"][0]), float(data["dw"][0])
         lo, hi = float(frame["x"].min()), float(frame["x"].max())
         slack = 0.05 * (hi - lo)
@@ -284,7 +285,7 @@ def check_model(root: Any, state: Any) -> None:
         )
     else:
         (shown,) = [
-            r for r in renderers
+            r for r in plot_renderers(root)
             if isinstance(r.glyph, Scatter) and len(r.data_source.data.get("x", [])) == n
         ]
         data = shown.data_source.data
@@ -298,22 +299,19 @@ def check_selection(root: Any, state: Any, positions: np.ndarray) -> None:
     Raises
     ------
     AssertionError
-        If the glyph selection or the raster layers do not show the selection.
+        If the glyph selection or the shaded image does not show the selection.
     """
-    from bokeh.models import GlyphRenderer, Image, ImageStack, Scatter
+    from bokeh.models import Scatter
 
     frame = state.frame
     if len(frame) > state.datashade_threshold:
-        visible = {type(r.glyph) for r in plot_renderers(root)}
-        hidden = {
-            type(r.glyph) for r in root.select({"type": GlyphRenderer})
-            if not r.visible and isinstance(r.glyph, (Image, ImageStack))
-        }
-        # Selected: every row grey (Image) and the selected rows in colour (ImageStack) on
-        # top; the all-colour layer (ImageStack) hidden.
-        assert Image in visible and ImageStack in visible and ImageStack in hidden, visible
-        (highlight,) = [r for r in plot_renderers(root) if isinstance(r.glyph, ImageStack)]
-        assert np.asarray(highlight.data_source.data["image"][0]).sum() > 0, "empty highlight"
+        # Selected: every row grey, the selected rows in colour on top, in one image.
+        image = np.asarray(_shaded_image(root).data_source.data["image"][0]).astype(np.uint32)
+        drawn = image[(image >> 24) > 0]
+        red, green, blue = drawn & 0xFF, (drawn >> 8) & 0xFF, (drawn >> 16) & 0xFF
+        grey = (red == green) & (green == blue)
+        assert grey.any(), "no grey context rows"
+        assert (~grey).any(), "no coloured selection"
     else:
         (shown,) = [
             r for r in plot_renderers(root)
