@@ -345,6 +345,22 @@ class Reducer:
         self.effective_params_["pca_dims"] = k
         return reduced, "euclidean"
 
+    def _fit_sample(self, n: int, params: dict[str, Any], placed_with: str) -> np.ndarray | None:
+        """Sorted positions of the rows to fit on, or None to fit every row.
+
+        Above ``sample_size`` rows (unless ``full_fit``) the layout is fitted on a seeded
+        random sample and the other rows are placed with ``placed_with``; ``warnings_`` says so.
+        """
+        if n <= params["sample_size"] or params["full_fit"]:
+            return None
+        rng = np.random.default_rng(params["random_state"])
+        sample = np.sort(rng.choice(n, params["sample_size"], replace=False))
+        self.warnings_.append(
+            f"{self.label} was fitted on a random sample of {len(sample):,} of {n:,} rows; the "
+            f"other rows were placed with {placed_with}. Set full_fit=True to fit every row."
+        )
+        return sample
+
 
 # -- PCA --------------------------------------------------------------------------------------
 
@@ -512,15 +528,7 @@ class UMAP(Reducer):
         X, metric = self._pre_reduce(X, metric, params, report, (0.0, 0.05))
         n = X.shape[0]
         seed = params["random_state"]
-        sample = None
-        if n > params["sample_size"] and not params["full_fit"]:
-            sample = np.sort(np.random.default_rng(seed).choice(
-                n, params["sample_size"], replace=False))
-            self.warnings_.append(
-                f"UMAP was fitted on a random sample of {len(sample):,} of {n:,} rows; the "
-                "other rows were placed with UMAP's transform. Set full_fit=True to fit "
-                "every row."
-            )
+        sample = self._fit_sample(n, params, "UMAP's transform")
         fit_X = X if sample is None else X[sample]
         k = params["n_neighbors"]
         if k > fit_X.shape[0] - 1:
@@ -625,16 +633,7 @@ class TSNE(Reducer):
     def _embed(self, X: np.ndarray, params: dict[str, Any], report: _Progress) -> np.ndarray:
         X, metric = self._pre_reduce(X, params["metric"], params, report, (0.0, 0.05))
         n = X.shape[0]
-        seed = params["random_state"]
-        sample = None
-        if n > params["sample_size"] and not params["full_fit"]:
-            sample = np.sort(np.random.default_rng(seed).choice(
-                n, params["sample_size"], replace=False))
-            self.warnings_.append(
-                f"t-SNE was fitted on a random sample of {len(sample):,} of {n:,} rows; the "
-                "other rows were placed with openTSNE's out-of-sample method. Set "
-                "full_fit=True to fit every row."
-            )
+        sample = self._fit_sample(n, params, "openTSNE's out-of-sample method")
         fit_X = X if sample is None else X[sample]
         m = fit_X.shape[0]
         perplexity = params["perplexity"]
