@@ -117,8 +117,12 @@ def _merge_storage(current: str, new: str, name: object, row: int, value: Any) -
     )
 
 
-def _vector_length(value: Any) -> int:
-    return len(value)
+def _ragged(name: object, row: int, length: int, dim: int) -> ValueError:
+    """The error for a vector whose length differs from the column's earlier rows."""
+    return ValueError(
+        f"{_where(name, row)}: vector of length {length}, but earlier rows have length {dim} "
+        "(ragged vectors)"
+    )
 
 
 def _column_from_cells(name: object, cells: Sequence[Any], first_row: int = 0) -> _Column:
@@ -130,16 +134,13 @@ def _column_from_cells(name: object, cells: Sequence[Any], first_row: int = 0) -
         kind = _cell_storage(value, name, row)
         storage = _merge_storage(storage, kind, name, row, value)
         if kind == "vector":
-            length = _vector_length(value)
+            length = len(value)
             if length == 0:
                 raise ValueError(f"{_where(name, row)}: empty vector")
             if dim is None:
                 dim = length
             elif length != dim:
-                raise ValueError(
-                    f"{_where(name, row)}: vector of length {length}, but earlier rows have "
-                    f"length {dim} (ragged vectors)"
-                )
+                raise _ragged(name, row, length, dim)
     return _finish_column(storage, list(cells), dim)
 
 
@@ -303,10 +304,7 @@ def _concat(name: object, base: _Column, extra: _Column, first_row: int) -> _Col
     if storage == "vector":
         dims = {c.values.shape[1] for c in (base, extra) if c.storage == "vector"}
         if len(dims) > 1:
-            raise ValueError(
-                f"{_where(name, first_row)}: vector of length {extra.values.shape[1]}, but "
-                f"earlier rows have length {base.values.shape[1]} (ragged vectors)"
-            )
+            raise _ragged(name, first_row, extra.values.shape[1], base.values.shape[1])
         dim = dims.pop()
         dtype = np.result_type(*[c.values for c in (base, extra) if c.storage == "vector"])
         parts = [c.values if c.storage == "vector" else np.full((len(c), dim), np.nan, dtype)
@@ -500,10 +498,7 @@ class Table:
             column = self._columns[name]
             _merge_storage(column.storage, kind, name, row_index, value)
             if kind == "vector" and column.storage == "vector" and len(value) != column.values.shape[1]:
-                raise ValueError(
-                    f"{_where(name, row_index)}: vector of length {len(value)}, but earlier rows "
-                    f"have length {column.values.shape[1]} (ragged vectors)"
-                )
+                raise _ragged(name, row_index, len(value), column.values.shape[1])
         self._pending.append(tuple(row))
         try:
             self._flush_if_large()
