@@ -38,6 +38,7 @@ _LAZY = {
     "warm_up": "embproj_panel.compute",
     # app
     "Projector": "embproj_panel.views",
+    "views": "embproj_panel.views",
     "ProjectorState": "embproj_panel.state",
 }
 

@@ -1,10 +1,13 @@
-"""The served app: ``create_app()`` builds one session's page around a :class:`Projector`.
+"""The served app: ``create_app()`` builds one session's page from the projector's parts.
 
 ``panel serve apps/projector.py`` runs ``create_app()`` once per browser session, so every
 session gets its own state, table and selection; nothing per-user lives at module level. The
 page is a ``FastListTemplate``: in the sidebar the source picker (the digits sample, every
-table logged to the local run store, or an uploaded file) and the projector's settings; in the
-main area the scatter and the table.
+table logged to the local run store, or an uploaded file) and the parts of the ``"sidebar"``
+region (:data:`embproj_panel.views.PARTS`: the settings); in the main area the scatter and the
+table, laid out as in a :class:`~embproj_panel.views.Projector`. The session's state gets the
+session's dispatch (:func:`embproj_panel.views.session_dispatch`), so its results are applied
+on this session's event loop.
 
 The URL is the view: ``?project=...&run=...&table=...&method=umap&color=target&n_neighbors=30``
 opens that table with those settings (same seed, so the same, cached, layout), and changing
@@ -12,7 +15,7 @@ them in the page rewrites the URL. Only the current method's settings are in the
 
 The first ``create_app()`` of the process starts the numba warm-ups in background threads
 (UMAP's, :func:`embproj_panel.compute.warm_up`, and Datashader's aggregations,
-:func:`embproj_panel.plots.warm_up`; no-ops afterwards), so the first UMAP or large table a
+:func:`embproj_panel.views.plots.warm_up`; no-ops afterwards), so the first UMAP or large table a
 user asks for does not pay for compilation; ``panel serve --warm`` starts them with the
 server.
 """
@@ -27,10 +30,16 @@ from typing import Any
 import panel as pn
 import param
 
-from embproj_panel import plots
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
-from embproj_panel.views import Projector
+from embproj_panel.views import plots
+from embproj_panel.views.projector import (
+    build_parts,
+    main_area,
+    plot_column,
+    sidebar_parts,
+)
+from embproj_panel.views.session import session_dispatch
 
 __all__ = ["SAMPLE", "ProjectorApp", "create_app", "source_options"]
 
@@ -100,6 +109,13 @@ class ProjectorApp(pn.viewable.Viewer):
     max_upload_bytes
         Upload size limit; default :func:`embproj_panel.uploads.max_upload_bytes`
         (``EMBPROJ_MAX_UPLOAD_MB``, 200 MB unless set).
+
+    Attributes
+    ----------
+    state
+        The session's :class:`ProjectorState`.
+    parts
+        The projector's parts over it (:func:`embproj_panel.views.projector.build_parts`).
     """
 
     project = param.String(default="", doc="Project of the logged table shown.")
@@ -114,7 +130,8 @@ class ProjectorApp(pn.viewable.Viewer):
 
         if self.max_upload_bytes is None:
             self.max_upload_bytes = max_upload_bytes()
-        self.projector = Projector(ProjectorState())
+        self.state = ProjectorState(dispatch=session_dispatch())
+        self.parts = build_parts(self.state)
         self._options = source_options()
         self._source = pn.widgets.Select(label="Table", options=list(self._options),
                                          sizing_mode="stretch_width")
@@ -146,7 +163,7 @@ class ProjectorApp(pn.viewable.Viewer):
     def _open_from_url(self) -> None:
         """Open the table and settings the URL names (or the sample), then sync the URL."""
         query = _query()
-        state = self.projector.state
+        state = self.state
         problems: list[str] = []
         for name, key in _URL_STATE.items():
             if key in query:
@@ -179,7 +196,7 @@ class ProjectorApp(pn.viewable.Viewer):
         self._sync_url()
 
     def _apply_method_settings(self, query: dict[str, Any], problems: list[str]) -> None:
-        settings = self.projector.state.settings[self.projector.state.method]
+        settings = self.state.settings[self.state.method]
         for name in settings.param:
             if name == "name" or name not in query:
                 continue
@@ -195,7 +212,7 @@ class ProjectorApp(pn.viewable.Viewer):
         location = pn.state.location
         if location is None:
             return
-        state = self.projector.state
+        state = self.state
         location.sync(self, ["project", "run", "table"])
         location.sync(state, {**_URL_STATE, **_URL_COLUMNS})
         self._synced_settings = state.settings[state.method]
@@ -212,7 +229,7 @@ class ProjectorApp(pn.viewable.Viewer):
         # random_state exist in several methods and must not be applied to the wrong one.
         if self._synced_settings is not None:
             location.unsync(self._synced_settings)
-        self._synced_settings = self.projector.state.settings[event.new]
+        self._synced_settings = self.state.settings[event.new]
         location.sync(self._synced_settings)
 
     def _select_label(self, source: tuple[str, str, str] | None) -> None:
@@ -235,7 +252,7 @@ class ProjectorApp(pn.viewable.Viewer):
         self._clear_messages()
         project, run, key = source or ("", "", "")
         self.param.update(project=project, run=run, table=key)
-        self.projector.state.set_table(table)
+        self.state.set_table(table)
 
     def _on_refresh(self, event: Any) -> None:
         current = self._source.value
@@ -273,7 +290,7 @@ class ProjectorApp(pn.viewable.Viewer):
         self.param.update(project="", run="", table="")
         self._source.options = [*self._options, label]
         self._source.value = label
-        self.projector.state.set_table(upload.table)
+        self.state.set_table(upload.table)
         if upload.notes:
             self._notes.param.update(
                 object=html.escape(" ".join(upload.notes)), visible=True
@@ -295,19 +312,19 @@ class ProjectorApp(pn.viewable.Viewer):
             self._source, self._refresh, self._upload, self._upload_help, self._message,
             self._notes, title="Data", sizing_mode="stretch_width", collapsible=False,
         )
-        settings = pn.Card(self.projector.settings_panel, title="⚙ Settings",
+        settings = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings",
                            sizing_mode="stretch_width")
         return [source, settings]
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(*self.sidebar, width=320), self.projector.plot_panel)
+        return pn.Row(pn.Column(*self.sidebar, width=320), plot_column(self.parts))
 
     def template(self) -> pn.template.FastListTemplate:
         """The page: a FastListTemplate with the sidebar and the scatter above the table."""
         return pn.template.FastListTemplate(
             title="embproj-panel",
             sidebar=self.sidebar,
-            main=[self.projector.main_panel],
+            main=[main_area(self.parts)],
             sidebar_width=340,
             main_layout=None,
             accent="#1f77b4",
@@ -316,7 +333,7 @@ class ProjectorApp(pn.viewable.Viewer):
 
     def close(self) -> None:
         """Release the session's data and cancel its running projection."""
-        self.projector.state.close()
+        self.state.close()
 
 
 def create_app() -> pn.template.FastListTemplate:

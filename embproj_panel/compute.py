@@ -14,7 +14,9 @@ written atomically, so reopening a logged table shows its layout at once. A requ
 Jobs run on a small thread pool (the heavy work, in numba, BLAS and openTSNE's C++ code,
 releases the GIL; the server stays responsive). A job started with a ``key`` supersedes the
 unfinished job with the same key in the same *scope*: by default the current Panel session
-(so two users' views never cancel each other), else one process-wide scope.
+(so two users' views never cancel each other), else one process-wide scope. Both go through
+one :class:`JobSlot` per view, the only code that supersedes jobs; a
+:class:`~embproj_panel.state.ProjectorState` owns its slot.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from embproj_panel.reducers import (
 
 __all__ = [
     "Cancelled",
+    "JobSlot",
     "Projection",
     "ProjectionCache",
     "ProjectionJob",
@@ -53,6 +56,7 @@ __all__ = [
     "project",
     "project_async",
     "projection_cache",
+    "reset_jobs",
     "warm_up",
 ]
 
@@ -571,17 +575,6 @@ class ProjectionJob:
 
 _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
-# scope -> {key: latest job}; weak on the scope so a closed session's jobs are forgotten.
-_LATEST: weakref.WeakKeyDictionary[Any, dict[Hashable, ProjectionJob]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-class _ProcessScope:
-    """The supersession scope used outside a Panel session."""
-
-
-_PROCESS_SCOPE = _ProcessScope()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -594,6 +587,66 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+class JobSlot:
+    """The one place stale projections are superseded: the latest job of one view.
+
+    :meth:`submit` cancels the slot's unfinished job and starts the new one; :meth:`is_current`
+    tells a finished job's owner whether its result is still wanted (a job can finish in the
+    instant after a newer one was asked for, too late to be cancelled). A
+    :class:`~embproj_panel.state.ProjectorState` owns one slot;
+    :func:`project_async` keeps one per ``(scope, key)``. Thread-safe.
+    """
+
+    def __init__(self, key: Hashable | None = None) -> None:
+        self.key = key
+        self._lock = threading.Lock()
+        self._job: ProjectionJob | None = None
+
+    @property
+    def job(self) -> ProjectionJob | None:
+        """The latest job started here (None before the first or after :meth:`cancel`)."""
+        return self._job
+
+    def submit(self, data: Any, method: str = "pca", columns: Any = None, *,
+               cache: bool | ProjectionCache = True, **params: Any) -> ProjectionJob:
+        """Cancel the unfinished job, then start ``project(data, method, columns, ...)``.
+
+        The previous job is cancelled even when the new request is refused (an unknown
+        method or parameter raises here): its result would show settings the user left.
+        """
+        self.cancel("Superseded by a newer request for the same view.")
+        job = project_async(data, method, columns, cache=cache, **params)
+        if self.key is not None:
+            job.key = self.key
+        with self._lock:
+            previous, self._job = self._job, job
+        if previous is not None:  # another thread submitted meanwhile: the last one wins
+            previous.cancel("Superseded by a newer request for the same view.")
+        return job
+
+    def is_current(self, job: ProjectionJob) -> bool:
+        """Whether ``job`` is the latest one started here (its result is wanted)."""
+        return job is self._job
+
+    def cancel(self, reason: str = "Cancelled.") -> None:
+        """Cancel the unfinished job (if any); nothing is current afterwards."""
+        with self._lock:
+            job, self._job = self._job, None
+        if job is not None and not job.done:
+            job.cancel(reason)
+
+
+# scope -> {key: its slot}; weak on the scope so a closed session's jobs are forgotten.
+_SLOTS: weakref.WeakKeyDictionary[Any, dict[Hashable, JobSlot]] = weakref.WeakKeyDictionary()
+
+
+class _ProcessScope:
+    """The supersession scope used outside a Panel session."""
+
+
+_PROCESS_SCOPE = _ProcessScope()
+
+
 def _current_scope() -> Any:
     import sys
 
@@ -603,6 +656,15 @@ def _current_scope() -> Any:
         if document is not None:
             return document
     return _PROCESS_SCOPE
+
+
+def reset_jobs() -> None:
+    """Cancel every keyed job and forget the slots (tests; a server shutting down)."""
+    with _POOL_LOCK:
+        slots = [slot for keys in _SLOTS.values() for slot in keys.values()]
+        _SLOTS.clear()
+    for slot in slots:
+        slot.cancel()
 
 
 def project_async(
@@ -624,27 +686,27 @@ def project_async(
         everything else (bounds, empty data) is reported by the job.
     key
         Names the view this projection is for (e.g. ``"main"``). A new job with the same
-        key in the same scope cancels the previous one if it is still running.
+        key in the same scope cancels the previous one if it is still running (through the
+        scope's :class:`JobSlot` for that key).
     scope
-        Where keys are unique: by default the current Panel session's document, or one
-        process-wide scope outside a session. Pass any weak-referenceable object to choose.
+        Where keys are unique: by default the Panel document of the calling code, or one
+        process-wide scope outside a session. Pass any weak-referenceable object to choose
+        (code that owns its views, such as :class:`~embproj_panel.state.ProjectorState`,
+        holds a :class:`JobSlot` instead).
 
     Returns
     -------
     ProjectionJob
     """
-    get_reducer(method, **params)  # unknown method or parameter: a synchronous error
-    job = ProjectionJob(method, key)
-    if key is not None:
-        owner = scope if scope is not None else _current_scope()
-        with _POOL_LOCK:
-            latest = _LATEST.setdefault(owner, {})
-            previous = latest.get(key)
-            latest[key] = job
-        if previous is not None:
-            previous.cancel("Superseded by a newer request for the same view.")
-    job._future = _pool().submit(job._run, data, columns, cache, params)
-    return job
+    if key is None:
+        get_reducer(method, **params)  # unknown method or parameter: a synchronous error
+        job = ProjectionJob(method)
+        job._future = _pool().submit(job._run, data, columns, cache, params)
+        return job
+    owner = scope if scope is not None else _current_scope()
+    with _POOL_LOCK:
+        slot = _SLOTS.setdefault(owner, {}).setdefault(key, JobSlot(key))
+    return slot.submit(data, method, columns, cache=cache, **params)
 
 
 # -- numba cold start -------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Anything the projector accepts -> a :class:`~embproj_panel.table.Table`.
+
+:func:`as_table` is what ``Projector(source)`` and ``ProjectorState`` users call; no Panel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embproj_panel.table import Table
+
+__all__ = ["as_table"]
+
+
+def as_table(source: Any) -> Table | None:
+    """Turn what ``Projector`` accepts into a :class:`~embproj_panel.table.Table`.
+
+    Parameters
+    ----------
+    source
+        A Table; a pandas DataFrame; a 2-D numeric ndarray (one vector column
+        ``"embedding"``); a logged table as ``(project, run, key)`` or
+        ``(project, run, key, step)``; or None.
+
+    Raises
+    ------
+    TypeError
+        For anything else.
+    """
+    if source is None or isinstance(source, Table):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return Table(dataframe=source)
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2 or not np.issubdtype(source.dtype, np.number):
+            raise TypeError(
+                f"An ndarray source must be a 2-D numeric array (rows x dimensions); got "
+                f"shape {source.shape} of {source.dtype}"
+            )
+        cells = np.empty(len(source), dtype=object)
+        cells[:] = list(source)
+        return Table(dataframe=pd.DataFrame({"embedding": cells}))
+    if isinstance(source, tuple) and len(source) in (3, 4) and all(
+        isinstance(part, str) for part in source[:3]
+    ):
+        from embproj_panel.store import load_table
+
+        project, run, key, *step = source
+        return load_table(project, run, key, *step)
+    raise TypeError(
+        "source must be a Table, a DataFrame, a 2-D ndarray or a logged table "
+        f"(project, run, key); got {type(source).__name__}"
+    )
+

@@ -1,0 +1,53 @@
+"""The projector's views: one small ``pn.viewable.Viewer`` per concern over one state.
+
+Each view holds ``state = param.ClassSelector(class_=ProjectorState)`` (Panel's DataStore ->
+View pattern), builds its components once and afterwards only updates their properties, and
+works alone in a notebook (``ep.views.ScatterView(state)``):
+
+================  ==========================================================================
+SettingsView      embedding columns, colour, hover image, tooltip columns, method, style
+StatusView        the status line, the progress bar and the error alert
+ScatterView       the linked scatter (glyphs or a Datashader raster), hover, plot selection;
+                  other views draw on it through ``ScatterView.overlays``
+TableView         the paged table of rows, linked to the selection, with thumbnails
+DownloadsView     CSV / Parquet downloads of the selection or every row
+Projector         composes the parts listed in :data:`PARTS` (a new view is one line there)
+================  ==========================================================================
+
+Submodules load on first use (PEP 562), so ``import embproj_panel.views.plots`` (the pure
+HoloViews builders) does not import Panel.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DownloadsView": "embproj_panel.views.downloads",
+    "MAX_DOWNLOAD_BYTES": "embproj_panel.views.downloads",
+    "MAX_RASTER_PIXELS": "embproj_panel.views.plots",
+    "PARTS": "embproj_panel.views.projector",
+    "Projector": "embproj_panel.views.projector",
+    "ScatterView": "embproj_panel.views.scatter",
+    "SettingsView": "embproj_panel.views.settings",
+    "StatusView": "embproj_panel.views.status",
+    "TableView": "embproj_panel.views.table",
+    "as_table": "embproj_panel.sources",
+    "session_dispatch": "embproj_panel.views.session",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'embproj_panel.views' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,585 @@
+"""Pure HoloViews builders for the projector's scatter: points, rasters, keys, hover.
+
+Nothing here holds state or knows about widgets: every function takes a frame, a colour
+mapping and a style and returns data or a HoloViews element, so the views can rebuild cheaply
+and the tests can assert on plain values without a Viewer. The pieces:
+
+* :func:`scatter_element` is *the* scatter, from :attr:`ProjectorState.frame`, its
+  :class:`~embproj_panel.colors.ColorMapping` and a :class:`ScatterStyle`: Bokeh glyphs
+  (:func:`points_element`, restyled by :func:`glyph_style`) up to the datashade threshold, or
+  one server-shaded RGBA image of a window (:func:`shade`, :func:`raster_element`) above it.
+* :func:`scatter_key` gives a raster the legend or colorbar an RGB image lacks.
+* :func:`inspect_element` is the one-row element that carries the hover tooltip (image
+  thumbnail, label, chosen columns): images go to the browser only for the hovered row.
+
+User strings (labels, column names) only ever reach the browser as tooltip *labels* or legend
+and axis text, which Bokeh renders as text, or as placeholder values (``@{field}``), which
+Bokeh HTML-escapes; no template here uses ``{safe}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embproj_panel.colors import (
+    COLOR,
+    NAN_COLOR,
+    ROW,
+    SINGLE_COLOR,
+    ColorMapping,
+    X,
+    Y,
+    color_mapping,
+    numeric_span,
+    plot_frame,
+)
+
+__all__ = [
+    "BLANK_IMAGE", "CONTEXT_COLORS", "MAX_RASTER_PIXELS", "THUMB", "ScatterStyle",
+    "colorbar_overlay", "extent", "glyph_style", "inspect_element", "legend_overlay",
+    "points_element", "raster_element", "raster_size", "scatter_element", "scatter_key",
+    "shade", "tooltips", "warm_up",
+]
+
+# The tooltip's image field (a data URI made for the hovered row only).
+THUMB = "thumb"
+
+# Data URI of a 1x1 transparent GIF: the placeholder for table rows whose thumbnail has not
+# been generated yet (an empty ``src`` would make some browsers request the page itself).
+BLANK_IMAGE = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+
+#: The most pixels a raster update has (4 bytes each): the plot data budget is 5 MB.
+MAX_RASTER_PIXELS = 1_000_000
+
+
+def _holoviews() -> Any:
+    """HoloViews with its Bokeh backend loaded (``.opts`` needs a backend to validate)."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401 - registers the backend's options
+
+    return hv
+
+
+@dataclass(frozen=True)
+class ScatterStyle:
+    """How the points look; changing it never recomputes a projection.
+
+    Attributes
+    ----------
+    point_size
+        Point size in screen pixels (rasters spread isolated points up to half of it).
+    alpha
+        Opacity of the points.
+    colormap
+        Colormap of numeric colouring (and of density when uncoloured and rasterized).
+    """
+
+    point_size: float = 6
+    alpha: float = 0.8
+    colormap: str = "viridis"
+
+
+def _legend_columns(n: int, per_column: int = 20) -> int:
+    return max(1, math.ceil(n / per_column))
+
+
+def points_element(
+    frame: pd.DataFrame,
+    color: ColorMapping,
+    *,
+    point_size: float = 6,
+    alpha: float = 0.8,
+    colormap: str = "viridis",
+    selected: Sequence[int] | None = None,
+    axis_label: str = "",
+) -> Any:
+    """A Bokeh-glyph scatter of ``frame`` with box/lasso/tap selection.
+
+    Parameters
+    ----------
+    frame
+        From :func:`plot_frame`.
+    color
+        The colour mapping used to build ``frame``.
+    point_size, alpha, colormap
+        Style; ``colormap`` applies to numeric colouring.
+    selected
+        Positions *in frame* to highlight (others are dimmed, not hidden); None or empty
+        means no selection.
+    axis_label
+        Prefix of the axis labels, e.g. ``"UMAP"`` gives ``UMAP 1`` / ``UMAP 2``.
+
+    Returns
+    -------
+    holoviews.Points
+    """
+    hv = _holoviews()
+
+    vdims = [ROW] + ([COLOR] if COLOR in frame else [])
+    points = hv.Points(frame, kdims=[X, Y], vdims=vdims)
+    opts: dict[str, Any] = dict(
+        size=point_size,
+        alpha=alpha,
+        # Dim, never hide, what is not selected; selected points keep the full alpha.
+        selection_alpha=alpha,
+        nonselection_alpha=max(0.04, alpha * 0.15),
+        selected=list(selected) if selected is not None else [],
+        tools=["box_select", "lasso_select", "tap"],
+        **_common_opts(axis_label),
+    )
+    opts.update(_color_opts(color, colormap))
+    return points.opts(**opts)
+
+
+def _common_opts(axis_label: str) -> dict[str, Any]:
+    return dict(
+        responsive=True,
+        min_height=300,
+        xlabel=f"{axis_label} 1".strip(),
+        ylabel=f"{axis_label} 2".strip(),
+        active_tools=["wheel_zoom", "pan"],
+        default_tools=["pan", "wheel_zoom", "reset", "save"],
+        toolbar="above",
+    )
+
+
+def _color_opts(color: ColorMapping, colormap: str) -> dict[str, Any]:
+    if color.kind == "categorical":
+        return dict(
+            color=COLOR,
+            cmap=dict(color.color_key),
+            show_legend=True,
+            legend_position="right",
+            legend_cols=_legend_columns(len(color.color_key)),
+            # Bokeh draws the legend on the canvas: the column name is text, never HTML.
+            legend_opts={"title": str(color.column)},
+        )
+    if color.kind == "numeric":
+        return dict(
+            color=COLOR,
+            cmap=colormap,
+            colorbar=True,
+            clabel=str(color.column),
+            clipping_colors={"NaN": NAN_COLOR},
+        )
+    return dict(color=SINGLE_COLOR)
+
+
+def legend_overlay(color: ColorMapping) -> Any:
+    """An invisible element that gives a raster a categorical legend (rasters have none).
+
+    One point per category, at NaN (never drawn), coloured through the same colour key: a
+    single glyph whose legend Bokeh groups by category, so 50 categories cost one renderer,
+    not 50.
+
+    Returns
+    -------
+    holoviews.Points or None
+        None unless ``color`` is categorical.
+    """
+    hv = _holoviews()
+
+    if color.kind != "categorical":
+        return None
+    labels = list(color.color_key)
+    data = {
+        X: np.full(len(labels), np.nan),
+        Y: np.full(len(labels), np.nan),
+        # The legend's title is the column name, drawn on the canvas as text.
+        COLOR: pd.Categorical(labels, categories=labels),
+    }
+    title = hv.Dimension(COLOR, label=str(color.column))
+    return hv.Points(data, kdims=[X, Y], vdims=[title]).opts(
+        color=COLOR, cmap=dict(color.color_key), size=8, show_legend=True,
+        legend_position="right", legend_cols=_legend_columns(len(labels)),
+        legend_opts={"title": str(color.column)}, tools=[],
+    )
+
+
+def _palette(colormap: str | Sequence[str], n: int = 256) -> list[str]:
+    """``n`` hex colours of a named colormap (or the given list)."""
+    from holoviews.plotting.util import process_cmap
+
+    if not isinstance(colormap, str):
+        return list(colormap)
+    return list(process_cmap(colormap, ncolors=n))
+
+
+#: The grey of the unselected rows while something is selected (low and high density).
+CONTEXT_COLORS = ("#e6e6e6", "#9a9a9a")
+
+
+def shade(
+    frame: pd.DataFrame,
+    color: ColorMapping,
+    *,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+    selected: np.ndarray | None = None,
+    colormap: str | Sequence[str] = "viridis",
+    spread: int = 2,
+) -> np.ndarray:
+    """Datashade ``frame`` to one RGBA image on the server.
+
+    The browser receives ``width x height x 4`` bytes whatever the number of rows or of
+    categories (a per-category ``count_cat`` stack would be ``x 4 x categories``).
+    Categories are shaded through the whole column's colour key and numbers through the whole
+    column's span (:func:`numeric_span`), so colours are stable under zoom and selection.
+
+    Parameters
+    ----------
+    frame
+        From :func:`plot_frame`.
+    color
+        The colour mapping used to build ``frame``.
+    x_range, y_range
+        The data window to aggregate.
+    width, height
+        Size of the image in pixels.
+    selected
+        Positions *in frame* of the selected rows, or None: with a selection every row is
+        drawn grey and the selected rows in their colours on top (linked brushing).
+    colormap
+        Colormap of numeric values (density when uncoloured).
+    spread
+        Maximum pixels ``dynspread`` grows isolated points by.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(height, width, 4)`` uint8 RGBA, first row at the *top* (as ``hv.RGB`` expects).
+    """
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    width, height = max(int(width), 1), max(int(height), 1)
+    canvas = ds.Canvas(plot_width=width, plot_height=height,
+                       x_range=tuple(map(float, x_range)), y_range=tuple(map(float, y_range)))
+
+    def colored(data: pd.DataFrame) -> Any:
+        if color.kind == "categorical":
+            return _shade_categories(canvas, data, color)
+        if color.kind == "numeric":
+            agg = canvas.points(data, X, Y, agg=ds.mean(COLOR))
+            return tf.shade(agg, cmap=_palette(colormap), how="linear",
+                            span=numeric_span(color))
+        agg = canvas.points(data, X, Y, agg=ds.count())
+        return tf.shade(agg, cmap=_palette(colormap), how="eq_hist")
+
+    if selected is None:
+        image = colored(frame)
+    else:
+        context = tf.shade(canvas.points(frame, X, Y, agg=ds.count()),
+                           cmap=list(CONTEXT_COLORS), how="eq_hist")
+        chosen = frame.iloc[np.asarray(selected, dtype=np.int64)]
+        image = tf.stack(context, colored(chosen)) if len(chosen) else context
+    image = tf.dynspread(image, threshold=0.5, max_px=int(spread))
+    rgba = np.ascontiguousarray(image.data).view(np.uint8).reshape(height, width, 4)
+    # Datashader's first row is the bottom one.
+    return rgba[::-1]
+
+
+def _shade_categories(canvas: Any, data: pd.DataFrame, color: ColorMapping) -> Any:
+    """Each pixel in the count-weighted mean colour of its points, alpha by their number.
+
+    What ``tf.shade`` does with a ``count_cat`` aggregate, without the aggregate: that is a
+    ``width x height x categories`` array, and shading it takes ~250 MB at 1000 x 600 with 20
+    categories. Summing each point's colour channels takes four ``width x height`` arrays.
+    """
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    key = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in color.color_key.values()],
+                   dtype=np.float32)
+    # ``values`` is a Categorical over exactly the key's labels, so every code is valid.
+    rgb = key[np.asarray(data[COLOR].cat.codes)]
+    channels = pd.DataFrame({X: data[X].to_numpy(), Y: data[Y].to_numpy(),
+                             "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]})
+    agg = canvas.points(channels, X, Y, agg=ds.summary(
+        n=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b")))
+    # A one-colour cmap makes tf.shade vary only the alpha, as it does for categories.
+    image = tf.shade(agg["n"], cmap="black", how="eq_hist")
+    pixels = image.data.view(np.uint8).reshape(*image.shape, 4)
+    count = agg["n"].to_numpy()
+    drawn = count > 0
+    for channel, name in enumerate("rgb"):
+        pixels[..., channel][drawn] = np.rint(agg[name].to_numpy()[drawn] / count[drawn])
+    return image
+
+
+def raster_element(
+    rgba: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    *,
+    alpha: float = 1.0,
+    axis_label: str = "",
+) -> Any:
+    """An ``hv.RGB`` of a :func:`shade` image covering ``bounds`` ``(x0, y0, x1, y1)``.
+
+    It carries the box, lasso and tap tools: selections on a raster are mapped to rows on
+    the server (:class:`PointIndex`).
+    """
+    hv = _holoviews()
+
+    element = hv.RGB(rgba, bounds=tuple(map(float, bounds)), kdims=[X, Y],
+                     vdims=["R", "G", "B", "A"])
+    return element.opts(alpha=alpha, tools=["box_select", "lasso_select", "tap"],
+                        **_common_opts(axis_label))
+
+
+def colorbar_overlay(color: ColorMapping, colormap: str | Sequence[str] = "viridis") -> Any:
+    """An invisible element that gives a shaded raster its colorbar (an RGB image has none).
+
+    Two points at NaN (never drawn) whose colour spans the column's values, with the same
+    colormap and span as :func:`shade`.
+
+    Returns
+    -------
+    holoviews.Points or None
+        None unless ``color`` is numeric.
+    """
+    hv = _holoviews()
+
+    if color.kind != "numeric":
+        return None
+    low, high = numeric_span(color)
+    data = {X: np.full(2, np.nan), Y: np.full(2, np.nan), COLOR: np.array([low, high])}
+    return hv.Points(data, kdims=[X, Y], vdims=[COLOR]).opts(
+        color=COLOR, cmap=_palette(colormap), clim=(low, high), colorbar=True,
+        clabel=str(color.column), size=0, tools=[],
+    )
+
+
+def tooltips(
+    color_label: str | None,
+    columns: Sequence[tuple[str, str]],
+    with_image: bool,
+) -> list[tuple[str, str]]:
+    """The hover tooltip: ``(label, template)`` pairs for Bokeh's ``HoverTool``.
+
+    Labels may be any user text (Bokeh renders tuple labels as text nodes); templates only
+    reference internal fields, whose values Bokeh escapes. The single HTML snippet is the
+    image, whose ``src`` is a data URI generated here, never user text.
+
+    Parameters
+    ----------
+    color_label
+        The name of the colour column (its value is the ``color`` field), or None.
+    columns
+        ``(user label, internal field)`` pairs for the extra tooltip columns.
+    with_image
+        Whether to show the ``thumb`` field as an image.
+    """
+    out: list[tuple[str, str]] = []
+    if with_image:
+        out.append(
+            (
+                "",
+                f'<img src="@{{{THUMB}}}" alt="" width="96" height="96" '
+                'style="image-rendering: pixelated; object-fit: contain; '
+                'border: 1px solid #ddd; background: #fff">',
+            )
+        )
+    if color_label is not None:
+        out.append((str(color_label), f"@{{{COLOR}}}"))
+    out.extend((str(label), f"@{{{name}}}") for label, name in columns)
+    out.append(("row", f"@{{{ROW}}}"))
+    return out
+
+
+def inspect_element(
+    record: dict[str, Any] | None,
+    fields: Sequence[str],
+    tips: list[tuple[str, str]],
+    *,
+    point_size: float = 6,
+) -> Any:
+    """The hovered point, drawn as a ring that carries the image tooltip.
+
+    Hover is resolved on the server (see :class:`PointIndex`): the browser receives one row,
+    with its thumbnail, instead of every row's image.
+
+    Parameters
+    ----------
+    record
+        Field -> value for the hovered row (``x``, ``y``, ``row`` and every name in
+        ``fields``), or None when nothing is under the pointer.
+    fields
+        The non-coordinate fields the tooltip references, in order.
+    tips
+        From :func:`tooltips`.
+    point_size
+        Size of the scatter's points; the ring is drawn a little larger.
+    """
+    hv = _holoviews()
+
+    vdims = [ROW, *[name for name in fields if name != ROW]]
+    if record is None:
+        data: dict[str, Any] = {X: np.zeros(0), Y: np.zeros(0)}
+        data.update({name: np.zeros(0, dtype=object) for name in vdims})
+        data[ROW] = np.zeros(0, dtype=np.int64)
+    else:
+        data = {name: [record[name]] for name in (X, Y, *vdims)}
+    return hv.Points(data, kdims=[X, Y], vdims=vdims).opts(
+        size=point_size + 8,
+        marker="circle",
+        fill_alpha=0,
+        line_color="#222222",
+        line_width=2,
+        tools=["hover"],
+        hover_tooltips=tips,
+        selection_alpha=1,
+        nonselection_alpha=1,
+    )
+
+
+def glyph_style(points: Any, color: ColorMapping, style: ScatterStyle,
+                selected: Sequence[int] | None = None) -> Any:
+    """``points`` (from :func:`points_element`) restyled, as a clone over the *same* data.
+
+    HoloViews sends a restyle of the same data object as new glyph properties only, so a
+    change of size, opacity, colormap or selection never resends the points.
+    """
+    return points.opts(
+        size=style.point_size, alpha=style.alpha, selection_alpha=style.alpha,
+        nonselection_alpha=max(0.04, style.alpha * 0.15),
+        selected=list(selected) if selected is not None else [],
+        **({"cmap": style.colormap} if color.kind == "numeric" else {}),
+        clone=True,
+    )
+
+
+def extent(frame: pd.DataFrame) -> tuple[float, float, float, float]:
+    """The frame's ``(x0, y0, x1, y1)`` with a 2.5 % margin (the window before any zoom)."""
+    bounds = []
+    for axis in (X, Y):
+        values = frame[axis].to_numpy()
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 1)
+        pad = (high - low) * 0.025 or 0.5
+        bounds.append((low - pad, high + pad))
+    (x0, x1), (y0, y1) = bounds
+    return (x0, y0, x1, y1)
+
+
+def raster_size(width: int | None, height: int | None) -> tuple[int, int]:
+    """The raster's pixel size for a plot frame of ``width x height`` screen pixels.
+
+    Before the browser reports a size, the pane's minimum height and a 3:2 frame. A very
+    large frame gets a coarser image (at most :data:`MAX_RASTER_PIXELS`), which the browser
+    stretches: an update stays under 4 MB.
+    """
+    width, height = (int(width), int(height)) if width and height else (600, 400)
+    if width * height > MAX_RASTER_PIXELS:
+        shrink = (MAX_RASTER_PIXELS / (width * height)) ** 0.5
+        width, height = max(1, int(width * shrink)), max(1, int(height * shrink))
+    return width, height
+
+
+def scatter_element(
+    frame: pd.DataFrame,
+    color: ColorMapping,
+    style: ScatterStyle = ScatterStyle(),
+    *,
+    raster: bool = False,
+    selected: Sequence[int] | np.ndarray | None = None,
+    window: tuple[float, float, float, float] | None = None,
+    size: tuple[int, int] | None = None,
+    axis_label: str = "",
+    base: Any = None,
+) -> Any:
+    """The scatter the projector shows: glyphs, or one Datashader image above the threshold.
+
+    Parameters
+    ----------
+    frame
+        :attr:`ProjectorState.frame` (from :func:`~embproj_panel.colors.plot_frame`).
+    color
+        The colour mapping ``frame`` was built with.
+    style
+        Point size, opacity and colormap.
+    raster
+        Draw one server-shaded RGBA image (Datashader) instead of a glyph per point.
+    selected
+        Positions *in frame* of the selected rows, or None for no selection: glyphs dim the
+        others; a raster draws every row grey and the selected ones in colour on top.
+    window
+        Raster only: the data window ``(x0, y0, x1, y1)`` to shade; default :func:`extent`.
+    size
+        Raster only: the plot frame's ``(width, height)`` in screen pixels (see
+        :func:`raster_size`).
+    axis_label
+        Prefix of the axis labels, e.g. ``"UMAP"`` gives ``UMAP 1`` / ``UMAP 2``.
+    base
+        Glyphs only: an element this function returned earlier *for the same frame*; it is
+        restyled instead of rebuilt, so HoloViews does not resend the points.
+
+    Returns
+    -------
+    holoviews.Points or holoviews.RGB
+    """
+    if raster:
+        x0, y0, x1, y1 = window if window is not None else extent(frame)
+        width, height = raster_size(*(size or (None, None)))
+        chosen = None if selected is None else np.asarray(selected)
+        rgba = shade(frame, color, x_range=(x0, x1), y_range=(y0, y1), width=width,
+                     height=height, selected=chosen, colormap=style.colormap,
+                     spread=max(1, int(style.point_size // 2)))
+        return raster_element(rgba, (x0, y0, x1, y1), alpha=style.alpha,
+                              axis_label=axis_label)
+    if base is None:
+        base = points_element(frame, color, point_size=style.point_size, alpha=style.alpha,
+                              colormap=style.colormap, axis_label=axis_label)
+    return glyph_style(base, color, style, selected)
+
+
+def scatter_key(color: ColorMapping, style: ScatterStyle = ScatterStyle()) -> Any:
+    """The legend (categories) or colorbar (numbers) of a raster, or None when uncoloured.
+
+    An RGB image has neither: invisible glyphs provide them, in the shading's colours.
+    """
+    key = legend_overlay(color)
+    return key if key is not None else colorbar_overlay(color, style.colormap)
+
+
+def warm_up() -> float:
+    """Compile Datashader's aggregations for the scatter's dtypes on a tiny frame.
+
+    Datashader compiles (numba) each aggregation the first time it meets a new combination
+    of reduction and column types: 1-3 s each on the reference machine, paid by the first
+    user who colours a large table one way or another. Running this once per process in the
+    background moves that cost off the first request.
+
+    Returns
+    -------
+    float
+        Seconds it took.
+    """
+    import time
+
+    began = time.perf_counter()
+    frame = pd.DataFrame({
+        X: np.array([0.0, 1.0, 0.5, np.nan], dtype=np.float32),
+        Y: np.array([0.0, 1.0, 0.5, np.nan], dtype=np.float32),
+        ROW: np.arange(4, dtype=np.int64),
+    })
+    window = dict(x_range=(0, 1), y_range=(0, 1), width=8, height=8)
+    # Exactly what the scatter runs: each colouring, and a selection over grey rows.
+    for color in (
+        color_mapping(["a", "b", "a", "b"], "warm-up"),
+        color_mapping([1.0, 2.0, None, 4.0], "warm-up", kind="numeric"),
+        ColorMapping("none"),
+    ):
+        data = plot_frame(frame[[X, Y]].to_numpy(), frame[ROW].to_numpy(), color)
+        shade(data, color, **window)
+    shade(data, color, selected=np.array([0, 1]), **window)
+    return time.perf_counter() - began
+

@@ -1,0 +1,179 @@
+"""``Projector``: the parts of the projector composed over one :class:`ProjectorState`.
+
+``Projector(source, **settings)`` works inline in Jupyter (after ``pn.extension(...)``) and
+under ``panel serve``. It is a list of parts, :data:`PARTS`, each a small Viewer over the same
+state, laid out by region; :class:`~embproj_panel.app.ProjectorApp` lays out the same parts in
+its page. The parts are public and usable alone: ``projector.settings``, ``.status``,
+``.scatter``, ``.table``, ``.downloads``.
+
+A new view is one new module in this package plus one line in :data:`PARTS`. A part that
+draws on the scatter (a search highlight, neighbour lines, cluster labels, thumbnails)
+defines ``scatter_overlay(self, scatter)``; it is added to
+:attr:`ScatterView.overlays <embproj_panel.views.scatter.ScatterView.overlays>` when the
+parts are built (see :mod:`embproj_panel.views.scatter`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+from embproj_panel.sources import as_table
+from embproj_panel.state import ProjectorState
+from embproj_panel.views.downloads import DownloadsView
+from embproj_panel.views.scatter import ScatterView
+from embproj_panel.views.session import session_dispatch
+from embproj_panel.views.settings import SettingsView
+from embproj_panel.views.status import StatusView
+from embproj_panel.views.table import TableView
+
+__all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_column",
+           "side_column", "sidebar_parts"]
+
+#: ``(attribute, Viewer class, region)`` of every part, in layout order. Regions:
+#: ``"sidebar"`` (the gear in a Projector, the page's sidebar in the app), ``"plot"`` (the
+#: scatter's column, top to bottom) and ``"side"`` (the table's column beside it).
+PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
+    ("settings", SettingsView, "sidebar"),
+    ("status", StatusView, "plot"),
+    ("scatter", ScatterView, "plot"),
+    ("table", TableView, "side"),
+    ("downloads", DownloadsView, "side"),
+]
+
+
+def build_parts(state: ProjectorState, **params: Any) -> dict[str, pn.viewable.Viewer]:
+    """One of each of :data:`PARTS` over ``state``.
+
+    Parameters
+    ----------
+    state
+        The state every part shows.
+    **params
+        Parameters of the parts, each given to the part that has it (e.g. ``page_size``
+        to the table).
+
+    Raises
+    ------
+    TypeError
+        For a name no part has.
+    """
+    parts: dict[str, pn.viewable.Viewer] = {}
+    for name, cls, _region in PARTS:
+        own = {key: params.pop(key) for key in list(params)
+               if key in cls.param and key not in ("name", "state")}
+        parts[name] = cls(state=state, **own)
+    if params:
+        raise TypeError(f"Unknown projector settings {sorted(params)}")
+    scatter = parts.get("scatter")
+    if isinstance(scatter, ScatterView):
+        overlays = [part.scatter_overlay for part in parts.values()
+                    if callable(getattr(part, "scatter_overlay", None))]
+        if overlays:
+            scatter.overlays = [*scatter.overlays, *overlays]
+    return parts
+
+
+def _region(parts: dict[str, pn.viewable.Viewer], region: str) -> list[pn.viewable.Viewer]:
+    return [parts[name] for name, _cls, where in PARTS if where == region and name in parts]
+
+
+def sidebar_parts(parts: dict[str, pn.viewable.Viewer]) -> list[pn.viewable.Viewer]:
+    """The parts of the ``"sidebar"`` region, in order."""
+    return _region(parts, "sidebar")
+
+
+def plot_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
+    """Status line, progress, error and the scatter (the ``"plot"`` region)."""
+    return pn.Column(*_region(parts, "plot"), sizing_mode="stretch_both", min_height=460)
+
+
+def side_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
+    """The table with its selection toggle, and the downloads (the ``"side"`` region)."""
+    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=460,
+                     min_height=300)
+
+
+def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
+    """Scatter and table side by side, so a selection and its rows are seen together."""
+    return pn.Row(plot_column(parts), side_column(parts), sizing_mode="stretch_width",
+                  height=760)
+
+
+class Projector(pn.viewable.Viewer):
+    """An embedding projector: settings, a linked scatter with image hover, and a table.
+
+    Parameters
+    ----------
+    source
+        What to project (see :func:`~embproj_panel.sources.as_table`), or a
+        :class:`ProjectorState` to show.
+    **settings
+        Any :class:`ProjectorState` parameter (``method``, ``color_by``, ``hover_image``,
+        ``embedding_columns``, ``tooltip_columns``, ``point_size``, ``settings``, ...) or a
+        parameter of a part (``page_size``, ``table_mode`` of the table).
+
+    Attributes
+    ----------
+    settings, status, scatter, table, downloads
+        The parts (:class:`SettingsView`, :class:`StatusView`, :class:`ScatterView`,
+        :class:`TableView`, :class:`DownloadsView`), one per entry of :data:`PARTS`.
+    parts
+        Attribute name -> part.
+
+    Examples
+    --------
+    >>> import panel as pn, embproj_panel as ep
+    >>> pn.extension("tabulator")
+    >>> projector = ep.Projector(ep.datasets.digits(), color_by="target")
+    >>> projector                                   # shows the app in a notebook cell
+    >>> projector.selection = [0, 1, 2]             # highlights three points
+    >>> projector.selected_dataframe                # those rows, with x and y
+    >>> projector.scatter                           # the scatter alone
+    """
+
+    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
+        The state this view shows and edits.""")
+
+    def __init__(self, source: Any = None, **params: Any) -> None:
+        state = params.pop("state", None)
+        if isinstance(source, ProjectorState):
+            state, source = source, None
+        part_names = {key for _name, cls, _region in PARTS for key in cls.param}
+        own = {key: params.pop(key) for key in list(params)
+               if key in part_names and key not in ("name", "state")}
+        if state is None:
+            state = ProjectorState(table=as_table(source), dispatch=session_dispatch(),
+                                   **params)
+        elif source is not None or params:
+            raise TypeError("Pass either a state or a source with settings, not both")
+        elif state.dispatch is None:
+            state.dispatch = session_dispatch()
+        super().__init__(state=state)
+        self.parts = build_parts(state, **own)
+        for name, part in self.parts.items():
+            setattr(self, name, part)
+
+    # -- Python API ---------------------------------------------------------------------------
+    @property
+    def selection(self) -> list[int]:
+        """The selected rows (table row positions); assign a list to select from Python."""
+        return list(self.state.selection)
+
+    @selection.setter
+    def selection(self, rows: Any) -> None:
+        self.state.select(rows)
+
+    @property
+    def selected_dataframe(self) -> pd.DataFrame:
+        """The selected rows with their ``x`` and ``y`` coordinates (a copy)."""
+        return self.state.selected_dataframe
+
+    # -- layout -------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        gear = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings", width=300,
+                       collapsible=True, margin=(5, 5))
+        return pn.Row(gear, main_area(self.parts), sizing_mode="stretch_width")

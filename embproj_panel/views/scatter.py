@@ -1,0 +1,400 @@
+"""``ScatterView``: the linked scatter of a :class:`ProjectorState`, with hover and selection.
+
+The view draws :func:`embproj_panel.views.plots.scatter_element` of the state's frame, colour
+mapping and style: Bokeh glyphs up to ``state.datashade_threshold`` points, one server-shaded
+Datashader image above it. The HoloViews object is replaced only when its *structure* changes
+(a new projection, another colour column or tooltip, the switch between glyphs and a raster,
+another set of overlays), keeping the user's zoom whenever the coordinates are the same;
+restyling and selecting update the same plot.
+
+Selection has one home, ``state.selection``. The scatter writes it (box, lasso and tap;
+through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap`` mapped to rows on
+the server by a :class:`~embproj_panel.spatial.PointIndex` for rasters) and reads it
+(highlighted points, the rest dimmed or grey), comparing before assigning so no loop forms.
+Hover is resolved on the server too: the browser gets one row, with its thumbnail.
+
+Overlays: other views draw on the scatter without the scatter knowing about them
+-------------------------------------------------------------------------------
+``ScatterView.overlays`` is a list of callables ``overlay(scatter) -> element`` (a HoloViews
+element or ``DynamicMap``, or None for nothing). The scatter calls each one whenever it builds
+its plot (a new projection, colour, mode or overlay list) and draws the result above the
+points and below the hover ring, in data coordinates, in both modes. The callable reads what
+it needs from ``scatter``: ``scatter.state.frame`` (x, y, row of every point),
+``scatter.raster`` (which mode), ``scatter.index`` (hit testing), ``scatter.style``. It redraws
+itself from its own streams, so the scatter is never rebuilt for an overlay's change:
+
+* a search highlight: ``hv.DynamicMap(search.rings, streams=[hv.streams.Params(search,
+  ["hits"])])``, rings around the hits' positions (``state.positions_of(hits)``); a huge hit
+  set in raster mode shades itself with :func:`~embproj_panel.views.plots.shade`;
+* neighbour lines: ``hv.Segments`` from the query point to its neighbours, same streams idea;
+* cluster labels: ``hv.Labels`` at the centroids, with an ``hv.streams.RangeXY()`` (no
+  source: it attaches to the overlay's plot) to declutter per zoom;
+* image thumbnails: ``hv.RGB`` tiles of a sample of ``scatter.index.in_box(...)`` of the
+  visible window, driven by ``RangeXY`` and ``PlotSize`` streams.
+
+A :class:`~embproj_panel.views.projector.Projector` part that defines
+``scatter_overlay(self, scatter)`` is added to this list when the projector is composed.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+
+from embproj_panel.colors import COLOR, ROW, X, Y
+from embproj_panel.reducers import REDUCERS
+from embproj_panel.spatial import PointIndex
+from embproj_panel.state import ProjectorState
+from embproj_panel.views import plots
+from embproj_panel.views.text import cell_text
+
+__all__ = ["ScatterView"]
+
+# Hover and tap reach this many screen pixels beyond a point's radius.
+_HIT_PX = 4
+
+_TOOLTIP_THUMB_PX = 96
+
+class ScatterView(pn.viewable.Viewer):
+    """The scatter of ``state.frame``: glyphs or a raster, hover, box/lasso/tap selection.
+
+    Parameters
+    ----------
+    state
+        The state it shows; the selection it writes.
+    overlays
+        Callables ``overlay(scatter) -> element`` drawn over the points (see the module
+        docstring).
+
+    Examples
+    --------
+    >>> state = ProjectorState(table=ep.datasets.digits())
+    >>> ep.views.ScatterView(state)          # the scatter alone, in a notebook cell
+    """
+
+    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
+        The state this view shows and edits.""")
+
+    overlays = param.List(default=[], doc="""
+        Callables ``overlay(scatter) -> HoloViews element or DynamicMap (or None)``, drawn
+        above the points in both modes; called whenever the plot is built.""")
+
+    def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
+        if state is not None:
+            params["state"] = state
+        super().__init__(**params)
+        #: The HoloViews pane: its ``object`` is the plot (None before a projection).
+        self.pane = pn.pane.HoloViews(
+            None, sizing_mode="stretch_both", min_height=420, linked_axes=False
+        )
+        self._structure: tuple | None = None
+        self._shown_projection: Any = None
+        self._index: PointIndex | None = None
+        self._ranges: tuple | None = None
+        self._plot_px: tuple[int, int] | None = None
+        self._streams: list[Any] = []
+        self._points_cache: tuple | None = None
+        # (window and events, (width, height), element) of the raster last drawn.
+        self._last_raster: tuple | None = None
+        state = self.state
+        state.param.watch(self._on_frame, ["frame", "color", "tooltip_columns", "hover_image",
+                                           "datashade_threshold"])
+        state.param.watch(self._on_style, ["point_size", "alpha", "colormap"])
+        state.param.watch(self._on_selection, ["selection"])
+        state.param.watch(self._on_busy, ["busy"])
+        self._on_frame()
+        self._on_busy()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.pane
+
+    # -- what other views read -----------------------------------------------------------------
+    @property
+    def raster(self) -> bool:
+        """Whether the points are drawn as a Datashader raster (else Bokeh glyphs)."""
+        return bool(self._structure and self._structure[1])
+
+    @property
+    def index(self) -> PointIndex | None:
+        """Hit testing over the frame's points (positions index ``state.frame``)."""
+        return self._index
+
+    @property
+    def style(self) -> plots.ScatterStyle:
+        """The state's point size, opacity and colormap."""
+        state = self.state
+        return plots.ScatterStyle(point_size=state.point_size, alpha=state.alpha,
+                                  colormap=state.colormap)
+
+    @property
+    def streams(self) -> list[Any]:
+        """The interaction streams of the current plot (selection, pointer, ranges, size)."""
+        return list(self._streams)
+
+    def inspect(self, x: float | None = None, y: float | None = None) -> Any:
+        """The hover element for a pointer at ``(x, y)``: the nearest point's row, or empty."""
+        state = self.state
+        fields, tips = self._tooltip_fields()
+        record = None
+        if x is not None and y is not None and self._index is not None \
+                and state.frame is not None:
+            position = self._index.nearest(x, y, *self._radii())
+            if position is not None:
+                record = self._record(position, fields)
+        return plots.inspect_element(record, fields, tips, point_size=state.point_size)
+
+    # -- structure ------------------------------------------------------------------------------
+    def _structure_key(self) -> tuple | None:
+        state = self.state
+        frame = state.frame
+        if frame is None:
+            return None
+        raster = len(frame) > state.datashade_threshold
+        return (
+            id(frame), raster, state.color.kind, tuple(state.color.color_key),
+            state.color_by, state.hover_image, tuple(state.tooltip_columns),
+        )
+
+    def _on_frame(self, *events: Any) -> None:
+        key = self._structure_key()
+        if key != self._structure:
+            self._rebuild(key)
+
+    @param.depends("overlays", watch=True)
+    def _on_overlays(self) -> None:
+        self._rebuild(self._structure_key())
+
+    def _rebuild(self, key: tuple | None) -> None:
+        """Replace the plot; keep the zoom if the coordinates are the same as before."""
+        projection = self.state.projection
+        same_coordinates = key is not None and self._shown_projection is projection
+        self._structure = key
+        if key is None:
+            self.pane.object = None
+            self._index, self._shown_projection = None, None
+            return
+        if not same_coordinates:
+            frame = self.state.frame
+            self._index = None  # let the old index go before the new one is built
+            self._index = PointIndex(frame[X].to_numpy(), frame[Y].to_numpy())
+            self._shown_projection = projection
+            self._ranges = None
+        self.pane.object = self._build_plot(raster=key[1], ranges=self._ranges)
+
+    def _on_busy(self, *events: Any) -> None:
+        self.pane.loading = self.state.busy
+
+    def _axis_label(self) -> str:
+        projection = self.state.projection
+        return REDUCERS[projection.method].label if projection else ""
+
+    def _build_plot(self, raster: bool, ranges: tuple | None) -> Any:
+        import holoviews as hv
+
+        state = self.state
+        self._data_events = hv.streams.Counter()
+        # Renamed: the raster's DynamicMap listens to both counters.
+        self._selection_events = hv.streams.Counter(rename={"counter": "selection_counter"})
+        self._streams = []
+        self._last_raster = None
+        if raster:
+            layers = self._raster_layers()
+            source = layers[0]
+        else:
+            source = hv.DynamicMap(self._points, streams=[self._data_events])
+            layers = [source]
+            selection = hv.streams.Selection1D(source=source)
+            selection.add_subscriber(self._on_plot_positions)
+            self._streams.append(selection)
+        for overlay in self.overlays:
+            layer = overlay(self)
+            if layer is not None:
+                layers.append(layer)
+        pointer = hv.streams.PointerXY(x=None, y=None, source=source)
+        ranges_stream = hv.streams.RangeXY(source=source)
+        ranges_stream.add_subscriber(self._on_ranges)
+        size_stream = hv.streams.PlotSize(source=source)
+        size_stream.add_subscriber(self._on_plot_size)
+        self._streams.extend([pointer, ranges_stream, size_stream])
+        hover = hv.DynamicMap(self.inspect, streams=[pointer])
+        overlay = functools.reduce(operator.mul, [*layers, hover])
+        opts: dict[str, Any] = {"responsive": True, "min_height": 400}
+        if state.color.kind == "categorical":
+            # An overlay draws one legend for all its layers: its title is set here (canvas
+            # text, so any column name is safe).
+            opts.update(legend_position="right", legend_opts={"title": str(state.color_by)})
+        if ranges is not None:
+            opts.update(xlim=ranges[0], ylim=ranges[1])
+        return overlay.opts(**opts)
+
+    # -- glyphs ---------------------------------------------------------------------------------
+    def _points(self, counter: int = 0) -> Any:
+        """The glyph scatter; re-run for style and selection, with the same data object."""
+        state = self.state
+        cached = self._points_cache
+        # One element per frame: later frames are clones of it, so HoloViews sees the same
+        # data and does not resend the points for a restyle.
+        base = cached[1] if cached is not None and cached[0] is state.frame else None
+        if base is None:
+            base = plots.scatter_element(state.frame, state.color, self.style,
+                                         axis_label=self._axis_label())
+            self._points_cache = (state.frame, base)
+        return plots.scatter_element(
+            state.frame, state.color, self.style,
+            selected=state.positions_of(state.selection).tolist(), base=base,
+        )
+
+    # -- raster ---------------------------------------------------------------------------------
+    def _raster_layers(self) -> list[Any]:
+        import holoviews as hv
+
+        # One DynamicMap of one server-shaded RGBA image, re-rendered on zoom, resize, new
+        # data, style or selection: the browser gets width x height x 4 bytes per update
+        # whatever the number of rows, categories or selected rows. (Separate layers for
+        # "all rows", "grey context" and "selected rows" would each be sent, hidden or not.)
+        # Streams without a source attach to this DynamicMap's plot.
+        streams = [hv.streams.RangeXY(), hv.streams.PlotSize(), self._data_events,
+                   self._selection_events]
+        raster = hv.DynamicMap(self._raster, streams=streams)
+        # Selections on a raster are geometric: map them to rows here, on the server.
+        box = hv.streams.BoundsXY(source=raster)
+        box.add_subscriber(self._on_box)
+        lasso = hv.streams.Lasso(source=raster)
+        lasso.add_subscriber(self._on_lasso)
+        tap = hv.streams.Tap(source=raster)
+        tap.add_subscriber(self._on_tap)
+        self._streams.extend([*streams[:2], box, lasso, tap])
+        layers = [raster]
+        key = plots.scatter_key(self.state.color, self.style)
+        if key is not None:
+            layers.append(key)
+        return layers
+
+    def _raster(self, x_range: Any = None, y_range: Any = None, width: int | None = None,
+                height: int | None = None, scale: float = 1.0, **counters: Any) -> Any:
+        """The scatter as one RGBA image of the current window, size and selection."""
+        state = self.state
+        if x_range is None or y_range is None:
+            window = plots.extent(state.frame)
+        else:
+            (x0, x1), (y0, y1) = x_range, y_range
+            window = (x0, y0, x1, y1)
+        size = plots.raster_size(width, height)
+        key = (*window, tuple(sorted(counters.items())))
+        last = self._last_raster
+        if last is not None and last[0] == key and all(
+            abs(new - old) <= max(8, 0.05 * old) for new, old in zip(size, last[1])
+        ):
+            # The frame moved by a few pixels (a scrollbar, a line of text): the browser
+            # stretches the image it has. Returning the same element sends nothing (an
+            # identical re-shade would still be sent whole).
+            return last[2]
+        selected = state.positions_of(state.selection) if state.selection else None
+        element = plots.scatter_element(
+            state.frame, state.color, self.style, raster=True, selected=selected,
+            window=window, size=size, axis_label=self._axis_label(),
+        )
+        self._last_raster = (key, size, element)
+        return element
+
+    def _on_style(self, *events: Any) -> None:
+        if self._structure is None:
+            return
+        # Glyphs restyle the same data object; a raster is re-shaded with the new style.
+        self._data_events.event()
+
+    def _on_plot_size(self, width: int | None = None, height: int | None = None,
+                      scale: float = 1.0) -> None:
+        if width and height:
+            self._plot_px = (int(width), int(height))
+
+    def _on_ranges(self, x_range: Any = None, y_range: Any = None) -> None:
+        if x_range is not None and y_range is not None:
+            self._ranges = (tuple(x_range), tuple(y_range))
+
+    # -- hover ----------------------------------------------------------------------------------
+    def _radii(self) -> tuple[float, float]:
+        """The data distance, along x and y, of a point's radius plus a few pixels."""
+        frame = self.state.frame
+        if self._ranges is not None:
+            (x0, x1), (y0, y1) = self._ranges
+        else:
+            x0, x1 = float(frame[X].min()), float(frame[X].max())
+            y0, y1 = float(frame[Y].min()), float(frame[Y].max())
+        width, height = self._plot_px or (600, 500)
+        reach = self.state.point_size / 2 + _HIT_PX
+        return (max(abs(x1 - x0), 1e-12) * reach / max(width, 1),
+                max(abs(y1 - y0), 1e-12) * reach / max(height, 1))
+
+    def _tooltip_fields(self) -> tuple[list[str], list[tuple[str, str]]]:
+        state = self.state
+        columns = [(str(name), f"t{i}") for i, name in enumerate(state.tooltip_columns)]
+        color_label = None if state.color.kind == "none" else str(state.color_by)
+        tips = plots.tooltips(color_label, columns, state.hover_image is not None)
+        fields = [ROW] + [field for _, field in columns]
+        if color_label is not None:
+            fields.append(COLOR)
+        if state.hover_image is not None:
+            fields.append(plots.THUMB)
+        return fields, tips
+
+    def _record(self, position: int, fields: list[str]) -> dict[str, Any]:
+        """The hovered row's tooltip values (all text, escaped by Bokeh on display)."""
+        state = self.state
+        frame = state.frame
+        row = int(frame[ROW].iat[position])
+        record: dict[str, Any] = {
+            X: float(frame[X].iat[position]),
+            Y: float(frame[Y].iat[position]),
+            ROW: row,
+        }
+        if COLOR in fields:
+            record[COLOR] = cell_text(frame[COLOR].iat[position])
+        if plots.THUMB in fields:
+            image = state.image(row)
+            record[plots.THUMB] = (
+                image.thumbnail_uri(_TOOLTIP_THUMB_PX) if image is not None
+                else plots.BLANK_IMAGE
+            )
+        for i, name in enumerate(state.tooltip_columns):
+            values = state.table.get_column(name, convert_to="numpy")
+            record[f"t{i}"] = cell_text(values[row])
+        return record
+
+    # -- selection: plot -> state -------------------------------------------------------------
+    def _on_plot_positions(self, index: list[int] | None = None) -> None:
+        rows = self.state.rows_of(index or [])
+        if set(rows.tolist()) != set(self.state.selection):
+            self.state.select(rows)
+
+    def _on_box(self, bounds: tuple | None = None) -> None:
+        if bounds is None or self._index is None:
+            return
+        self.state.select(self.state.rows_of(self._index.in_box(*bounds)))
+
+    def _on_lasso(self, geometry: np.ndarray | None = None) -> None:
+        if geometry is None or self._index is None or len(geometry) < 3:
+            return
+        geometry = np.asarray(geometry)
+        positions = self._index.in_polygon(geometry[:, 0], geometry[:, 1])
+        self.state.select(self.state.rows_of(positions))
+
+    def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
+        if x is None or y is None or self._index is None:
+            return
+        position = self._index.nearest(x, y, *self._radii())
+        self.state.select([] if position is None else self.state.rows_of([position]))
+
+    # -- selection: state -> plot ---------------------------------------------------------------
+    def _on_selection(self, *events: Any) -> None:
+        if self._structure is None:
+            return
+        if self._structure[1]:
+            self._selection_events.event()
+        else:
+            self._data_events.event()

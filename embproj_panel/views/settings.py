@@ -1,0 +1,151 @@
+"""``SettingsView``: the gear's widgets over a :class:`ProjectorState`.
+
+Embedding columns, colour, hover image and tooltip columns; the method, its settings (widgets
+made from each :class:`~embproj_panel.state.MethodSettings`' parameter types and bounds) and
+the Compute button (amber while the plot shows an older projection); the style. Widgets are
+linked to the state's parameters with ``from_param``, except the tooltip columns: Bokeh's
+MultiChoice (Choices.js) renders option labels as HTML, so it gets escaped labels and is
+linked by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from embproj_panel.reducers import REDUCERS
+from embproj_panel.state import ProjectorState, column_labels
+from embproj_panel.views.text import escaped
+
+__all__ = ["SettingsView"]
+
+
+class SettingsView(pn.viewable.Viewer):
+    """Embedding, display, algorithm and style settings of ``state``."""
+
+    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
+        The state these widgets edit.""")
+
+    def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
+        if state is not None:
+            params["state"] = state
+        super().__init__(**params)
+        self._layout = self._build()
+        state = self.state
+        state.param.watch(self._on_method, ["method"])
+        state.param.watch(self._sync_tooltip_choice, ["table", "tooltip_columns"])
+        state.param.watch(self._on_stale, ["stale"])
+        self._sync_tooltip_choice()
+        self._on_stale()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    def _build(self) -> pn.Column:
+        state = self.state
+        p = state.param
+        embedding = pn.widgets.MultiSelect.from_param(
+            p.embedding_columns, label="Embedding columns", size=6, sizing_mode="stretch_width"
+        )
+        color = pn.widgets.Select.from_param(p.color_by, label="Color by",
+                                             sizing_mode="stretch_width")
+        hover = pn.widgets.Select.from_param(p.hover_image, label="Hover image",
+                                             sizing_mode="stretch_width")
+        # Bokeh's MultiChoice (Choices.js) renders option labels as HTML, so it gets escaped
+        # labels and is linked to the state by hand instead of through from_param.
+        #: The tooltip columns (escaped labels -> column names).
+        self.tooltip_choice = pn.widgets.MultiChoice(
+            label="Tooltip columns", options={}, sizing_mode="stretch_width",
+            placeholder="Columns shown on hover",
+        )
+        self.tooltip_choice.param.watch(self._on_tooltip_choice, "value")
+        tooltip = self.tooltip_choice
+        method = pn.widgets.RadioButtonGroup.from_param(
+            p.method, options={cls.label: name for name, cls in REDUCERS.items()},
+            sizing_mode="stretch_width", color="primary", variant="outline",
+        )
+        self._method_settings = {
+            name: self._method_panel(settings) for name, settings in state.settings.items()
+        }
+        self._method_holder = pn.Column(self._method_settings[state.method],
+                                        sizing_mode="stretch_width", margin=0)
+        auto = pn.widgets.Checkbox.from_param(p.auto_compute, label="Recompute on every change")
+        #: Runs the projection (amber while the settings changed since the one shown).
+        self.compute_button = pn.widgets.Button.from_param(
+            p.compute, label="Compute", color="primary", sizing_mode="stretch_width"
+        )
+        # Style sliders act on release too: a raster restyle re-aggregates.
+        size = pn.widgets.FloatSlider.from_param(p.point_size, label="Point size",
+                                                 sizing_mode="stretch_width", throttled=True)
+        alpha = pn.widgets.FloatSlider.from_param(p.alpha, label="Opacity",
+                                                  sizing_mode="stretch_width", throttled=True)
+        colormap = pn.widgets.Select.from_param(p.colormap, label="Colormap (numeric colour)",
+                                                sizing_mode="stretch_width")
+        section = {"styles": {"font-weight": "600"}, "margin": (10, 10, 0, 10)}
+        return pn.Column(
+            pn.pane.HTML("Embedding", **section),
+            embedding,
+            pn.pane.HTML("Display", **section),
+            color, hover, tooltip,
+            pn.pane.HTML("Algorithm", **section),
+            method,
+            self._method_holder,
+            auto,
+            self.compute_button,
+            pn.pane.HTML("Style", **section),
+            size, alpha, colormap,
+            sizing_mode="stretch_width",
+        )
+
+    @staticmethod
+    def _method_panel(settings: param.Parameterized) -> pn.Param:
+        """Widgets for one method's settings, from the parameters' types and bounds."""
+        widgets: dict[str, Any] = {}
+        for name, parameter in settings.param.objects("existing").items():
+            if name == "name":
+                continue
+            label = name.replace("_", " ")
+            if isinstance(parameter, param.Boolean):
+                widgets[name] = {"type": pn.widgets.Checkbox, "label": label}
+            elif isinstance(parameter, param.Selector):
+                widgets[name] = {"type": pn.widgets.Select, "label": label}
+            elif isinstance(parameter, param.Number):
+                is_int = isinstance(parameter, param.Integer)
+                low, high = parameter.bounds or (None, None)
+                step = parameter.step or (1 if is_int else 0.1)
+                few_steps = (
+                    low is not None and high is not None and (high - low) / step <= 1000
+                )
+                if parameter.allow_None or not few_steps:
+                    # None stands for "auto"/"never"/"draw a seed": an input box can be empty,
+                    # a slider cannot.
+                    kind = pn.widgets.IntInput if is_int else pn.widgets.FloatInput
+                    widgets[name] = {"type": kind, "label": label, "placeholder": "auto"}
+                else:
+                    kind = pn.widgets.IntSlider if is_int else pn.widgets.FloatSlider
+                    # Act on release: a drag must not start a projection per pixel.
+                    widgets[name] = {"type": kind, "label": label, "throttled": True}
+        return pn.Param(
+            settings, parameters=list(widgets), widgets=widgets, show_name=False,
+            sizing_mode="stretch_width", default_layout=pn.Column, margin=0,
+        )
+
+    # -- state -> widgets ---------------------------------------------------------------------
+    def _sync_tooltip_choice(self, *events: Any) -> None:
+        names = list(self.state.param.tooltip_columns.objects)
+        options = {escaped(label): name for label, name in column_labels(names).items()}
+        self.tooltip_choice.param.update(options=options,
+                                         value=list(self.state.tooltip_columns))
+
+    def _on_tooltip_choice(self, event: Any) -> None:
+        value = list(event.new)
+        if value != list(self.state.tooltip_columns):
+            self.state.tooltip_columns = value
+
+    def _on_method(self, *events: Any) -> None:
+        self._method_holder.objects = [self._method_settings[self.state.method]]
+
+    def _on_stale(self, *events: Any) -> None:
+        self.compute_button.color = "warning" if self.state.stale else "primary"

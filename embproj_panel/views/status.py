@@ -1,0 +1,57 @@
+"""``StatusView``: one status line, a progress bar while a projection runs, the error alert.
+
+Status and error messages can carry user text (column names, file names), so they are
+escaped before they reach the HTML and Alert panes. The line is two lines tall whatever its
+text: a status that wraps differently would resize the plot, and a raster resize is a
+re-aggregation and a new image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from embproj_panel.state import ProjectorState
+from embproj_panel.views.text import escaped
+
+__all__ = ["StatusView"]
+
+
+class StatusView(pn.viewable.Viewer):
+    """``state.status``, ``state.progress`` (while ``state.busy``) and ``state.error``."""
+
+    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
+        The state whose status this view shows.""")
+
+    def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
+        if state is not None:
+            params["state"] = state
+        super().__init__(**params)
+        #: The status line (escaped ``state.status``).
+        self.line = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10), height=36,
+                                 styles={"font-size": "0.85em", "color": "#555",
+                                         "overflow": "hidden"})
+        #: Progress of the running projection (hidden when idle).
+        self.progress = pn.indicators.Progress(
+            value=0, max=100, visible=False, sizing_mode="stretch_width", height=12,
+            bar_color="primary", margin=(0, 10),
+        )
+        #: The last projection's error (escaped ``state.error``; hidden when there is none).
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
+                                   sizing_mode="stretch_width", margin=(4, 10))
+        self.state.param.watch(self._update, ["busy", "progress", "status", "error"])
+        self._update()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.line, self.progress, self.alert, sizing_mode="stretch_width",
+                         margin=0)
+
+    def _update(self, *events: Any) -> None:
+        state = self.state
+        with pn.io.hold():
+            self.progress.param.update(value=int(round(state.progress * 100)),
+                                       visible=state.busy)
+            self.line.object = escaped(state.status)
+            self.alert.param.update(object=escaped(state.error), visible=bool(state.error))

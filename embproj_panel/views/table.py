@@ -1,0 +1,264 @@
+"""``TableView``: the paged table of a :class:`ProjectorState`'s rows, linked to the selection.
+
+The table writes the selection (row clicks) and reads it: its highlighted rows, and, with
+"Show selection", which rows it lists (the rows selected in the plot or from Python; a click
+in the table then picks among those rows without changing the list). It sends the browser
+one page at a time, never vectors or raw images; the thumbnails of a page are made when the
+page is shown. Column titles are user text: escaped (Tabulator renders titles as HTML), and
+the data uses internal field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from embproj_panel.state import ProjectorState
+from embproj_panel.table import Table
+from embproj_panel.views.plots import BLANK_IMAGE, THUMB
+from embproj_panel.views.text import escaped
+
+__all__ = ["TABLE_HIGHLIGHT_MAX", "TableView"]
+
+#: Selections up to this many rows are also highlighted in the table (larger ones are listed).
+TABLE_HIGHLIGHT_MAX = 10_000
+
+_TABLE_THUMB_PX = 40
+
+
+class _IndexLabels(Mapping):
+    """Row position in the Tabulator's processed frame -> that row's index label.
+
+    A read-only view of the index, in place of the dict with one entry per row that Panel
+    builds on every value or filter change (~100 MB and ~0.3 s at a million rows).
+    """
+
+    def __init__(self, index: pd.Index) -> None:
+        self._index = index
+
+    def __getitem__(self, position: int) -> Any:
+        if not isinstance(position, (int, np.integer)) or not 0 <= position < len(self._index):
+            raise KeyError(position)
+        return self._index[position]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self._index)))
+
+
+class _Tabulator(pn.widgets.Tabulator):
+    """Panel's Tabulator without a per-row Python dict (see :class:`_IndexLabels`)."""
+
+    def _update_index_mapping(self) -> None:
+        # Overrides a *private* method of Panel 1.9 (widgets/tables.py), whose only reader
+        # does ``self._index_mapping.get(row, row)`` when a cell is clicked: any Mapping
+        # serves. If a Panel upgrade changes this, delete the override (and this class).
+        processed = self._processed
+        if isinstance(processed, pd.DataFrame):
+            self._index_mapping = _IndexLabels(processed.index)
+        else:
+            self._index_mapping = {}
+
+
+class _TableFilter(param.Parameterized):
+    """What the table lists: every row, or the rows of the last plot/Python selection."""
+
+    rows = param.List(default=[], doc="Rows listed when showing the selection.")
+    mode = param.Selector(default="selection", objects=["selection", "all"])
+
+
+def _filter_rows(df: pd.DataFrame, rows: list[int], mode: str) -> pd.DataFrame:
+    if mode == "all" or not rows:
+        return df
+    return df.loc[df.index.intersection(rows)]
+
+
+class TableView(pn.viewable.Viewer):
+    """The table: every non-vector column, a thumbnail column, linked to ``state.selection``.
+
+    Parameters
+    ----------
+    state
+        The state whose table and selection it shows.
+    page_size, table_mode
+        As below.
+    """
+
+    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
+        The state this view shows and edits.""")
+
+    page_size = param.Integer(default=10, bounds=(5, 200), doc="""
+        Rows per table page (the browser gets one page at a time).""")
+
+    table_mode = param.Selector(default="selection", objects=["selection", "all"], doc="""
+        With a selection, list only the selected rows ("selection") or every row ("all").""")
+
+    def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
+        if state is not None:
+            params["state"] = state
+        super().__init__(**params)
+        self._filter = _TableFilter(mode=self.table_mode)
+        self._thumbs: np.ndarray | None = None
+        self._table_of: Table | None = None  # the table the Tabulator's frame was built from
+        self._writing = False  # this view is setting the state's selection
+        self._syncing = False  # this view is setting the Tabulator's selection
+        #: The Tabulator (one page at a time; ``selection`` holds table row positions).
+        self.tabulator = _Tabulator(
+            None, pagination="remote", page_size=self.page_size, selectable=True,
+            disabled=True, show_index=True, sizing_mode="stretch_both", min_height=200,
+            layout="fit_data_fill", header_align="left",
+        )
+        self.tabulator.add_filter(
+            pn.bind(_filter_rows, rows=self._filter.param.rows, mode=self._filter.param.mode)
+        )
+        self.tabulator.param.watch(self._on_table_selection, ["selection"])
+        self.tabulator.param.watch(self._fill_thumbnails, ["page", "sorters", "filters", "value"])
+        self._filter.param.watch(self._fill_thumbnails, ["rows", "mode"])
+        #: "Show selection" / "Show all".
+        self.mode_toggle = pn.widgets.RadioButtonGroup.from_param(
+            self.param.table_mode, options={"Show selection": "selection", "Show all": "all"},
+            color="default", variant="outline", margin=(5, 5, 5, 10), width=220, height=36,
+        )
+        # Wide enough for "Clear selection (1,000,000)" on one line: its label must not
+        # wrap and change the layout (see __panel__).
+        #: Clears the selection; its label counts the selected rows.
+        self.clear_button = pn.widgets.Button(label="Clear selection", color="danger",
+                                              variant="outline", margin=(5, 5), disabled=True,
+                                              width=205, height=36)
+        self.clear_button.on_click(lambda event: self.state.select([]))
+        state = self.state
+        state.param.watch(self._on_table, ["table"])
+        state.param.watch(self._on_hover_image, ["hover_image"])
+        state.param.watch(self._on_selection, ["selection"])
+        self._on_table()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        # A fixed height: the selection count in the Clear button must never change the
+        # layout (a moved or resized plot frame would be re-rasterized and re-sent).
+        selection = pn.Row(self.mode_toggle, self.clear_button, sizing_mode="stretch_width",
+                           height=46)
+        return pn.Column(selection, self.tabulator, sizing_mode="stretch_both", margin=0)
+
+    # -- selection ------------------------------------------------------------------------------
+    def _on_selection(self, *events: Any) -> None:
+        selection = list(self.state.selection)
+        with pn.io.hold():
+            if not self._writing:
+                # The table lists what was selected in the plot (or from Python); a click in
+                # the table then picks among those rows without changing the list.
+                self._filter.rows = selection
+            # Panel maps a Tabulator selection row by row in Python (~3 µs a row): a huge
+            # selection is listed (above) but not also highlighted row by row.
+            highlighted = selection if len(selection) <= TABLE_HIGHLIGHT_MAX else []
+            if sorted(self.tabulator.selection) != highlighted:
+                self._syncing = True
+                try:
+                    self.tabulator.selection = highlighted
+                finally:
+                    self._syncing = False
+            count = len(selection)
+            self.clear_button.param.update(
+                label=f"Clear selection ({count:,})" if count else "Clear selection",
+                disabled=not count,
+            )
+
+    def _on_table_selection(self, event: param.parameterized.Event) -> None:
+        if self._syncing:
+            return
+        rows = sorted(int(r) for r in event.new)
+        if rows == list(self.state.selection):
+            return
+        self._writing = True
+        try:
+            self.state.select(rows)
+        finally:
+            self._writing = False
+
+    @param.depends("table_mode", watch=True)
+    def _on_table_mode(self) -> None:
+        self._filter.mode = self.table_mode
+
+    @param.depends("page_size", watch=True)
+    def _on_page_size(self) -> None:
+        self.tabulator.page_size = self.page_size
+
+    # -- the table ------------------------------------------------------------------------------
+    def _on_table(self, *events: Any) -> None:
+        """A new table: new columns (internal names, escaped titles), no thumbnails yet."""
+        state = self.state
+        table = state.table
+        self._thumbs = None
+        self._table_of = table
+        if table is None:
+            self.tabulator.value = None
+            return
+        schema = table.schema
+        data: dict[str, Any] = {}
+        titles: dict[str, str] = {}
+        image_columns = schema.of_kind("image")
+        if image_columns:
+            data[THUMB] = np.full(len(table), BLANK_IMAGE, dtype=object)
+            titles[THUMB] = escaped(state.hover_image or image_columns[0])
+            self._thumbs = np.zeros(len(table), dtype=bool)
+        hidden = []
+        embedding = set(schema.default_embedding)
+        for i, (name, info) in enumerate(schema.columns.items()):
+            if info.kind in ("vector", "image"):
+                continue  # never send vectors or raw images to the browser
+            field = f"c{i}"
+            data[field] = table.get_column(name, convert_to="numpy")
+            titles[field] = escaped(name)
+            if name in embedding and len(embedding) > 6:
+                hidden.append(field)  # dozens of pixel columns would bury the labels
+        frame = pd.DataFrame(data, index=pd.RangeIndex(len(table), name="row"))
+        formatters = {
+            THUMB: {"type": "image", "height": f"{_TABLE_THUMB_PX}px",
+                          "width": f"{_TABLE_THUMB_PX}px"}
+        }
+        with pn.io.hold():
+            self.tabulator.param.update(
+                value=frame, titles=titles, hidden_columns=hidden, formatters=formatters,
+                selection=[],
+            )
+            self._filter.rows = []
+        self._fill_thumbnails()
+
+    def _on_hover_image(self, *events: Any) -> None:
+        table = self.state.table
+        if table is None or self._thumbs is None or table is not self._table_of:
+            return  # a new table: _on_table makes its own thumbnails
+        self._thumbs[:] = False
+        column = self.state.hover_image
+        if column is not None:
+            self.tabulator.titles = {**self.tabulator.titles, THUMB: escaped(column)}
+        self._fill_thumbnails()
+
+    def _fill_thumbnails(self, *events: Any) -> None:
+        """Make the thumbnails of the rows on the visible page (and only those)."""
+        table, value = self.state.table, self.tabulator.value
+        if table is None or value is None or self._thumbs is None or table is not self._table_of:
+            return
+        view = self.tabulator.current_view
+        if view is None:
+            return
+        start = (self.tabulator.page - 1) * self.tabulator.page_size
+        rows = view.index[start:start + self.tabulator.page_size].to_numpy()
+        rows = rows[~self._thumbs[rows]]
+        if not len(rows):
+            return
+        patch = []
+        column = self.state.hover_image or table.schema.of_kind("image")[0]
+        images = table.get_column(column, convert_to="numpy")
+        for row in rows:
+            image = images[row]
+            uri = image.thumbnail_uri(_TABLE_THUMB_PX) if image is not None else BLANK_IMAGE
+            patch.append((int(row), uri))
+        self._thumbs[rows] = True
+        self.tabulator.patch({THUMB: patch})
