@@ -1,4 +1,5 @@
-"""The Projector viewer through its Bokeh models: sources, selection sync, hover, table, export.
+"""The projector's views through their public parts and Bokeh models: sources, selection
+sync, hover, table, export, overlays, each part alone.
 
 HoloViews' server-side stream callbacks schedule coroutines, so every test that updates a
 rendered plot runs inside an asyncio loop (as a notebook kernel or ``panel serve`` does).
@@ -14,13 +15,29 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
+import param
 import pytest
 from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scatter
 
-from embproj_panel import datasets, plots
+import embproj_panel as ep
+from embproj_panel import datasets
+from embproj_panel.colors import COLOR, ROW
 from embproj_panel.images import Image
+from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
-from embproj_panel.views import MAX_DOWNLOAD_BYTES, MAX_RASTER_PIXELS, Projector, as_table
+from embproj_panel.views import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_RASTER_PIXELS,
+    DownloadsView,
+    Projector,
+    ScatterView,
+    SettingsView,
+    StatusView,
+    TableView,
+    as_table,
+    plots,
+)
+from embproj_panel.views.text import escaped
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportWarning")
 
@@ -84,7 +101,7 @@ def test_sources_table_frame_array_and_logged_table(digits):
 def test_settings_reach_the_state(digits):
     view = projector(digits, color_by="pixel_3_3", point_size=9, page_size=25)
     assert view.state.color.kind == "numeric" and view.state.point_size == 9
-    assert view._table.page_size == 25
+    assert view.table.page_size == 25 and view.table.tabulator.page_size == 25
 
 
 # -- the scatter --------------------------------------------------------------------------------
@@ -109,15 +126,15 @@ def test_hover_sends_the_hovered_row_only(digits):
     view = projector(digits, tooltip_columns=["pixel_3_3"])
     frame = view.state.frame
     x, y = float(frame["x"].iat[5]), float(frame["y"].iat[5])
-    element = view._inspect(x, y)
+    element = view.scatter.inspect(x, y)
     assert len(element) == 1
-    row = int(element.dimension_values(plots.ROW)[0])
+    row = int(element.dimension_values(ROW)[0])
     assert row == int(frame["row"].iat[5]) or np.hypot(
         frame["x"].iat[row] - x, frame["y"].iat[row] - y
     ) < 1e-6  # a point at the same spot may win the tie
     assert element.dimension_values(plots.THUMB)[0].startswith("data:image/png;base64,")
     assert element.dimension_values("t0")[0] == f"{digits.get_column('pixel_3_3')[row]:.6g}"
-    assert len(view._inspect(1e6, 1e6)) == 0  # nothing near: nothing sent
+    assert len(view.scatter.inspect(1e6, 1e6)) == 0  # nothing near: nothing sent
 
 
 @in_loop
@@ -127,10 +144,10 @@ def test_python_selection_highlights_points_and_fills_the_table(digits):
     view.selection = [3, 1, 2]
     points = main_scatter(root)
     assert sorted(points.data_source.selected.indices) == list(view.state.positions_of([1, 2, 3]))
-    assert view._table.selection == [1, 2, 3]
-    assert sorted(view._table.current_view.index) == [1, 2, 3]  # "show selection"
-    view.table_mode = "all"
-    assert len(view._table.current_view) == 1797
+    assert view.table.tabulator.selection == [1, 2, 3]
+    assert sorted(view.table.tabulator.current_view.index) == [1, 2, 3]  # "show selection"
+    view.table.table_mode = "all"
+    assert len(view.table.tabulator.current_view) == 1797
 
 
 @in_loop
@@ -140,18 +157,20 @@ def test_plot_selection_reaches_state_and_table(digits):
     (stream,) = [s for s in _streams(view) if isinstance(s, hv.streams.Selection1D)]
     stream.event(index=[0, 1, 2])
     rows = sorted(view.state.rows_of([0, 1, 2]).tolist())
-    assert view.state.selection == rows and view._table.selection == rows
+    assert view.state.selection == rows and view.table.tabulator.selection == rows
 
 
 def test_table_maps_listed_positions_to_rows_without_a_dict_per_row(digits):
     view = projector(digits)
     view.selection = [10, 11, 12]
-    mapping = view._table._index_mapping  # what Panel reads when a cell is clicked
+    # What Panel reads when a cell is clicked (the one private attribute read here: the
+    # override exists to replace it).
+    mapping = view.table.tabulator._index_mapping
     assert not isinstance(mapping, dict)
     assert [mapping.get(i, i) for i in range(4)] == [10, 11, 12, 3]  # unknown -> itself
     assert dict(mapping) == {0: 10, 1: 11, 2: 12}
     view.state.select([])
-    assert len(view._table._index_mapping) == 1797
+    assert len(view.table.tabulator._index_mapping) == 1797
 
 
 @in_loop
@@ -159,9 +178,9 @@ def test_table_click_selects_without_changing_the_listed_rows(digits):
     view = projector(digits)
     root = pn.panel(view).get_root()
     view.selection = [10, 11, 12]
-    view._table.selection = [11]
+    view.table.tabulator.selection = [11]
     assert view.state.selection == [11]
-    assert sorted(view._table.current_view.index) == [10, 11, 12]
+    assert sorted(view.table.tabulator.current_view.index) == [10, 11, 12]
     points = main_scatter(root)
     assert points.data_source.selected.indices == list(view.state.positions_of([11]))
 
@@ -170,11 +189,11 @@ def test_table_click_selects_without_changing_the_listed_rows(digits):
 def test_restyle_keeps_the_plot_and_its_data(digits):
     view = projector(digits)
     root = pn.panel(view).get_root()
-    plot_object = view._plot.object
+    plot_object = view.scatter.pane.object
     points = main_scatter(root)
     source_data = points.data_source.data
     view.state.param.update(point_size=11, alpha=0.5)
-    assert view._plot.object is plot_object  # not rebuilt: the zoom stays
+    assert view.scatter.pane.object is plot_object  # not rebuilt: the zoom stays
     assert points.glyph.size == 11 and points.data_source.data is source_data
 
 
@@ -182,7 +201,8 @@ def test_restyle_keeps_the_plot_and_its_data(digits):
 def test_colour_change_rebuilds_with_the_current_zoom(digits):
     view = projector(digits)
     root = pn.panel(view).get_root()
-    view._on_ranges(x_range=(-5.0, 5.0), y_range=(-4.0, 4.0))  # as the browser reports a zoom
+    (ranges,) = [s for s in _streams(view) if isinstance(s, hv.streams.RangeXY)]
+    ranges.event(x_range=(-5.0, 5.0), y_range=(-4.0, 4.0))  # as the browser reports a zoom
     view.state.color_by = "pixel_3_3"
     (figure,) = [f for f in root.select({"type": Plot}) if f.renderers]
     assert (figure.x_range.start, figure.x_range.end) == (-5.0, 5.0)
@@ -217,7 +237,7 @@ def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
     # One glyph whose legend Bokeh groups by category: all ten, in the key's colours.
     (item,) = legend.items
     (swatches,) = item.renderers
-    assert list(swatches.data_source.data[plots.COLOR]) == list(view.state.color.color_key)
+    assert list(swatches.data_source.data[COLOR]) == list(view.state.color.color_key)
     assert "drawn with Datashader" in view.state.status
     key = view.state.color.color_key
     assert rgb_of(key["0"]) in raster_colours(raster)
@@ -262,7 +282,7 @@ def test_raster_ignores_a_layout_shift_of_a_few_pixels_but_not_a_resize(digits):
 
 
 def _streams(view: Projector) -> list:
-    return list(view._plot_streams)
+    return view.scatter.streams
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -281,16 +301,16 @@ def hostile_table() -> Table:
 
 def test_table_sends_no_vectors_and_escapes_titles():
     view = projector(hostile_table())
-    value = view._table.value
+    value = view.table.tabulator.value
     assert list(value.columns) == [plots.THUMB, "c0"]  # no "emb" vector, no raw images
-    assert view._table.titles["c0"] == "&lt;img src=x onerror=window.__xss=1&gt;"
+    assert view.table.tabulator.titles["c0"] == "&lt;img src=x onerror=window.__xss=1&gt;"
     assert view.state.color_by == HOSTILE
     assert view.state.color.color_key.keys() >= {HOSTILE, "b", "c"}
 
 
 def test_tooltip_choice_labels_are_escaped_and_linked():
     view = projector(hostile_table())
-    choice = view._tooltip_choice
+    choice = view.settings.tooltip_choice
     # Choices.js renders option labels as HTML: the widget gets escaped labels.
     assert "&lt;img src=x onerror=window.__xss=1&gt;" in choice.options
     assert HOSTILE not in choice.options
@@ -302,10 +322,10 @@ def test_tooltip_choice_labels_are_escaped_and_linked():
 
 def test_thumbnails_are_made_for_the_visible_page_only(digits):
     view = projector(digits, page_size=7)
-    made = view._table.value[plots.THUMB] != plots.BLANK_IMAGE
+    made = view.table.tabulator.value[plots.THUMB] != plots.BLANK_IMAGE
     assert made.sum() == 7 and made.iloc[:7].all()
-    view._table.page = 3
-    made = view._table.value[plots.THUMB] != plots.BLANK_IMAGE
+    view.table.tabulator.page = 3
+    made = view.table.tabulator.value[plots.THUMB] != plots.BLANK_IMAGE
     assert made.sum() == 14 and made.iloc[14:21].all()
 
 
@@ -315,35 +335,46 @@ def test_thumbnails_are_made_for_the_visible_page_only(digits):
 def test_downloads_of_the_selection(digits):
     view = projector(digits)
     view.selection = [2, 7]
-    csv = view._export_csv().getvalue().decode()
+    downloads = view.downloads
+    csv = downloads.csv.callback().getvalue().decode()
     assert csv.splitlines()[0].startswith("row,x,y,target")
     assert len(csv.splitlines()) == 3
-    parquet = pd.read_parquet(io.BytesIO(view._export_parquet().getvalue()))
+    parquet = pd.read_parquet(io.BytesIO(downloads.parquet.callback().getvalue()))
     assert list(parquet["row"] if "row" in parquet else parquet.index) == [2, 7]
-    view._export_rows.value = "all"
-    assert view._csv.filename == "embproj-all.csv"
-    assert len(view._export_csv().getvalue().decode().splitlines()) == 1798
+    downloads.rows.value = "all"
+    assert downloads.csv.filename == "embproj-all.csv"
+    assert len(downloads.csv.callback().getvalue().decode().splitlines()) == 1798
 
 
-def test_oversized_download_is_refused_with_a_message(digits, monkeypatch):
-    import embproj_panel.views as views
-
+def test_oversized_download_is_refused_with_a_message(digits):
     view = projector(digits)
-    monkeypatch.setattr(views, "MAX_DOWNLOAD_BYTES", 100)
-    view._export_rows.value = "all"
-    assert view._export_csv() is None
-    assert view._alert.visible and "selected_dataframe" in view._alert.object
-    assert MAX_DOWNLOAD_BYTES > 2**20
+    downloads = view.downloads
+    assert downloads.max_bytes == MAX_DOWNLOAD_BYTES > 2**20
+    downloads.param.update(max_bytes=100)
+    downloads.rows.value = "all"
+    assert downloads.csv.callback() is None
+    assert downloads.alert.visible and "selected_dataframe" in downloads.alert.object
+    downloads.max_bytes = MAX_DOWNLOAD_BYTES
+    assert downloads.csv.callback() is not None and not downloads.alert.visible
 
 
-def test_error_and_status_are_escaped(digits):
-    view = projector(hostile_table())
-    view.state.embedding_columns = []
-    assert view._alert.visible and "&lt;" not in view.state.error
-    view.state.embedding_columns = ["emb"]
-    view.state.wait()
-    assert HOSTILE in view.state.status or "30 of 30 rows" in view.state.status
-    assert "<img" not in view._status.object
+def test_error_and_status_are_escaped():
+    # A numeric colour column with a missing value puts its (hostile) name in the status line.
+    rng = np.random.default_rng(0)
+    score = rng.random(30)
+    score[0] = np.nan
+    table = Table(dataframe=pd.DataFrame({HOSTILE: score, "emb": list(rng.normal(size=(30, 4)))}))
+    view = projector(table, color_by=HOSTILE)
+    status = view.status
+    assert HOSTILE in view.state.status  # the hostile text does reach the status...
+    assert escaped(HOSTILE) in status.line.object  # ...and is shown as text
+    assert "<img" not in status.line.object
+    # An error message with user text: an embedding column that cannot be projected.
+    table = Table(dataframe=pd.DataFrame({HOSTILE: [np.nan] * 5, "b": np.arange(5.0)}))
+    view = projector(table, embedding_columns=[HOSTILE])
+    assert HOSTILE in view.state.error
+    assert status is not view.status and view.status.alert.visible
+    assert escaped(HOSTILE) in view.status.alert.object and "<img" not in view.status.alert.object
 
 
 def test_selected_dataframe_delegates_to_the_state(digits):
@@ -351,3 +382,90 @@ def test_selected_dataframe_delegates_to_the_state(digits):
     view.selection = [0]
     assert view.selected_dataframe.index.tolist() == [0]
     assert view.selection == [0]
+
+
+# -- the parts, alone and composed ----------------------------------------------------------------
+
+
+def test_projector_is_its_public_parts_over_one_state(digits):
+    view = projector(digits)
+    assert [view.parts[name] for name, _cls, _region in ep.views.PARTS] == [
+        view.settings, view.status, view.scatter, view.table, view.downloads
+    ]
+    assert all(part.state is view.state for part in view.parts.values())
+    assert ep.Projector is Projector and ep.views.ScatterView is ScatterView
+
+
+@in_loop
+def test_each_part_works_alone_over_a_state(digits):
+    state = ProjectorState(table=digits)
+    state.wait(timeout=120)
+    scatter = ScatterView(state)
+    root = pn.panel(scatter).get_root()
+    assert len(main_scatter(root).data_source.data["x"]) == 1797
+    table = TableView(state, page_size=5)
+    state.select([4, 2])
+    assert table.tabulator.selection == [2, 4] and main_scatter(root).data_source.selected.indices
+    assert sorted(table.tabulator.current_view.index) == [2, 4]
+    downloads = DownloadsView(state)
+    assert len(downloads.frame()) == 2
+    status = StatusView(state)
+    assert status.line.object.startswith("1,797 of 1,797 rows")
+    settings = SettingsView(state)
+    state.param.update(method="umap")
+    assert settings.compute_button.color == "warning"  # settings changed, not yet computed
+    for part in (table, downloads, status, settings):
+        assert pn.panel(part).get_root() is not None
+
+
+def selection_rings(scatter: ScatterView):
+    """An overlay as another view would write one: rings around the selected rows."""
+    state = scatter.state
+
+    def rings(selection):
+        frame = state.frame.iloc[state.positions_of(selection)]
+        return hv.Points(frame, kdims=["x", "y"], vdims=[ROW]).opts(
+            size=14, fill_alpha=0, line_color="#ff00ff", tools=[])
+
+    return hv.DynamicMap(rings, streams=[hv.streams.Params(state, ["selection"])])
+
+
+def overlay_xs(root) -> list[float]:
+    """The x of every point the overlay draws."""
+    (ring,) = [r for r in scatter_renderers(root) if r.glyph.line_color == "#ff00ff"]
+    return sorted(float(v) for v in ring.data_source.data["x"])
+
+
+@pytest.mark.parametrize("threshold", [50_000, 1000], ids=["glyphs", "raster"])
+@in_loop
+def test_overlays_draw_over_glyphs_and_rasters_and_redraw_themselves(digits, threshold):
+    view = projector(digits, datashade_threshold=threshold)
+    view.scatter.overlays = [selection_rings]
+    root = pn.panel(view).get_root()
+    assert view.scatter.raster is (threshold < 1797)
+    assert overlay_xs(root) == []
+    plot_object = view.scatter.pane.object
+    view.selection = [5, 9]
+    frame = view.state.frame
+    expected = sorted(float(x) for x in frame["x"].iloc[view.state.positions_of([5, 9])])
+    assert overlay_xs(root) == expected  # the overlay's own stream redrew it...
+    assert view.scatter.pane.object is plot_object  # ...without rebuilding the scatter
+
+
+def test_a_new_part_is_one_line_in_parts(digits, monkeypatch):
+    from embproj_panel.views import projector as composition
+
+    class RowCount(pn.viewable.Viewer):
+        state = param.ClassSelector(class_=ProjectorState)
+
+        def __panel__(self):
+            return pn.pane.Str(f"{len(self.state.selection)} selected")
+
+        def scatter_overlay(self, scatter):
+            return selection_rings(scatter)
+
+    monkeypatch.setattr(composition, "PARTS", [*composition.PARTS, ("count", RowCount, "side")])
+    view = projector(digits)
+    assert isinstance(view.count, RowCount) and view.count.state is view.state
+    assert view.count.scatter_overlay in view.scatter.overlays
+    assert composition.side_column(view.parts).objects[-1].object == "0 selected"
