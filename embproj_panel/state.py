@@ -573,6 +573,11 @@ class ProjectorState(param.Parameterized):
         if not finished:
             raise TimeoutError(f"The projection was not applied within {timeout} s")
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (nothing is computed or applied any more)."""
+        return self._closed
+
     def close(self) -> None:
         """Cancel any running projection and drop the data (a session ended)."""
         with self._done:

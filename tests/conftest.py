@@ -22,7 +22,23 @@ Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
 def isolated_store(tmp_path, monkeypatch):
     """Every test gets its own empty run store (and projection cache) under tmp_path."""
     monkeypatch.setenv("EMBPROJ_DIR", str(tmp_path / "embproj-runs"))
+    monkeypatch.delenv("EMBPROJ_CACHE_DIR", raising=False)  # the cache follows the store
     yield tmp_path / "embproj-runs"
+
+
+@pytest.fixture(autouse=True)
+def reset_projections():
+    """Start every test with an empty in-memory projection cache and no keyed jobs.
+
+    Both are process-wide (shared by a server's sessions, on purpose): without the reset a
+    test could pass on a layout another test computed, or see another test's job superseded.
+    """
+    from embproj_panel import compute
+
+    compute.projection_cache().clear()
+    compute.reset_jobs()
+    yield
+    compute.reset_jobs()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,9 @@ import pytest
 import requests
 
 import embproj_panel as ep
+from embproj_panel import datasets
 from embproj_panel.app import SAMPLE, ProjectorApp, source_options
+from embproj_panel.state import ProjectorState
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportWarning")
 
@@ -30,6 +33,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
         return sock.getsockname()[1]
+
+
+def listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until the server listens
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def serve(**server_options) -> tuple[str, list[ProjectorApp]]:
@@ -46,13 +59,7 @@ def serve(**server_options) -> tuple[str, list[ProjectorApp]]:
 
     port = free_port()
     pn.serve({"app": page}, port=port, threaded=True, show=False, **server_options)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until the server listens
-        try:
-            socket.create_connection(("localhost", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    listening(port)
     return f"http://localhost:{port}/app", apps
 
 
@@ -67,17 +74,17 @@ def test_page_answers_with_the_bokeh_document(served):
     assert response.status_code == 200
     assert "<title>embproj-panel</title>" in response.text
     assert "Bokeh" in response.text and "docs_json" in response.text
-    assert len(apps) == 1 and apps[0].projector.state.table is not None
+    assert len(apps) == 1 and apps[0].state.table is not None
 
 
 def test_two_sessions_never_share_a_selection(served):
     url, apps = served
     for _ in range(2):
         assert requests.get(url, timeout=60).status_code == 200
-    first, second = (app.projector for app in apps)
-    assert first.state is not second.state and first.state.table is not second.state.table
-    first.state.wait()
-    first.selection = [1, 2, 3]
+    first, second = (app.state for app in apps)
+    assert first is not second and first.table is not second.table
+    first.wait()
+    first.select([1, 2, 3])
     assert second.selection == [] and first.selection == [1, 2, 3]
 
 
@@ -89,7 +96,7 @@ def test_url_arguments_choose_table_method_colour_and_parameters(served):
     url, apps = served
     query = "?project=demo&run=r1&table=points&method=umap&n_neighbors=7&color=label"
     assert requests.get(url + query, timeout=60).status_code == 200
-    state = apps[0].projector.state
+    state = apps[0].state
     assert len(state.table) == 40 and state.color_by == "label"
     assert state.method == "umap" and state.settings["umap"].n_neighbors == 7
     state.wait(timeout=120)
@@ -101,7 +108,7 @@ def test_bad_url_arguments_are_reported_not_fatal(served):
     query = "?project=nope&run=r&table=t&method=umap&n_neighbors=5000&color=missing"
     assert requests.get(url + query, timeout=60).status_code == 200
     app = apps[0]
-    assert len(app.projector.state.table) == 1797  # the sample instead
+    assert len(app.state.table) == 1797  # the sample instead
     message = app._message.object
     assert app._message.visible and "n_neighbors" in message and "nope" in message
 
@@ -111,11 +118,56 @@ def test_a_closed_session_releases_its_state():
     url, apps = serve(unused_session_lifetime_milliseconds=500,
                       check_unused_sessions_milliseconds=100)
     assert requests.get(url, timeout=60).status_code == 200
-    state = apps[0].projector.state
+    state = apps[0].state
     deadline = time.monotonic() + 10
-    while not state._closed and time.monotonic() < deadline:
+    while not state.closed and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert state._closed
+    assert state.closed
+
+
+def projected_here(table) -> None:
+    """A state and a Projector made on this thread get their results applied."""
+    state = ProjectorState(table=table)
+    state.wait(timeout=30)
+    assert state.projection is not None and not state.busy
+
+    async def in_a_loop():  # as in a notebook kernel, where a loop runs on this thread
+        view = ep.Projector(table)
+        view.state.wait(timeout=30)
+        assert view.state.projection is not None and not view.state.busy
+
+    asyncio.run(in_a_loop())
+
+
+def test_results_are_applied_whatever_document_another_thread_holds():
+    # The CI hang: a state created while a server thread held its session's document took
+    # that document (Bokeh's process-wide patched curdoc) and scheduled its result on a loop
+    # that was busy, or stopped, so wait() timed out.
+    table = datasets.hello_world()
+    entered, release = threading.Event(), threading.Event()
+
+    def held_page():
+        entered.set()
+        release.wait(60)  # the server thread holds this session's document meanwhile
+        return pn.pane.Markdown("held")
+
+    port = free_port()
+    pn.serve({"held": held_page}, port=port, threaded=True, show=False)
+    listening(port)
+    client = threading.Thread(
+        target=lambda: requests.get(f"http://localhost:{port}/held", timeout=90), daemon=True
+    )
+    client.start()
+    try:
+        assert entered.wait(60)
+        held = pn.state.curdoc
+        assert held is not None and held.session_context is not None  # visible from here
+        projected_here(table)
+    finally:
+        release.set()
+        client.join(timeout=60)
+    pn.state.kill_all_servers()  # and after the in-process server has stopped
+    projected_here(table)
 
 
 def test_panel_serve_in_a_subprocess(tmp_path):
@@ -164,7 +216,7 @@ def test_upload_replaces_the_table():
     pd.DataFrame({"label": ["x", "y", "x"], "a": [1.0, 2.0, 3.0],
                   "b": [0.0, 1.0, 0.5]}).to_csv(buffer, index=False)
     upload(app, "mine.csv", buffer.getvalue().encode())
-    state = app.projector.state
+    state = app.state
     assert len(state.table) == 3 and state.color_by == "label"
     assert app._source.value == "Upload: mine.csv (3 rows)"
     assert not app._message.visible
@@ -186,9 +238,9 @@ def test_bad_uploads_keep_the_previous_table(name, content, expected):
         np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
         content = buffer.getvalue()
     app = ProjectorApp(max_upload_bytes=1000)
-    before = app.projector.state.table
+    before = app.state.table
     upload(app, name, content)
-    assert app.projector.state.table is before
+    assert app.state.table is before
     assert app._message.visible and expected in app._message.object
     assert "Traceback" not in app._message.object
 

@@ -247,8 +247,30 @@ def test_positions_skip_rows_that_were_not_projected():
     np.testing.assert_array_equal(state.rows_of([0, 2]), [0, 3])
 
 
-def test_close_cancels_and_stops_applying(digits):
-    state = ProjectorState(table=digits, method="umap")
+def test_close_cancels_the_running_job(digits, monkeypatch):
+    jobs = []
+    real = compute.project_async
+
+    def keep(*args, **kwargs):
+        jobs.append(real(*args, **kwargs))
+        return jobs[-1]
+
+    monkeypatch.setattr(compute, "project_async", keep)
+    state = ProjectorState(table=digits, method="umap")  # a new table projects at once
+    (job,) = jobs
+    assert not job.done  # UMAP of 1,797 rows takes far longer than this line
     state.close()
-    state.wait()
+    with pytest.raises(compute.Cancelled):
+        job.result(timeout=60)
+    assert job.cancelled and state.closed
+    state.wait()  # returns at once: nothing will be applied
     assert state.projection is None
+
+
+def test_close_stops_applying_a_result_that_arrives_anyway(digits, monkeypatch):
+    job = ManualJob(compute.project(digits, "pca"))  # too late to cancel: cancel() is False
+    monkeypatch.setattr(compute, "project_async", lambda *a, **k: job)
+    state = ProjectorState(table=digits)
+    state.close()
+    job.finish()  # on the owner's thread: a callback that is not dropped would apply it
+    assert state.projection is None and state.frame is None
