@@ -1,4 +1,4 @@
-"""Pure plot builders: colour mapping, frames, elements, tooltips and server-side hit testing."""
+"""Pure builders: colour mapping and frames (colors), hit testing (spatial), HoloViews elements."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import panel as pn
 import pytest
 from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, LinearColorMapper
 
-from embproj_panel import plots
+from embproj_panel import colors, spatial
+from embproj_panel.views import plots
 
 hv.extension("bokeh")
 
@@ -20,30 +21,30 @@ HOSTILE = "<img src=x onerror=window.__xss=1>"
 
 
 def test_palette_starts_with_category10_and_stays_distinct_up_to_50():
-    ten = plots.categorical_palette(10)
+    ten = colors.categorical_palette(10)
     assert ten[:3] == ["#1f77b3", "#ff7e0e", "#2ba02b"]  # matplotlib/Bokeh's first colours
-    fifty = plots.categorical_palette(50)
+    fifty = colors.categorical_palette(50)
     assert len(set(fifty)) == 50
     with pytest.raises(ValueError, match="between 0 and 50"):
-        plots.categorical_palette(51)
+        colors.categorical_palette(51)
 
 
 def test_categories_in_natural_order_with_missing_last_and_grey():
     values = np.array(["10", "2", None, "2", "1"], dtype=object)
-    mapping = plots.color_mapping(values, "label")
-    assert list(mapping.color_key) == ["1", "2", "10", plots.MISSING_LABEL]
-    assert mapping.color_key[plots.MISSING_LABEL] == plots.NAN_COLOR
-    assert list(mapping.values) == ["10", "2", plots.MISSING_LABEL, "2", "1"]
+    mapping = colors.color_mapping(values, "label")
+    assert list(mapping.color_key) == ["1", "2", "10", colors.MISSING_LABEL]
+    assert mapping.color_key[colors.MISSING_LABEL] == colors.NAN_COLOR
+    assert list(mapping.values) == ["10", "2", colors.MISSING_LABEL, "2", "1"]
     assert mapping.note == ""
 
 
 def test_colours_depend_on_the_whole_column_not_on_the_rows_drawn():
     values = np.array(["a", "b", "c", "a"], dtype=object)
-    mapping = plots.color_mapping(values, "label")
-    frame = plots.plot_frame(np.zeros((2, 2)), np.array([2, 3]), mapping)
+    mapping = colors.color_mapping(values, "label")
+    frame = colors.plot_frame(np.zeros((2, 2)), np.array([2, 3]), mapping)
     # Only "c" and "a" are drawn, yet every category (and so every colour) is still there.
-    assert list(frame[plots.COLOR].cat.categories) == ["a", "b", "c"]
-    assert list(frame[plots.COLOR]) == ["c", "a"]
+    assert list(frame[colors.COLOR].cat.categories) == ["a", "b", "c"]
+    assert list(frame[colors.COLOR]) == ["c", "a"]
 
 
 def test_more_than_50_categories_keep_the_49_most_frequent_and_say_so():
@@ -51,42 +52,42 @@ def test_more_than_50_categories_keep_the_49_most_frequent_and_say_so():
     common = np.repeat([f"k{i}" for i in range(49)], 5)
     rare = np.array([f"r{i}" for i in range(20)])
     values = rng.permutation(np.concatenate([common, rare])).astype(object)
-    mapping = plots.color_mapping(values, "word")
+    mapping = colors.color_mapping(values, "word")
     assert len(mapping.color_key) == 50
-    assert mapping.color_key[plots.OTHER_LABEL] == plots.OTHER_COLOR
-    assert set(mapping.color_key) == {f"k{i}" for i in range(49)} | {plots.OTHER_LABEL}
-    assert (np.asarray(mapping.values) == plots.OTHER_LABEL).sum() == 20
+    assert mapping.color_key[colors.OTHER_LABEL] == colors.OTHER_COLOR
+    assert set(mapping.color_key) == {f"k{i}" for i in range(49)} | {colors.OTHER_LABEL}
+    assert (np.asarray(mapping.values) == colors.OTHER_LABEL).sum() == 20
     assert "69 categories" in mapping.note and "20 others (20 rows)" in mapping.note
 
 
 def test_numeric_colour_counts_missing_values():
-    mapping = plots.color_mapping(np.array([1.0, np.nan, 3.0]), "score", kind="numeric")
+    mapping = colors.color_mapping(np.array([1.0, np.nan, 3.0]), "score", kind="numeric")
     assert mapping.kind == "numeric"
     np.testing.assert_array_equal(np.isnan(mapping.values), [False, True, False])
     assert mapping.note.startswith("1 row(s) have no value in score")
 
 
 def test_equal_labels_from_different_values_are_merged():
-    mapping = plots.color_mapping(np.array([1, 1.0, None, np.nan], dtype=object), "x")
-    assert list(mapping.color_key) == ["1", plots.MISSING_LABEL]
+    mapping = colors.color_mapping(np.array([1, 1.0, None, np.nan], dtype=object), "x")
+    assert list(mapping.color_key) == ["1", colors.MISSING_LABEL]
 
 
 # -- frames and elements ------------------------------------------------------------------------
 
 
 def test_plot_frame_uses_internal_names_and_checks_shapes():
-    mapping = plots.color_mapping(np.array([HOSTILE, "b"], dtype=object), HOSTILE)
-    frame = plots.plot_frame(np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([0, 1]), mapping)
-    assert list(frame.columns) == [plots.X, plots.Y, plots.ROW, plots.COLOR]
+    mapping = colors.color_mapping(np.array([HOSTILE, "b"], dtype=object), HOSTILE)
+    frame = colors.plot_frame(np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([0, 1]), mapping)
+    assert list(frame.columns) == [colors.X, colors.Y, colors.ROW, colors.COLOR]
     with pytest.raises(ValueError, match=r"coords must be \(n, 2\)"):
-        plots.plot_frame(np.zeros((3, 2)), np.array([0, 1]), mapping)
+        colors.plot_frame(np.zeros((3, 2)), np.array([0, 1]), mapping)
 
 
 def _frame(n=200, categories="abc", seed=0):
     rng = np.random.default_rng(seed)
     values = rng.choice(list(categories), n).astype(object)
-    mapping = plots.color_mapping(values, "label")
-    return plots.plot_frame(rng.normal(size=(n, 2)), np.arange(n), mapping), mapping
+    mapping = colors.color_mapping(values, "label")
+    return colors.plot_frame(rng.normal(size=(n, 2)), np.arange(n), mapping), mapping
 
 
 def test_points_element_dims_but_keeps_unselected_points():
@@ -105,7 +106,7 @@ def test_points_model_has_no_hover_and_no_image_data():
     root = pn.panel(plots.points_element(frame, mapping)).get_root()
     (renderer,) = [r for r in root.select({"type": GlyphRenderer})]
     # The scatter sends coordinates and colour only: images go with the hover.
-    assert set(renderer.data_source.data) == {plots.X, plots.Y, plots.COLOR}
+    assert set(renderer.data_source.data) == {colors.X, colors.Y, colors.COLOR}
     assert not list(root.select({"type": HoverTool}))
 
 
@@ -114,15 +115,15 @@ def _hex(rgb: np.ndarray) -> str:
 
 
 def _shade_window(frame: pd.DataFrame) -> dict:
-    return dict(x_range=(float(frame[plots.X].min()) - 0.1, float(frame[plots.X].max()) + 0.1),
-                y_range=(float(frame[plots.Y].min()) - 0.1, float(frame[plots.Y].max()) + 0.1),
+    return dict(x_range=(float(frame[colors.X].min()) - 0.1, float(frame[colors.X].max()) + 0.1),
+                y_range=(float(frame[colors.Y].min()) - 0.1, float(frame[colors.Y].max()) + 0.1),
                 width=40, height=30, spread=0)
 
 
 def test_shade_keeps_category_colours_for_any_subset():
     frame, mapping = _frame(n=500, categories="abcd")
     window = _shade_window(frame)
-    only_c = frame[frame[plots.COLOR] == "c"]
+    only_c = frame[frame[colors.COLOR] == "c"]
     rgba = plots.shade(only_c, mapping, **window)
     assert rgba.shape == (30, 40, 4) and rgba.dtype == np.uint8
     drawn = rgba[rgba[..., 3] > 0]
@@ -134,13 +135,13 @@ def test_shade_keeps_category_colours_for_any_subset():
 def test_shade_draws_a_selection_in_colour_over_grey_rows():
     frame, mapping = _frame(n=500, categories="abcd")
     window = _shade_window(frame)
-    selected = np.flatnonzero((frame[plots.COLOR] == "b").to_numpy())
+    selected = np.flatnonzero((frame[colors.COLOR] == "b").to_numpy())
     rgba = plots.shade(frame, mapping, selected=selected, **window)
     colours = {_hex(pixel) for pixel in rgba[rgba[..., 3] > 0]}
     assert mapping.color_key["b"] in colours
     assert not colours & {mapping.color_key[c] for c in "acd"}  # the others are grey
     # The image's first row is the top of the plot: a point at the top is drawn there.
-    top = frame.iloc[[int(np.argmax(frame[plots.Y].to_numpy()))]]
+    top = frame.iloc[[int(np.argmax(frame[colors.Y].to_numpy()))]]
     single = plots.shade(top, mapping, **window)
     rows = np.flatnonzero(single[..., 3].any(axis=1))
     assert rows.tolist() and rows.max() < 5
@@ -148,17 +149,17 @@ def test_shade_draws_a_selection_in_colour_over_grey_rows():
 
 def test_numeric_shading_uses_the_whole_columns_span_and_has_a_colorbar():
     values = np.linspace(0.0, 10.0, 200)
-    mapping = plots.color_mapping(values, "score", kind="numeric")
+    mapping = colors.color_mapping(values, "score", kind="numeric")
     rng = np.random.default_rng(1)
-    frame = plots.plot_frame(rng.normal(size=(200, 2)), np.arange(200), mapping)
-    low = frame[frame[plots.COLOR] < 0.5]
+    frame = colors.plot_frame(rng.normal(size=(200, 2)), np.arange(200), mapping)
+    low = frame[frame[colors.COLOR] < 0.5]
     rgba = plots.shade(low, mapping, colormap=["#000000", "#ffffff"], **_shade_window(frame))
     # Only small values drawn: dark pixels, as on the colorbar, not stretched to white.
     assert rgba[rgba[..., 3] > 0][:, :3].max() < 40
     bar = pn.panel(plots.colorbar_overlay(mapping, "viridis")).get_root()
     (mapper,) = {m for m in bar.select({"type": LinearColorMapper})}
     assert (mapper.low, mapper.high) == (0.0, 10.0)
-    assert plots.colorbar_overlay(plots.ColorMapping("none")) is None
+    assert plots.colorbar_overlay(colors.ColorMapping("none")) is None
 
 
 def test_raster_element_sends_one_rgba_image():
@@ -172,12 +173,12 @@ def test_raster_element_sends_one_rgba_image():
 def test_legend_overlay_only_for_categories():
     _, mapping = _frame()
     legend = plots.legend_overlay(mapping)
-    assert list(legend.dimension_values(plots.COLOR)) == ["a", "b", "c"]
-    assert np.isnan(legend.dimension_values(plots.X)).all()  # never drawn
+    assert list(legend.dimension_values(colors.COLOR)) == ["a", "b", "c"]
+    assert np.isnan(legend.dimension_values(colors.X)).all()  # never drawn
     root = pn.panel(legend).get_root()
     (bokeh_legend,) = root.select({"type": Legend})
     assert bokeh_legend.title == "label"
-    assert plots.legend_overlay(plots.ColorMapping("none")) is None
+    assert plots.legend_overlay(colors.ColorMapping("none")) is None
 
 
 # -- tooltips -----------------------------------------------------------------------------------
@@ -198,13 +199,13 @@ def test_tooltip_labels_are_user_text_and_templates_reference_internal_fields_on
 
 def test_inspect_element_carries_one_row_or_none():
     tips = plots.tooltips("label", [], with_image=True)
-    fields = [plots.ROW, plots.COLOR, plots.THUMB]
+    fields = [colors.ROW, colors.COLOR, plots.THUMB]
     empty = plots.inspect_element(None, fields, tips)
-    assert len(empty) == 0 and empty.vdims[0].name == plots.ROW
-    record = {plots.X: 1.0, plots.Y: 2.0, plots.ROW: 7, plots.COLOR: "a",
+    assert len(empty) == 0 and empty.vdims[0].name == colors.ROW
+    record = {colors.X: 1.0, colors.Y: 2.0, colors.ROW: 7, colors.COLOR: "a",
               plots.THUMB: plots.BLANK_IMAGE}
     one = plots.inspect_element(record, fields, tips)
-    assert len(one) == 1 and one.dimension_values(plots.ROW)[0] == 7
+    assert len(one) == 1 and one.dimension_values(colors.ROW)[0] == 7
     root = pn.panel(one).get_root()
     (hover,) = root.select({"type": HoverTool})
     assert hover.tooltips == tips
@@ -217,7 +218,7 @@ def test_inspect_element_carries_one_row_or_none():
 def cloud():
     rng = np.random.default_rng(1)
     x, y = rng.uniform(-1, 1, 2000), rng.uniform(-1, 1, 2000)
-    return x, y, plots.PointIndex(x, y)
+    return x, y, spatial.PointIndex(x, y)
 
 
 def test_nearest_within_radius_only(cloud):
@@ -248,10 +249,68 @@ def test_lasso_triangle_matches_barycentric_test(cloud):
 
 def test_point_index_rejects_mismatched_arrays():
     with pytest.raises(ValueError, match="equal length"):
-        plots.PointIndex(np.zeros(3), np.zeros(4))
+        spatial.PointIndex(np.zeros(3), np.zeros(4))
 
 
 def test_frame_of_many_points_is_a_plain_numeric_frame():
     frame, _ = _frame(n=1000)
-    assert frame[plots.X].dtype.kind == "f" and frame[plots.ROW].dtype == np.int64
-    assert isinstance(frame[plots.COLOR].dtype, pd.CategoricalDtype)
+    assert frame[colors.X].dtype.kind == "f" and frame[colors.ROW].dtype == np.int64
+    assert isinstance(frame[colors.COLOR].dtype, pd.CategoricalDtype)
+
+
+# -- the scatter, as the view shows it ----------------------------------------------------------
+
+
+def test_scatter_element_glyphs_restyle_the_same_data():
+    color = colors.color_mapping(np.array(["a", "b", "a", "c"], dtype=object), "label")
+    frame = colors.plot_frame(np.arange(8.0).reshape(4, 2), np.arange(4), color)
+    style = plots.ScatterStyle(point_size=9, alpha=0.5, colormap="plasma")
+    first = plots.scatter_element(frame, color, style, axis_label="UMAP")
+    assert isinstance(first, hv.Points) and len(first) == 4
+    options = hv.Store.lookup_options("bokeh", first, "style").kwargs
+    assert options["size"] == 9 and options["alpha"] == 0.5
+    selected = plots.scatter_element(frame, color, plots.ScatterStyle(point_size=3),
+                                     selected=[1, 2], base=first)
+    assert selected.data is first.data  # the same data object: nothing resent
+    assert hv.Store.lookup_options("bokeh", selected, "plot").kwargs["selected"] == [1, 2]
+    assert hv.Store.lookup_options("bokeh", selected, "style").kwargs["size"] == 3
+    assert first.kdims[0].label == "x" and hv.renderer("bokeh").get_plot(first).state.xaxis[0]\
+        .axis_label == "UMAP 1"
+
+
+def test_scatter_element_raster_is_one_image_of_the_window_and_size():
+    color = colors.color_mapping(np.array(["a", "b"] * 50, dtype=object), "label")
+    rng = np.random.default_rng(1)
+    frame = colors.plot_frame(rng.normal(size=(100, 2)), np.arange(100), color)
+    image = plots.scatter_element(frame, color, raster=True, window=(-1.0, -2.0, 1.0, 2.0),
+                                  size=(50, 40))
+    assert isinstance(image, hv.RGB) and image.bounds.lbrt() == (-1.0, -2.0, 1.0, 2.0)
+    assert image.dimension_values(2, flat=False).shape == (40, 50)
+    whole = plots.scatter_element(frame, color, raster=True)  # the frame's extent, 600 x 400
+    assert whole.bounds.lbrt() == pytest.approx(plots.extent(frame))
+    assert whole.dimension_values(2, flat=False).shape == (400, 600)
+    huge = plots.scatter_element(frame, color, raster=True, size=(4000, 2000))
+    height, width = huge.dimension_values(2, flat=False).shape
+    assert width * height <= plots.MAX_RASTER_PIXELS and abs(width / height - 2) < 0.01
+    # Selected: the others grey, the selection in its colour.
+    grey = plots.scatter_element(frame, color, raster=True, selected=np.array([0]))
+    rgba = np.dstack([grey.dimension_values(d, flat=False) for d in range(2, 6)])
+    drawn = {tuple(int(c) for c in px[:3]) for px in rgba.reshape(-1, 4) if px[3] > 0}
+    key_b = tuple(int(color.color_key["b"][i:i + 2], 16) for i in (1, 3, 5))
+    # No unselected row keeps its colour; the grey context is there.
+    assert key_b not in drawn and any(len(set(px)) == 1 for px in drawn)
+
+
+def test_scatter_key_gives_a_raster_its_legend_or_colorbar():
+    categories = colors.color_mapping(np.array(["a", "b"], dtype=object), "label")
+    numbers = colors.color_mapping(np.array([1.0, 2.0]), "score", kind="numeric")
+    assert plots.scatter_key(categories).vdims[0].label == "label"
+    assert plots.scatter_key(numbers) is not None
+    assert plots.scatter_key(colors.ColorMapping("none")) is None
+
+
+def test_old_import_path_still_works():
+    from embproj_panel import plots as old
+
+    assert old.color_mapping is colors.color_mapping and old.PointIndex is spatial.PointIndex
+    assert old.shade is plots.shade and old.DATASHADE_THRESHOLD == 50_000
