@@ -11,7 +11,7 @@ run store (so the projection cache starts cold) and measures:
   new projection each time, computed on the engine's worker thread and applied on the loop,
   as a served session applies it); and back to ``x_component 1`` (a projection-cache hit).
   The clock stops when the projection is applied and the plot's models have changed: the
-  scatter is *replaced* on each of these changes (views.py ``_rebuild``), and HoloViews
+  scatter is *replaced* on each of these changes (``ScatterView._rebuild`` in views/scatter.py), and HoloViews
   renders the new figure, Datashader rasters included, before the change returns, so the
   last document event of the change is the final model. The script checks it: the visible
   glyph (Scatter, Image or ImageStack) has the new colouring, and its extent (rasters) or
@@ -428,7 +428,7 @@ async def measure_app(table: Any, repeats: int, size: tuple[int, int]) -> dict[s
     out["table_page_rows"] = len(next(iter(tabulator.source.data.values())))
     out["open_plot_bytes"] = out["doc_bytes"] - out["table_page_bytes"]
     counter = PatchCounter(doc, table_models)
-    pane = projector.plot_panel[3]  # the HoloViews pane (status, progress, alert, plot)
+    pane = projector.scatter.pane  # the HoloViews pane
 
     out["resize"] = await browser_size_report(pane, size, state, root, counter)
 
