@@ -15,7 +15,6 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-import param
 import pytest
 from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scatter
 
@@ -455,9 +454,7 @@ def test_overlays_draw_over_glyphs_and_rasters_and_redraw_themselves(digits, thr
 def test_a_new_part_is_one_line_in_parts(digits, monkeypatch):
     from embproj_panel.views import projector as composition
 
-    class RowCount(pn.viewable.Viewer):
-        state = param.ClassSelector(class_=ProjectorState)
-
+    class RowCount(ep.views.StateView):
         def __panel__(self):
             return pn.pane.Str(f"{len(self.state.selection)} selected")
 

@@ -1,8 +1,9 @@
 """The projector's views: one small ``pn.viewable.Viewer`` per concern over one state.
 
-Each view holds ``state = param.ClassSelector(class_=ProjectorState)`` (Panel's DataStore ->
-View pattern), builds its components once and afterwards only updates their properties, and
-works alone in a notebook (``ep.views.ScatterView(state)``):
+Each view is a :class:`~embproj_panel.views.base.StateView`, holding ``state =
+param.ClassSelector(class_=ProjectorState)`` (Panel's DataStore -> View pattern); it builds
+its components once and afterwards only updates their properties, and works alone in a
+notebook (``ep.views.ScatterView(state)``):
 
 ================  ==========================================================================
 SettingsView      embedding columns, colour, hover image, tooltip columns, method, style
@@ -31,6 +32,7 @@ _LAZY = {
     "Projector": "embproj_panel.views.projector",
     "ScatterView": "embproj_panel.views.scatter",
     "SettingsView": "embproj_panel.views.settings",
+    "StateView": "embproj_panel.views.base",
     "StatusView": "embproj_panel.views.status",
     "TableView": "embproj_panel.views.table",
     "as_table": "embproj_panel.sources",

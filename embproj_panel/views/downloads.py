@@ -17,6 +17,7 @@ import panel as pn
 import param
 
 from embproj_panel.state import ProjectorState
+from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
 
 __all__ = ["MAX_DOWNLOAD_BYTES", "DownloadsView"]
@@ -26,19 +27,15 @@ __all__ = ["MAX_DOWNLOAD_BYTES", "DownloadsView"]
 MAX_DOWNLOAD_BYTES = 12 * 2**20
 
 
-class DownloadsView(pn.viewable.Viewer):
+class DownloadsView(StateView):
     """"Download [Selected rows | All rows] [CSV] [Parquet]", with its own error message."""
 
-    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
-        The state whose rows are downloaded.""")
 
     max_bytes = param.Integer(default=MAX_DOWNLOAD_BYTES, bounds=(1, None), doc="""
         The largest file sent to the browser (the websocket's message limit, less base64).""")
 
     def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
-        if state is not None:
-            params["state"] = state
-        super().__init__(**params)
+        super().__init__(state, **params)
         #: Which rows: "selection" or "all".
         self.rows = pn.widgets.Select(
             options={"Selected rows": "selection", "All rows": "all"}, value="selection",

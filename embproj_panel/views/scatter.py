@@ -51,6 +51,7 @@ from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
 from embproj_panel.views import plots
+from embproj_panel.views.base import StateView
 from embproj_panel.views.text import cell_text
 
 __all__ = ["ScatterView"]
@@ -60,7 +61,7 @@ _HIT_PX = 4
 
 _TOOLTIP_THUMB_PX = 96
 
-class ScatterView(pn.viewable.Viewer):
+class ScatterView(StateView):
     """The scatter of ``state.frame``: glyphs or a raster, hover, box/lasso/tap selection.
 
     Parameters
@@ -77,17 +78,13 @@ class ScatterView(pn.viewable.Viewer):
     >>> ep.views.ScatterView(state)          # the scatter alone, in a notebook cell
     """
 
-    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
-        The state this view shows and edits.""")
 
     overlays = param.List(default=[], doc="""
         Callables ``overlay(scatter) -> HoloViews element or DynamicMap (or None)``, drawn
         above the points in both modes; called whenever the plot is built.""")
 
     def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
-        if state is not None:
-            params["state"] = state
-        super().__init__(**params)
+        super().__init__(state, **params)
         #: The HoloViews pane: its ``object`` is the plot (None before a projection).
         self.pane = pn.pane.HoloViews(
             None, sizing_mode="stretch_both", min_height=420, linked_axes=False

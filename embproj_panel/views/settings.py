@@ -17,21 +17,18 @@ import param
 
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.state import ProjectorState, column_labels
+from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
 
 __all__ = ["SettingsView"]
 
 
-class SettingsView(pn.viewable.Viewer):
+class SettingsView(StateView):
     """Embedding, display, algorithm and style settings of ``state``."""
 
-    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
-        The state these widgets edit.""")
 
     def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
-        if state is not None:
-            params["state"] = state
-        super().__init__(**params)
+        super().__init__(state, **params)
         self._layout = self._build()
         state = self.state
         state.param.watch(self._on_method, ["method"])

@@ -11,24 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 import panel as pn
-import param
 
 from embproj_panel.state import ProjectorState
+from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
 
 __all__ = ["StatusView"]
 
 
-class StatusView(pn.viewable.Viewer):
+class StatusView(StateView):
     """``state.status``, ``state.progress`` (while ``state.busy``) and ``state.error``."""
 
-    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
-        The state whose status this view shows.""")
 
     def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
-        if state is not None:
-            params["state"] = state
-        super().__init__(**params)
+        super().__init__(state, **params)
         #: The status line (escaped ``state.status``).
         self.line = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10), height=36,
                                  styles={"font-size": "0.85em", "color": "#555",

@@ -20,6 +20,7 @@ import param
 
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
+from embproj_panel.views.base import StateView
 from embproj_panel.views.plots import BLANK_IMAGE, THUMB
 from embproj_panel.views.text import escaped
 
@@ -80,7 +81,7 @@ def _filter_rows(df: pd.DataFrame, rows: list[int], mode: str) -> pd.DataFrame:
     return df.loc[df.index.intersection(rows)]
 
 
-class TableView(pn.viewable.Viewer):
+class TableView(StateView):
     """The table: every non-vector column, a thumbnail column, linked to ``state.selection``.
 
     Parameters
@@ -91,8 +92,6 @@ class TableView(pn.viewable.Viewer):
         As below.
     """
 
-    state = param.ClassSelector(class_=ProjectorState, constant=True, doc="""
-        The state this view shows and edits.""")
 
     page_size = param.Integer(default=10, bounds=(5, 200), doc="""
         Rows per table page (the browser gets one page at a time).""")
@@ -101,9 +100,7 @@ class TableView(pn.viewable.Viewer):
         With a selection, list only the selected rows ("selection") or every row ("all").""")
 
     def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
-        if state is not None:
-            params["state"] = state
-        super().__init__(**params)
+        super().__init__(state, **params)
         self._filter = _TableFilter(mode=self.table_mode)
         self._thumbs: np.ndarray | None = None
         self._table_of: Table | None = None  # the table the Tabulator's frame was built from
