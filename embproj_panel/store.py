@@ -15,11 +15,12 @@ can read::
                 manifest.json        tables, their steps, rows and column types; times; version
                 <key>.<step>.parquet one file per logged table and step
 
-Each table is one Parquet file written with pyarrow column by column, never through pandas
-object columns: a vector column is an Arrow ``fixed_size_list`` of its float dtype built
-zero-copy from the ``(n, d)`` array, an image column a ``struct<png: binary, caption: string>``,
-and int, float, bool and str columns keep their Arrow types. Empty (None) cells are Arrow nulls.
-The manifest records each column's name (str or int) and storage type, so a loaded table has
+Each table is one Parquet file written column by column through :mod:`embproj_panel.arrow`
+(the one codec the export and the upload parser share), never through pandas object columns:
+a vector column is an Arrow ``fixed_size_list`` of its float dtype built zero-copy from the
+``(n, d)`` array, an image column a ``struct<png: binary, caption: string>``, and int, float,
+bool and str columns keep their Arrow types. Empty (None) cells are Arrow nulls. The manifest
+records each column's name (str or int) and storage type, so a loaded table has
 exactly the columns, order and types that were logged.
 
 Every file is written to a temporary file in the same folder, flushed to disk and renamed over
@@ -43,13 +44,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from embproj_panel.images import Image
+from embproj_panel.arrow import table_from_arrow, table_to_arrow
 from embproj_panel.table import Table
 
 MANIFEST = "manifest.json"
@@ -66,9 +65,6 @@ _PATH_CHARACTERS = frozenset('/\\:*?"<>|')
 _WINDOWS_DEVICES = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)]
 )
-
-_IMAGE_TYPE = pa.struct([("png", pa.binary()), ("caption", pa.string())])
-
 
 # -- names and paths ---------------------------------------------------------------------------
 def validate_name(name: Any, what: str = "name") -> str:
@@ -251,147 +247,6 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
     return document
 
 
-# -- Table <-> Arrow ---------------------------------------------------------------------------
-def _arrow_column(table: Table, name: str | int, storage: str) -> tuple[pa.Array, dict[str, Any]]:
-    """One table column as an Arrow array, plus what the manifest records about it."""
-    nulls = table.column_nulls(name)
-    mask = pa.array(nulls) if nulls is not None else None  # for the nested types' builders
-    spec: dict[str, Any] = {"name": name, "type": storage}
-    if storage == "vector":
-        values = np.ascontiguousarray(table.get_column(name, convert_to="numpy"))
-        n, dim = values.shape
-        spec.update(dim=int(dim), dtype=values.dtype.name)
-        # Zero-copy: the (n, d) buffer becomes the list's child array as it is.
-        array = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=mask)
-    elif storage == "image":
-        cells = table.get_column(name, convert_to="numpy")
-        png = [None if cell is None else cell.png_bytes for cell in cells]
-        caption = [None if cell is None else cell.caption for cell in cells]
-        array = pa.StructArray.from_arrays(
-            [pa.array(png, pa.binary()), pa.array(caption, pa.string())],
-            fields=list(_IMAGE_TYPE),
-            mask=mask,
-        )
-    elif storage == "float":
-        values = table.get_column(name, convert_to="numpy")
-        spec["dtype"] = values.dtype.name
-        array = pa.array(values, mask=nulls)  # NaN stays a value; only None cells are null
-    elif storage in ("int", "bool"):
-        arrow_type = pa.int64() if storage == "int" else pa.bool_()
-        if nulls is None:
-            array = pa.array(table.get_column(name, convert_to="numpy"), arrow_type)
-        else:
-            # get_column(numpy) gives int64-with-None as float64, which is not exact past 2**53;
-            # the cells are.
-            array = pa.array(table.get_column(name), arrow_type)
-    elif storage == "str":
-        array = pa.array(table.get_column(name, convert_to="numpy"), pa.string())
-    elif storage == "none":
-        array = pa.nulls(len(table))
-    else:
-        raise TypeError(f"column {name!r}: unknown storage type {storage!r}")
-    return array, spec
-
-
-def _to_arrow(table: Table, key: str) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """The whole table as Arrow, with its column specs; errors name the key and the column."""
-    arrays, specs = [], []
-    for name, storage in table.column_types.items():
-        try:
-            array, spec = _arrow_column(table, name, storage)
-        except (pa.ArrowException, UnicodeError, ValueError, TypeError) as exc:
-            raise ValueError(
-                f"Cannot store table {key!r}: column {name!r} ({storage}): {exc}"
-            ) from exc
-        arrays.append(array)
-        specs.append(spec)
-    return pa.Table.from_arrays(arrays, names=_field_names(specs)), specs
-
-
-def _field_names(specs: list[Mapping[str, Any]]) -> list[str]:
-    """Arrow field names: the column names as strings, made unique.
-
-    The manifest keeps the real (str or int) names; unique field names keep the file readable
-    by other tools when a table has both ``1`` and ``"1"``.
-    """
-    taken: set[str] = set()
-    names = []
-    for position, spec in enumerate(specs):
-        name = str(spec["name"])
-        while name in taken:
-            name = f"{name}#{position}"
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-def _from_arrow(array: pa.Array, spec: Mapping[str, Any], n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One stored column back as the table's ``(values, nulls)`` arrays.
-
-    No loop over rows but for images, where each cell becomes an :class:`Image` that keeps
-    its PNG bytes undecoded until something asks for pixels.
-    """
-    storage = spec["type"]
-    if storage == "none":
-        return np.full(n, None, dtype=object), (np.ones(n, dtype=bool) if n else None)
-    nulls = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
-    if storage == "vector":
-        dim = array.type.list_size
-        # ``.values`` ignores the array's offset, so the child is sliced to this array's rows.
-        child = array.values.slice(array.offset * dim, n * dim)
-        values = child.to_numpy(zero_copy_only=False, writable=True).reshape(n, dim)
-        if nulls is not None:
-            values[nulls] = np.nan  # the Table's contract for empty vector rows
-        return values, nulls
-    if storage == "image":
-        png, caption = array.flatten()
-        if caption.null_count == n and n:
-            # No captions: one Image per distinct PNG, shared by every row that shows it (a
-            # million rows of twenty class glyphs cost twenty objects, not a million).
-            images = _shared(png, lambda data: Image.from_png_bytes(data))
-            if nulls is not None:
-                images[nulls] = None
-            return images, nulls
-        values = np.empty(n, dtype=object)
-        values[:] = [
-            None if data is None else Image.from_png_bytes(data, caption=text)
-            for data, text in zip(png.to_pylist(), caption.to_pylist())
-        ]
-        return values, nulls
-    if storage == "str":
-        return _shared(array, lambda text: text), nulls
-    fill = {"int": 0, "bool": False, "float": np.nan}[storage]
-    if nulls is not None:
-        array = array.fill_null(pa.scalar(fill, array.type))
-    return array.to_numpy(zero_copy_only=False, writable=True), nulls
-
-
-def _shared(array: pa.Array, make: Callable[[Any], Any]) -> np.ndarray:
-    """An object array with one ``make(value)`` per distinct value of ``array``, None for nulls."""
-    encoded = pc.dictionary_encode(array)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    distinct = np.empty(len(encoded.dictionary) + 1, dtype=object)
-    distinct[:-1] = [make(value) for value in encoded.dictionary.to_pylist()]
-    distinct[-1] = None  # nulls index the last slot
-    codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
-    return distinct[codes]
-
-
-def _table_from_columns(
-    specs: list[Mapping[str, Any]], columns: list[tuple[np.ndarray, np.ndarray | None]]
-) -> Table:
-    """Assemble a Table from already-typed column arrays, adopting them as they are.
-
-    ``Table(dataframe=...)`` would infer the types again and get some wrong on the way back
-    (an all-None str column would come back as ``none``, a None in a float column as NaN), so
-    the store hands its arrays to the table's column storage directly.
-    """
-    return Table._from_storage(
-        {spec["name"]: (spec["type"], values, nulls) for spec, (values, nulls) in zip(specs, columns)}
-    )
-
-
 # -- runs --------------------------------------------------------------------------------------
 def _default_run_name() -> str:
     """A readable, unique, sortable run name: UTC time plus a short random suffix."""
@@ -505,7 +360,10 @@ class Run:
                     f"Cannot log {key!r}: the store keeps tables, and this value is a "
                     f"{type(value).__name__}; pass an embproj_panel.Table or a pandas DataFrame"
                 )
-            arrow, specs = _to_arrow(value, key)
+            try:
+                arrow, specs = table_to_arrow(value)
+            except ValueError as exc:  # already names the column and its type
+                raise ValueError(f"Cannot store table {key!r}: {exc}") from exc
             prepared.append((key, arrow, specs))
         if not prepared:
             return
@@ -743,8 +601,4 @@ def load_table(
             f"{path} holds {stored.num_columns} columns x {stored.num_rows} rows but the manifest "
             f"says {len(specs)} x {entry['rows']}; the run folder was changed by hand"
         )
-    columns = [
-        _from_arrow(stored.column(i).combine_chunks(), spec, stored.num_rows)
-        for i, spec in enumerate(specs)
-    ]
-    return _table_from_columns(specs, columns)
+    return table_from_arrow(stored, specs)

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from embproj_panel.arrow import image_fields, images_from_arrow, vectors_from_arrow
 from embproj_panel.images import MAX_IMAGE_PIXELS, Image
 from embproj_panel.table import Table
 
@@ -515,13 +516,18 @@ def _check_header(names: list[str], notes: list[str]) -> list[str]:
             new += "_"
         notes.append(f"Column {i + 1} has no name in the header; it is called {new!r}.")
         renamed.append(new)
+    _refuse_duplicates(renamed, "the header")
+    return renamed
+
+
+def _refuse_duplicates(names: list[str], where: str) -> None:
+    """Refuse repeated column names: they would make columns ambiguous."""
     seen: set[str] = set()
-    duplicates = [name for name in renamed if name in seen or seen.add(name)]
+    duplicates = [name for name in names if name in seen or seen.add(name)]
     if duplicates:
         raise UploadError(
-            f"Column names must be unique; the header repeats {_quote_examples(duplicates)}."
+            f"Column names must be unique; {where} repeats {_quote_examples(duplicates)}."
         )
-    return renamed
 
 
 _VECTOR_TEXT = r"\s*\[[^\[\]]*\]\s*"
@@ -626,20 +632,19 @@ def _arrow_column(name: str, column: Any, notes: list[str]) -> Any:
         pa.types.is_binary(type_)
         or pa.types.is_large_binary(type_)
         or pa.types.is_fixed_size_binary(type_)
+        or image_fields(type_) is not None
     ):
-        return _arrow_images(name, column.to_pylist(), None, notes)
-    if pa.types.is_struct(type_) and _image_struct_fields(type_) is not None:
-        # The run store writes images as struct<png, caption>; Hugging Face datasets as
+        # Binary cells, the run store's struct<png, caption> or Hugging Face's
         # struct<bytes, path>.
-        data_field, caption_field = _image_struct_fields(type_)
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        present = array.is_valid().to_numpy(zero_copy_only=False)
-        data = [
-            value if keep else None
-            for value, keep in zip(array.field(data_field).to_pylist(), present)
-        ]
-        captions = array.field(caption_field).to_pylist() if caption_field else None
-        return _arrow_images(name, data, captions, notes)
+        try:
+            images, _ = images_from_arrow(column)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            notes.append(
+                f"Column {name!r} is left out: it holds binary data that is not an image "
+                f"({_short(exc, 80)})."
+            )
+            return None
+        return images
     notes.append(f"Column {name!r} is left out: its type {type_} cannot be shown in a table.")
     return None
 
@@ -651,32 +656,15 @@ def _is_number_type(type_: Any) -> bool:
 
 
 def _arrow_vectors(name: str, column: Any, notes: list[str]) -> Any:
-    """A list column to a 2-D array (or, with empty rows, an object array of row vectors)."""
+    """A list column as vectors (see :func:`embproj_panel.arrow.vectors_from_arrow`)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    present = array.is_valid().to_numpy(zero_copy_only=False)
-    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)[present]
-    if len(lengths) == 0:
-        notes.append(f"Column {name!r} is left out: every row is empty.")
+    try:
+        matrix, nulls = vectors_from_arrow(column)
+    except (pa.ArrowException, ValueError) as exc:
+        notes.append(f"Column {name!r} is left out: {_short(exc)}.")
         return None
-    if lengths.min() == 0 or lengths.min() != lengths.max():
-        row = (
-            int(np.flatnonzero(present)[np.flatnonzero(lengths != lengths[0])[0]])
-            if lengths.min() != lengths.max()
-            else int(np.flatnonzero(present)[lengths.argmin()])
-        )
-        notes.append(
-            f"Column {name!r} is left out: its vectors have different lengths "
-            f"({lengths.min()} to {lengths.max()} numbers; row {row} differs from the first)."
-        )
-        return None
-    flat = array.flatten().to_numpy(zero_copy_only=False)
-    if flat.dtype == np.float16:
-        flat = flat.astype(np.float32)
-    matrix = flat.reshape(len(lengths), int(lengths[0]))
-    return _vector_cells(matrix, present)
+    return matrix if nulls is None else _vector_cells(matrix[~nulls], ~nulls)
 
 
 def _vector_cells(matrix: np.ndarray, present: np.ndarray) -> Any:
@@ -685,51 +673,6 @@ def _vector_cells(matrix: np.ndarray, present: np.ndarray) -> Any:
         return matrix
     cells = np.empty(len(present), dtype=object)
     cells[np.flatnonzero(present)] = list(matrix)
-    return cells
-
-
-def _image_struct_fields(type_: Any) -> tuple[str, str | None] | None:
-    """(bytes field, caption field or None) of a struct type that holds encoded images."""
-    import pyarrow as pa
-
-    fields = {type_.field(i).name: type_.field(i).type for i in range(type_.num_fields)}
-    data = next(
-        (
-            name
-            for name in ("png", "bytes")
-            if name in fields
-            and (pa.types.is_binary(fields[name]) or pa.types.is_large_binary(fields[name]))
-        ),
-        None,
-    )
-    if data is None:
-        return None
-    caption = fields.get("caption")
-    has_caption = caption is not None and (
-        pa.types.is_string(caption) or pa.types.is_large_string(caption)
-    )
-    return data, "caption" if has_caption else None
-
-
-def _arrow_images(
-    name: str, data: list[bytes | None], captions: list[str | None] | None, notes: list[str]
-) -> Any:
-    """Encoded images to Image cells; the column is left out, with a note, if any is not one."""
-    cells = np.empty(len(data), dtype=object)
-    for row, value in enumerate(data):
-        if value is None:
-            continue
-        try:
-            image = Image.from_png_bytes(value, caption=captions[row] if captions else None)
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{image.width}x{image.height} pixels is too large")
-        except (TypeError, ValueError) as exc:
-            notes.append(
-                f"Column {name!r} is left out: it holds binary data that is not an image "
-                f"(row {row}: {_short(exc, 80)})."
-            )
-            return None
-        cells[row] = image
     return cells
 
 
@@ -796,12 +739,7 @@ def _parquet_names(table: Any) -> list[str]:
             while new in names:
                 new += "_"
             names[i] = new
-    seen: set[str] = set()
-    duplicates = [name for name in names if name in seen or seen.add(name)]
-    if duplicates:
-        raise UploadError(
-            f"Column names must be unique; the file repeats {_quote_examples(duplicates)}."
-        )
+    _refuse_duplicates(names, "the file")
     return names
 
 

@@ -405,6 +405,50 @@ def test_property_any_table_round_trips(table):
     assert loaded == table
 
 
+# -- the on-disk format stays readable ---------------------------------------------------------
+# tests/data/store-format-1 was written by store.py as it was before the Arrow layout moved to
+# embproj_panel/arrow.py (commit b26d53c), from the tables below: a store logged by an older
+# version must keep loading, and the writer must keep writing the same Arrow layout.
+FORMAT_1 = Path(__file__).parent / "data" / "store-format-1"
+
+
+def format_1_tables() -> dict[str, ep.Table]:
+    return {
+        "every": every_type_table(),
+        "small": ep.Table(columns=["v", "s", "f32"], data=[[[1.0, 2.0], None, None], [None] * 3]),
+        "frame": ep.Table(
+            dataframe=pd.DataFrame({"f32": np.array([1.5, np.nan], np.float32), "i": [1, 2]})
+        ),
+    }
+
+
+def test_a_store_written_by_format_1_code_still_loads(tmp_path):
+    import shutil
+
+    root = shutil.copytree(FORMAT_1, tmp_path / "store")
+    assert list(ep.list_tables("old", "format1", dir=root)) == ["every", "small", "frame"]
+    for key, expected in format_1_tables().items():
+        loaded = ep.load_table("old", "format1", key, dir=root)
+        assert loaded.column_types == expected.column_types, key
+        assert loaded == expected, key
+    vectors = ep.load_table("old", "format1", "every", dir=root).get_column("vector", "numpy")
+    assert vectors.dtype == np.float32
+
+
+def test_the_writer_keeps_the_format_1_layout(tmp_path):
+    with ep.init(project="old", name="format1", dir=tmp_path) as run:
+        run.log(format_1_tables())
+    old_manifest = json.loads((FORMAT_1 / "old" / "format1" / "manifest.json").read_text())
+    new_manifest = json.loads((run.dir / "manifest.json").read_text())
+    for key in format_1_tables():
+        old = pq.read_table(FORMAT_1 / "old" / "format1" / f"{key}.0.parquet")
+        new = pq.read_table(run.dir / f"{key}.0.parquet")
+        assert new.schema.equals(old.schema, check_metadata=True), key
+        # repr: NaN equals NaN, and -0.0 stays apart from 0.0 (Arrow's equals does neither).
+        assert repr(new.to_pylist()) == repr(old.to_pylist()), key
+        assert new_manifest["tables"][key][0]["columns"] == old_manifest["tables"][key][0]["columns"]
+
+
 # -- the seed's examples, with embproj_panel in place of wandb ---------------------------------
 def test_seed_hello_world():
     ep.init(project="embedding_tutorial")
