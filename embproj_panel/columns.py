@@ -11,7 +11,7 @@ Errors name the column and the row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,10 +138,12 @@ def column_from_cells(name: object, cells: Sequence[Any], first_row: int = 0) ->
                 dim = length
             elif length != dim:
                 raise ragged_error(name, row, length, dim)
-    return _finish_column(storage, list(cells), dim)
+    return _finish_column(name, storage, list(cells), dim, first_row)
 
 
-def _finish_column(storage: str, cells: list[Any], dim: int | None) -> Column:
+def _finish_column(
+    name: object, storage: str, cells: list[Any], dim: int | None, first_row: int
+) -> Column:
     n = len(cells)
     nulls = np.fromiter((cell is None for cell in cells), dtype=bool, count=n)
     any_null = bool(nulls.any())
@@ -155,7 +157,17 @@ def _finish_column(storage: str, cells: list[Any], dim: int | None) -> Column:
     elif storage in ("int", "float", "bool"):
         fill = {"int": 0, "float": np.nan, "bool": False}[storage]
         dtype = {"int": np.int64, "float": np.float64, "bool": bool}[storage]
-        values = np.array([fill if cell is None else cell for cell in cells], dtype=dtype)
+        try:
+            values = np.array([fill if cell is None else cell for cell in cells], dtype=dtype)
+        except OverflowError:
+            row = next(
+                i for i, cell in enumerate(cells)
+                if cell is not None and not -(2**63) <= cell < 2**63
+            )
+            raise ValueError(
+                f"{where(name, first_row + row)}: the integer {describe(cells[row])} does not fit "
+                "in 64 bits; store it as a float or as text"
+            ) from None
     else:  # str, image, none: object arrays
         values = np.empty(n, dtype=object)
         values[:] = cells
@@ -164,6 +176,11 @@ def _finish_column(storage: str, cells: list[Any], dim: int | None) -> Column:
 
 def column_from_series(name: object, series: pd.Series) -> Column:
     """Build a column from a pandas Series without a Python loop over numeric rows."""
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and (
+        dtype.kind in "bif" or (dtype.kind == "u" and dtype.itemsize < 8)
+    ):
+        return column_from_array(name, series.to_numpy())  # no empty cells to look for
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(series.cat.categories.dtype).astype(object).where(series.notna(), None)
     dtype = series.dtype
@@ -252,6 +269,15 @@ def column_from_array(name: object, array: np.ndarray) -> Column:
         return Column("vector", np.array(values, copy=True))
     if array.ndim != 1:
         raise ValueError(f"{where(name, None)}: column data must be 1-D or 2-D, got {array.ndim}-D")
+    # Plain numbers and booleans have no empty cells: no pandas round trip (a wide table of
+    # 100,000 columns would pay it 100,000 times). The dtypes are what the Series path gives.
+    kind = array.dtype.kind
+    if kind == "b":
+        return Column("bool", array.astype(bool, copy=True))
+    if kind == "i" or (kind == "u" and array.dtype.itemsize < 8):
+        return Column("int", array.astype(np.int64, copy=True))
+    if kind == "f":
+        return Column("float", array.astype(np.float32 if array.dtype == np.float32 else np.float64))
     # dtype=object keeps pandas from converting strings to its own str dtype and back.
     dtype = object if array.dtype == object else None
     return column_from_series(name, pd.Series(array, dtype=dtype, copy=True))
@@ -333,10 +359,21 @@ def present_mask(column: Column) -> np.ndarray:
     return ~column.nulls
 
 
-def check_name(name: Any, existing: Sequence[Any]) -> None:
-    """Refuse a column name that is not a str or int, or that ``existing`` already has."""
+def check_name(name: Any, existing: Container[Any]) -> None:
+    """Refuse a column name that is not a str or int, or that ``existing`` already has.
+
+    ``existing`` is best a set or dict: a table may have 100,000 columns.
+    """
     if isinstance(name, bool) or not isinstance(name, (str, int)):
         raise TypeError(f"Column names must be str or int; got {type(name).__name__} {describe(name)}")
     if name in existing:
         raise ValueError(f"Duplicate column name {name!r}")
+
+
+def check_names(names: Iterable[Any]) -> None:
+    """:func:`check_name` for each of ``names`` against those before it, in linear time."""
+    seen: set[Any] = set()
+    for name in names:
+        check_name(name, seen)
+        seen.add(name)
 

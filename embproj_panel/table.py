@@ -26,6 +26,7 @@ from embproj_panel.columns import (
     Column,
     cell_storage,
     check_name,
+    check_names,
     column_from_array,
     column_from_cells,
     column_from_series,
@@ -80,8 +81,7 @@ class Table:
             if columns is None:
                 columns = ["Input", "Output", "Expected"]
             names = list(columns)
-            for i, name in enumerate(names):
-                check_name(name, names[:i])
+            check_names(names)
             if data is not None:
                 data = list(data)
                 for row_index, row in enumerate(data):
@@ -116,7 +116,7 @@ class Table:
         for name, (storage, values, nulls) in columns.items():
             if storage not in STORAGE_TYPES:
                 raise ValueError(f"column {name!r}: unknown storage type {storage!r}")
-            check_name(name, table._names)
+            check_name(name, table._columns)
             has_nulls = nulls is not None and bool(np.asarray(nulls).any())
             table._columns[name] = Column(storage, values, np.asarray(nulls) if has_nulls else None)
             table._names.append(name)
@@ -135,8 +135,7 @@ class Table:
     # -- construction -------------------------------------------------------------------------
     def _init_from_dataframe(self, frame: pd.DataFrame) -> None:
         names = list(frame.columns)
-        for i, name in enumerate(names):
-            check_name(name, names[:i])
+        check_names(names)
         frame = frame.reset_index(drop=True)
         self._columns = {name: column_from_series(name, frame[name]) for name in names}
         self._names = names
@@ -154,8 +153,7 @@ class Table:
             names = [f"Column_{i}" for i in range(array.shape[1])]
         if len(names) != array.shape[1]:
             raise ValueError(f"data has {array.shape[1]} columns but {len(names)} names were given")
-        for i, name in enumerate(names):
-            check_name(name, names[:i])
+        check_names(names)
         self._columns = {name: column_from_array(name, array[:, i]) for i, name in enumerate(names)}
         self._names = names
 
@@ -228,15 +226,17 @@ class Table:
     def add_column(self, name: str | int, data: Any, optional: bool = False) -> None:
         """Add a column; ``data`` is a list, tuple, ndarray (2-D: a vector column) or Series."""
         del optional  # accepted for W&B compatibility; every column here may hold None
-        check_name(name, self._names)
+        check_name(name, self._columns)
         n = len(self)
         column = take_column(data, name)
         if self._names and len(column) != n:
             raise ValueError(
                 f"column {name!r}: add_column got {len(column)} values but the table has {n} rows"
             )
-        self._columns = {**self._columns, name: column}
-        self._names = [*self._names, name]
+        # In place, after every check: copying the dict per call made a table of 100,000
+        # columns cost 100,000**2 / 2 entry copies.
+        self._columns[name] = column
+        self._names.append(name)
         self._touch()
 
     add_col = add_column
@@ -264,8 +264,7 @@ class Table:
                 raise TypeError(f"row {ndx}: add_computed_columns' function must return a dict; got {type(result).__name__}")
             if keys is None:
                 keys = list(result)
-                for i, key in enumerate(keys):
-                    check_name(key, [*self._names, *keys[:i]])
+                check_names([*self._names, *keys])
                 new_cells = {key: [] for key in keys}
             elif list(result) != keys and set(result) != set(keys):
                 raise ValueError(f"row {ndx}: computed keys {sorted(map(str, result))} differ from row 0's {sorted(map(str, keys))}")

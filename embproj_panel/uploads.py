@@ -333,6 +333,12 @@ def _build_table(columns: dict[str, Any], notes: list[str]) -> Table:
         raise UploadError(_short(exc)) from None
     if len(table) == 0:
         raise UploadError("The file has no rows of data.")
+    empty = [name for name, kind in table.column_types.items() if kind == "none"]
+    if empty:
+        notes.append(
+            f"{len(empty)} column(s) are empty in every row and are kept as such: "
+            f"{_quote_examples(empty)}{', ...' if len(empty) > _EXAMPLES else ''}."
+        )
     for name, kind in table.column_types.items():
         if kind == "vector":
             _note_nonfinite(name, table.get_column(name, convert_to="numpy"), table, notes)
@@ -365,6 +371,11 @@ def _note_nonfinite(name: str, matrix: np.ndarray, table: Table, notes: list[str
 
 
 def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, Any]:
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UploadError(
+            'The file is UTF-16 text (as Excel\'s "Unicode Text" saves it); save it as '
+            '"CSV UTF-8" and upload it again.'
+        )
     if b"\x00" in content:
         raise UploadError(
             "This is not a text file (it contains binary data), so it cannot be read as CSV."
@@ -555,6 +566,13 @@ def _text_column(name: str, series: pd.Series, notes: list[str]) -> Any:
             "those cells as missing values."
         )
         return numbers
+    if n_parsed > n_present / 2:
+        bad = series[present & ~parsed]
+        notes.append(
+            f"Column {name!r} is read as text: {len(bad)} of {n_present} cells are not numbers "
+            f"(for example {_quote_examples(pd.unique(bad.to_numpy()))}), too many to read it "
+            "as numbers."
+        )
     return series
 
 
@@ -597,16 +615,19 @@ def _arrow_column(name: str, column: Any, notes: list[str]) -> Any:
     if pa.types.is_dictionary(type_):
         column = column.cast(type_.value_type)
         type_ = column.type
+    if (pa.types.is_boolean(type_) or pa.types.is_integer(type_)) and column.null_count == 0:
+        # Straight to numpy: no pandas per column (a file may have 100,000 columns).
+        return column.to_numpy()
     if pa.types.is_boolean(type_) or pa.types.is_integer(type_):
         # Nullable dtypes keep empty cells empty (plain to_pandas would turn ints with gaps
         # into floats with NaN, and booleans into objects).
         nullable = pd.BooleanDtype() if pa.types.is_boolean(type_) else pd.Int64Dtype()
         return column.to_pandas(types_mapper=lambda _: nullable).reset_index(drop=True)
-    if pa.types.is_floating(type_) or pa.types.is_null(type_):
-        series = column.to_pandas()
-        if series.dtype == np.float16:
-            series = series.astype(np.float32)
-        return series.reset_index(drop=True)
+    if pa.types.is_floating(type_):
+        values = column.to_numpy()  # empty cells are NaN, as in pandas
+        return values.astype(np.float32) if values.dtype == np.float16 else values
+    if pa.types.is_null(type_):
+        return column.to_pandas().reset_index(drop=True)
     if (
         pa.types.is_string(type_)
         or pa.types.is_large_string(type_)
@@ -680,10 +701,13 @@ def _vector_cells(matrix: np.ndarray, present: np.ndarray) -> Any:
 
 
 def _parse_parquet(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[str, Any]:
-    if not (content.startswith(_MAGIC["parquet"]) and content.endswith(_MAGIC["parquet"])):
+    if content.startswith(_MAGIC["parquet"]) and not content.endswith(_MAGIC["parquet"]):
         raise UploadError(
-            "This is not a Parquet file (or it is cut short)." + _wrong_format_hint(content)
+            "The Parquet file is cut short (it does not end with Parquet's footer): upload the "
+            "whole file again."
         )
+    if not content.startswith(_MAGIC["parquet"]):
+        raise UploadError("This is not a Parquet file." + _wrong_format_hint(content))
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -699,7 +723,9 @@ def _parse_parquet(content: bytes, max_uncompressed: int, notes: list[str]) -> d
     except UploadError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise UploadError(f"The Parquet file could not be read: {_short(exc)}") from None
+        raise UploadError(
+            f"The Parquet file could not be read (it may be damaged or cut short): {_short(exc)}"
+        ) from None
     names = _parquet_names(table)
     columns: dict[str, Any] = {}
     for name, column in zip(names, table.columns):
@@ -751,13 +777,48 @@ _PICKLE_MESSAGE = (
 )
 
 
-def _load_npy(handle: Any, what: str) -> np.ndarray:
+def _check_npy_size(handle: Any, size: int, what: str) -> None:
+    """Refuse an NPY whose header declares more data than the file holds (before allocating).
+
+    ``np.load`` on an in-memory file allocates the declared shape first; a 100-byte file must
+    not be able to ask for terabytes. ``handle`` is rewound afterwards.
+    """
+    from numpy.lib import format as npy_format
+
+    start = handle.tell()
+    try:
+        version = npy_format.read_magic(handle)
+        read_header = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(handle)
+    except (ValueError, OSError, EOFError):
+        handle.seek(start)
+        return  # np.load says what is wrong with the header
+    data = size - (handle.tell() - start)
+    handle.seek(start)
+    if dtype.hasobject:
+        return  # refused as pickled data by np.load
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > data:
+        raise UploadError(
+            f"{what} is cut short or damaged: its header declares shape {tuple(shape)} of "
+            f"{dtype} ({_format_size(declared)}), but the file holds {_format_size(max(data, 0))}."
+        )
+
+
+def _load_npy(handle: Any, what: str, size: int) -> np.ndarray:
+    _check_npy_size(handle, size, what)
     try:
         return np.load(handle, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise UploadError(f"{what} {_PICKLE_MESSAGE}") from None
-        raise UploadError(f"{what} could not be read: {_short(exc)}") from None
+        raise UploadError(
+            f"{what} could not be read (it may be damaged or cut short): {_short(exc)}"
+        ) from None
     except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise UploadError(
             f"{what} could not be read (it may be cut short): {_short(exc)}"
@@ -767,7 +828,7 @@ def _load_npy(handle: Any, what: str) -> np.ndarray:
 def _parse_npy(content: bytes, notes: list[str]) -> dict[str, Any]:
     if not content.startswith(_MAGIC["npy"]):
         raise UploadError("This is not an NPY file." + _wrong_format_hint(content))
-    array = _load_npy(io.BytesIO(content), "The array")
+    array = _load_npy(io.BytesIO(content), "The array", len(content))
     if array.dtype.names:
         columns = _structured_columns(array, "", notes)
         _check_lengths({name: len(data) for name, data in columns.items()})
@@ -832,7 +893,7 @@ def _parse_npz(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[
         # A fresh handle: np.load reads the header itself. Zip members are bounded by their
         # declared size (checked above), so a lying header cannot unpack more than that.
         with archive.open(member) as handle:
-            arrays[key] = _load_npy(handle, f"Array {key!r}")
+            arrays[key] = _load_npy(handle, f"Array {key!r}", member.file_size)
     if skipped:
         notes.append(
             f"{len(skipped)} files in the NPZ are not arrays and are left out: "
