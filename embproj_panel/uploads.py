@@ -418,7 +418,13 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
         raise UploadError(f"The CSV could not be parsed: {_short(exc)}") from None
     if invalid:
         _raise_ragged(content, delimiter, len(invalid))
-    header_names = list(table.column_names)
+    try:
+        header_names = list(table.column_names)
+    except UnicodeDecodeError:
+        raise UploadError(
+            'The file is not UTF-8 text (its header row). Save it as "CSV UTF-8" and upload '
+            "it again."
+        ) from None
     names = _check_header(header_names, notes)
     # pyarrow infers dates and timestamps, which a table cannot hold; read them as the text
     # they were (a cast back to string would reformat them) by reading the file once more.
