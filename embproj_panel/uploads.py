@@ -49,6 +49,7 @@ import csv
 import io
 import os
 import re
+import tokenize
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from embproj_panel.table import Table
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "ChunkCollector",
     "FORMATS",
     "MAX_EXPANSION",
     "MAX_UPLOAD_ENV",
@@ -255,6 +257,82 @@ def _quote_examples(values: Any) -> str:
     return ", ".join(repr(v) for v in list(values)[:_EXAMPLES])
 
 
+class ChunkCollector:
+    """Join an upload's chunks as they arrive, refusing it once it passes the limit.
+
+    Panel's ``FileDropper`` sends a file as numbered chunks and keeps every one until the
+    last arrives; a client that skips the browser's size check could make the server hold
+    any amount. This keeps at most ``max_bytes`` (plus one chunk) and drops everything the
+    moment an upload goes over, so an oversize file is refused before it is held whole.
+
+    Parameters
+    ----------
+    max_bytes
+        The largest upload accepted, in bytes.
+    max_pending
+        How many uploads may be half-received at once (a client could open many names).
+    """
+
+    def __init__(self, max_bytes: int, max_pending: int = 1) -> None:
+        if max_bytes <= 0 or max_pending <= 0:
+            raise ValueError("max_bytes and max_pending must be positive")
+        self.max_bytes = int(max_bytes)
+        self.max_pending = int(max_pending)
+        self._chunks: dict[str, list[bytes]] = {}
+        self._sizes: dict[str, int] = {}
+        self._refused: set[str] = set()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held for uploads not yet complete."""
+        return sum(self._sizes.values())
+
+    def discard(self, name: str) -> None:
+        """Forget a half-received upload (the client removed it)."""
+        self._chunks.pop(name, None)
+        self._sizes.pop(name, None)
+        self._refused.discard(name)
+
+    def add(self, name: str, chunk: int, total_chunks: int, data: bytes) -> bytes | None:
+        """Take one chunk; the whole file once its last chunk is in, else None.
+
+        Raises
+        ------
+        UploadError
+            The first time an upload passes the limit, or arrives out of order; what was held
+            for it is dropped, and its later chunks are ignored until it starts again.
+        """
+        size = memoryview(data).nbytes
+        if chunk == 1:
+            self.discard(name)
+            if len(self._chunks) >= self.max_pending:
+                raise UploadError("Another upload is still arriving; wait for it to finish.")
+            self._chunks[name], self._sizes[name] = [], 0
+        elif name in self._refused:
+            if chunk >= total_chunks:
+                self._refused.discard(name)
+            return None
+        elif name not in self._chunks or chunk != len(self._chunks[name]) + 1:
+            self.discard(name)
+            raise UploadError("The upload arrived out of order; please upload the file again.")
+        held = self._sizes[name] + size
+        if held > self.max_bytes:
+            self.discard(name)
+            if chunk < total_chunks:
+                self._refused.add(name)
+            raise UploadError(
+                f"The file is over the upload limit of {_format_size(self.max_bytes)}; it was "
+                "refused while arriving."
+            )
+        self._chunks[name].append(bytes(data))
+        self._sizes[name] = held
+        if chunk < total_chunks:
+            return None
+        whole = b"".join(self._chunks.pop(name))
+        self._sizes.pop(name)
+        return whole
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 
@@ -392,6 +470,7 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
                 delimiter = other.decode()
                 notes.append(f"The columns are separated by {word}, not commas.")
                 break
+    _check_utf8(content, delimiter)
     if content.count(b'"') % 2:
         _check_quotes(content, delimiter)
 
@@ -418,13 +497,7 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
         raise UploadError(f"The CSV could not be parsed: {_short(exc)}") from None
     if invalid:
         _raise_ragged(content, delimiter, len(invalid))
-    try:
-        header_names = list(table.column_names)
-    except UnicodeDecodeError:
-        raise UploadError(
-            'The file is not UTF-8 text (its header row). Save it as "CSV UTF-8" and upload '
-            "it again."
-        ) from None
+    header_names = list(table.column_names)
     names = _check_header(header_names, notes)
     # pyarrow infers dates and timestamps, which a table cannot hold; read them as the text
     # they were (a cast back to string would reformat them) by reading the file once more.
@@ -436,8 +509,6 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
     table = table.rename_columns(names)
     columns: dict[str, Any] = {}
     for name, column in zip(names, table.columns):
-        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-            _raise_not_utf8(name, column)
         data = _arrow_column(name, column, notes)
         if data is None:
             continue
@@ -504,20 +575,38 @@ def _raise_ragged(content: bytes, delimiter: str, n_invalid: int) -> None:
     raise UploadError(message)
 
 
-def _raise_not_utf8(name: str, column: Any) -> None:
-    def is_utf8(value: bytes | None) -> bool:
-        if value is None:
-            return True
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        return True
+def _check_utf8(content: bytes, delimiter: str) -> None:
+    """Refuse text that is not UTF-8, naming the column and data row (or the header).
 
-    row = next((i for i, value in enumerate(column.to_pylist()) if not is_utf8(value)), 0)
+    Checked before pyarrow parses: pyarrow reads such cells as binary, and its handler for a
+    ragged row fails on them inside its own code. The check decodes 1 MB at a time, so it
+    never holds a second copy of the file.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 2**20
+    for start in range(0, len(content), step):
+        try:
+            decoder.decode(content[start : start + step], final=start + step >= len(content))
+        except UnicodeDecodeError as exc:
+            position = start + exc.start
+            break
+    else:
+        return
+    line_start = content.rfind(b"\n", 0, position) + 1
+    line = content.count(b"\n", 0, position)  # 0: the header
+    if line == 0:
+        where = "its header row"
+    else:
+        field = content[line_start:position].count(delimiter.encode())
+        end = content.find(b"\n")
+        names = content[: end if end >= 0 else len(content)].decode("utf-8", "replace")
+        header = names.rstrip("\r").split(delimiter)
+        column = f"column {header[field]!r}" if field < len(header) else f"field {field + 1}"
+        where = f"{column}, data row {line}"
     raise UploadError(
-        f"The file is not UTF-8 text (column {name!r}, data row {row + 1}). Save it as "
-        '"CSV UTF-8" and upload it again.'
+        f'The file is not UTF-8 text ({where}). Save it as "CSV UTF-8" and upload it again.'
     )
 
 
@@ -794,15 +883,19 @@ def _check_npy_size(handle: Any, size: int, what: str) -> None:
     start = handle.tell()
     try:
         version = npy_format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            handle.seek(start)
+            return  # np.load reads (and checks) the rarer versions itself
         read_header = (
             npy_format.read_array_header_1_0
             if version == (1, 0)
             else npy_format.read_array_header_2_0
         )
         shape, _, dtype = read_header(handle)
-    except (ValueError, OSError, EOFError):
-        handle.seek(start)
-        return  # np.load says what is wrong with the header
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        raise UploadError(
+            f"{what} could not be read: its NPY header is damaged ({_short(exc, 80)})."
+        ) from None
     data = size - (handle.tell() - start)
     handle.seek(start)
     if dtype.hasobject:

@@ -207,6 +207,8 @@ def test_100_000_columns_through_the_api_and_the_store():
         ("a,b\n1,2\n".encode("utf-16"), "excel.csv", r"UTF-16 text .* save it as \"CSV UTF-8\""),
         (b"name\ncaf\xe9\n", "latin.csv", r"not UTF-8 text \(column 'name', data row 1\)"),
         (b"caf\xe9,x\n1,2\n", "latin.csv", r"not UTF-8 text \(its header row\)"),  # found by fuzz
+        (b"a,b\n1,2,\xc7\n", "ragged-latin.csv", r"not UTF-8 text \(field 3, data row 1\)"),
+        (npy(np.zeros((3, 2))).replace(b"}", b" "), "header.npy", r"its NPY header is damaged"),
         (
             parquet(pa.table({"x": [1.0, 2.0]}))[:-10],
             "cut.parquet",
