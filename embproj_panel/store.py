@@ -28,6 +28,12 @@ its final name, Parquet first and the manifest last: a crash in the middle of ``
 what was logged before untouched, and logging a key again adds a step instead of replacing one.
 Project, run and table names become folder and file names, so they are validated before any
 path is built from them.
+
+Faults are said plainly: a write that fails (a read-only folder, a full disk) raises
+:class:`StoreWriteError` and leaves the store as it was; a damaged manifest or table file is
+listed, not hidden, by :func:`list_runs`, :func:`list_tables` and :func:`list_entries` (with
+``readable=False`` and a reason), and opening it raises :class:`UnreadableError`. No message
+names the store's absolute path, since a server shows them to its visitors.
 """
 
 from __future__ import annotations

@@ -11,8 +11,11 @@ A file larger than :func:`max_upload_bytes` is refused before any parsing. The d
 ``EMBPROJ_MAX_UPLOAD_MB`` (a positive number of megabytes) on the server to change it, or pass
 ``max_bytes``. Compressed formats (Parquet, NPZ) are also refused when what they declare
 they unpack to exceeds :data:`MAX_EXPANSION` times the limit: a small file must not be able to
-unpack into gigabytes. (Whatever the limit, the page can only send what the Bokeh
-websocket accepts: ``panel serve --websocket-max-message-size``.)
+unpack into gigabytes, and an NPY header must not declare more data than its file holds.
+While a file arrives in chunks, :class:`ChunkCollector` (used by
+:class:`embproj_panel.upload_widget.BoundedFileDropper`) drops it as soon as it passes the
+limit, so an oversize upload is never held whole. (Whatever the limit, the page can only send
+what the Bokeh websocket accepts: ``panel serve --websocket-max-message-size``.)
 
 Safety and honesty
 ------------------
@@ -26,7 +29,7 @@ the projector cannot show) is listed in :attr:`Upload.notes`; nothing is dropped
 Formats
 -------
 ``.csv`` / ``.tsv``
-    UTF-8 text with a header row, read with ``pyarrow.csv`` (multi-threaded, and unlike
+    UTF-8 text with a header row (other encodings are refused, naming the row), read with ``pyarrow.csv`` (multi-threaded, and unlike
     ``pandas.read_csv`` it refuses rows with *too few* fields as well as too many). A column
     that is numeric except for a few cells (at most 10%) is read as numbers, the rest as
     missing, with a note; a column whose every cell looks like ``[0.1, 0.2, ...]`` becomes a
