@@ -29,6 +29,7 @@ _LAZY = {
     "list_projects": "embproj_panel.store",
     "list_runs": "embproj_panel.store",
     "list_tables": "embproj_panel.store",
+    "list_entries": "embproj_panel.store",
     "load_table": "embproj_panel.store",
     # projection engine
     "project": "embproj_panel.compute",

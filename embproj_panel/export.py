@@ -17,9 +17,9 @@ vectors           left out (see :func:`csv_omitted`)      fixed-size lists of th
 images            left out (see :func:`csv_omitted`)      ``struct<png, caption>``
 ================  ======================================  ==================================
 
-The Parquet layout of vectors and images is the run store's, so a Parquet export uploads again
-through :func:`embproj_panel.uploads.parse_upload` with its vectors and images (and captions)
-restored. CSV is for spreadsheets, so it neutralises *formula injection*:
+The Parquet layout of vectors and images is the run store's (both write them through
+:mod:`embproj_panel.arrow`), so a Parquet export uploads again through
+:func:`embproj_panel.uploads.parse_upload` with its vectors and images (and captions) restored. CSV is for spreadsheets, so it neutralises *formula injection*:
 any text cell (and any column name) that begins with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return gets a leading apostrophe, so that Excel, LibreOffice or Google Sheets show it
 as text instead of evaluating it (OWASP's advice for CSV injection). Numbers are not changed:
@@ -281,40 +281,21 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _arrow_vectors(series: pd.Series) -> Any:
-    """An object column of 1-D arrays (None for an empty row) as an Arrow fixed-size list.
-
-    The run store's layout: the list's child is the ``(n, d)`` matrix as it is.
-    """
+def _arrow_cells(name: Any, series: pd.Series, kind: str) -> Any:
+    """A column of vector or Image cells in the run store's layout (:mod:`embproj_panel.arrow`)."""
     import pyarrow as pa
 
-    nulls = series.isna().to_numpy()
-    present = series[~nulls]
-    if len(present) == 0:  # no vector to take a length from
-        return pa.nulls(len(series), type=pa.list_(pa.float32()))
-    rows = np.stack([np.asarray(cell) for cell in present])
-    if not np.issubdtype(rows.dtype, np.floating):
-        rows = rows.astype(np.float64)
-    matrix = np.full((len(series), rows.shape[1]), np.nan, dtype=rows.dtype)
-    matrix[~nulls] = rows
-    mask = pa.array(nulls) if nulls.any() else None
-    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), rows.shape[1], mask=mask)
+    from embproj_panel.arrow import column_to_arrow
+    from embproj_panel.columns import column_from_series
 
-
-def _arrow_images(series: pd.Series) -> Any:
-    """Image cells as the run store writes them: ``struct<png: binary, caption: string>``."""
-    import pyarrow as pa
-
-    nulls = series.isna().to_numpy()
-    cells = [None if empty else cell for cell, empty in zip(series, nulls)]
-    return pa.StructArray.from_arrays(
-        [
-            pa.array([None if c is None else c.png_bytes for c in cells], pa.binary()),
-            pa.array([None if c is None else c.caption for c in cells], pa.string()),
-        ],
-        names=["png", "caption"],
-        mask=pa.array(nulls) if nulls.any() else None,
-    )
+    column = column_from_series(name, series.reset_index(drop=True))
+    if column.storage == "none":  # no cell to look at, or every one empty
+        if kind == "image":
+            return column_to_arrow("image", column.values, column.nulls)
+        return pa.nulls(len(series), type=pa.list_(pa.float32()))  # no vector to take a length from
+    if column.storage != kind:
+        raise TypeError(f"column {name!r} is declared {kind} but holds {column.storage} cells")
+    return column_to_arrow(column.storage, column.values, column.nulls)
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -344,10 +325,8 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     for name in frame.columns:
         series = frame[name]
         kind = _special_kind(frame, name)
-        if kind == "vector":
-            arrays.append(_arrow_vectors(series))
-        elif kind == "image":
-            arrays.append(_arrow_images(series))
+        if kind is not None:
+            arrays.append(_arrow_cells(name, series, kind))
         else:
             arrays.append(pa.array(series, from_pandas=True))
         names.append(str(name))

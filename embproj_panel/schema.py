@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from embproj_panel.columns import column_from_series
+
 KINDS = ("vector", "numeric", "categorical", "text", "image", "id")
 
 # Up to this many distinct values a string or integer column reads as a set of labels.
@@ -178,13 +180,11 @@ def infer_schema(frame: pd.DataFrame) -> Schema:
     Columns that a Table would refuse (mixed types) are classified leniently: a column of
     numbers written as strings counts as ``numeric``, anything else mixed as ``text``.
     """
-    from embproj_panel.table import _column_from_series  # local: table imports this module
-
     infos = []
     for name in frame.columns:
         series = frame[name]
         try:
-            column = _column_from_series(name, series)
+            column = column_from_series(name, series)
         except (TypeError, ValueError):
             coerced = pd.to_numeric(series, errors="coerce")
             parsed = coerced.notna().sum()

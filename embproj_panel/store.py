@@ -15,11 +15,12 @@ can read::
                 manifest.json        tables, their steps, rows and column types; times; version
                 <key>.<step>.parquet one file per logged table and step
 
-Each table is one Parquet file written with pyarrow column by column, never through pandas
-object columns: a vector column is an Arrow ``fixed_size_list`` of its float dtype built
-zero-copy from the ``(n, d)`` array, an image column a ``struct<png: binary, caption: string>``,
-and int, float, bool and str columns keep their Arrow types. Empty (None) cells are Arrow nulls.
-The manifest records each column's name (str or int) and storage type, so a loaded table has
+Each table is one Parquet file written column by column through :mod:`embproj_panel.arrow`
+(the one codec the export and the upload parser share), never through pandas object columns:
+a vector column is an Arrow ``fixed_size_list`` of its float dtype built zero-copy from the
+``(n, d)`` array, an image column a ``struct<png: binary, caption: string>``, and int, float,
+bool and str columns keep their Arrow types. Empty (None) cells are Arrow nulls. The manifest
+records each column's name (str or int) and storage type, so a loaded table has
 exactly the columns, order and types that were logged.
 
 Every file is written to a temporary file in the same folder, flushed to disk and renamed over
@@ -27,15 +28,21 @@ its final name, Parquet first and the manifest last: a crash in the middle of ``
 what was logged before untouched, and logging a key again adds a step instead of replacing one.
 Project, run and table names become folder and file names, so they are validated before any
 path is built from them.
+
+Faults are said plainly: a write that fails (a read-only folder, a full disk) raises
+:class:`StoreWriteError` and leaves the store as it was; a damaged manifest or table file is
+listed, not hidden, by :func:`list_runs`, :func:`list_tables` and :func:`list_entries` (with
+``readable=False`` and a reason), and opening it raises :class:`UnreadableError`. No message
+names the store's absolute path, since a server shows them to its visitors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -43,13 +50,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from embproj_panel.images import Image
+from embproj_panel.arrow import table_from_arrow, table_to_arrow
+from embproj_panel.columns import STORAGE_TYPES
 from embproj_panel.table import Table
 
 MANIFEST = "manifest.json"
@@ -66,9 +72,6 @@ _PATH_CHARACTERS = frozenset('/\\:*?"<>|')
 _WINDOWS_DEVICES = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)]
 )
-
-_IMAGE_TYPE = pa.struct([("png", pa.binary()), ("caption", pa.string())])
-
 
 # -- names and paths ---------------------------------------------------------------------------
 def validate_name(name: Any, what: str = "name") -> str:
@@ -185,9 +188,16 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     The temporary file lives in the same folder (a rename across file systems is not atomic)
     and is removed again if ``write`` fails.
     """
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    temporary = Path(name)
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            # Not tempfile.mkstemp: its files are private (0600), and a store is shared with
+            # the server that shows it; 0666 here lets the process's umask decide, as for any
+            # file it creates.
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         write(temporary)
         with open(temporary, "rb+") as handle:
@@ -198,6 +208,14 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             temporary.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+def _remove_if_only_lock(folder: Path) -> None:
+    """Remove a run folder this process just made, unless someone else wrote into it."""
+    with contextlib.suppress(OSError):
+        if {entry.name for entry in folder.iterdir()} <= {".lock"}:
+            (folder / ".lock").unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> None:
@@ -238,158 +256,100 @@ def _locked(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / MANIFEST
+class StoreWriteError(OSError):
+    """The store could not be written (a read-only folder, a full disk, ...); nothing was.
+
+    ``errno`` is the operating system's error number and ``filename`` the file or folder that
+    failed (an absolute path, kept out of the message so it can be shown to anyone).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnreadableError(ValueError):
+    """A run or a logged table whose files cannot be read: cut short, edited or missing.
+
+    The message names the run and the file relative to the store (never the server's absolute
+    path) and says what is wrong; every other table of the store stays readable.
+
+    Attributes
+    ----------
+    reason : str
+        What is wrong, without the subject ("its manifest.json is not valid JSON ...").
+    """
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"{subject} cannot be read: {reason}")
+        self.reason = reason
+
+
+_WRITE_REASONS = {
+    errno.EACCES: "the store folder is not writable (permission denied)",
+    errno.EPERM: "the store folder is not writable (operation not permitted)",
+    errno.EROFS: "the store folder is on a read-only file system",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """Turn an OSError raised while writing ``what`` into a :class:`StoreWriteError`.
+
+    Every write goes through :func:`_atomic_write`, which removes its temporary file on
+    failure, so the message can promise that nothing was half-written.
+    """
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"No run at {run_dir} (no {MANIFEST})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"The run manifest {path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("tables"), dict):
-        raise ValueError(f"The run manifest {path} is not an embproj-panel manifest")
-    return document
-
-
-# -- Table <-> Arrow ---------------------------------------------------------------------------
-def _arrow_column(table: Table, name: str | int, storage: str) -> tuple[pa.Array, dict[str, Any]]:
-    """One table column as an Arrow array, plus what the manifest records about it."""
-    nulls = table.column_nulls(name)
-    mask = pa.array(nulls) if nulls is not None else None  # for the nested types' builders
-    spec: dict[str, Any] = {"name": name, "type": storage}
-    if storage == "vector":
-        values = np.ascontiguousarray(table.get_column(name, convert_to="numpy"))
-        n, dim = values.shape
-        spec.update(dim=int(dim), dtype=values.dtype.name)
-        # Zero-copy: the (n, d) buffer becomes the list's child array as it is.
-        array = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=mask)
-    elif storage == "image":
-        cells = table.get_column(name, convert_to="numpy")
-        png = [None if cell is None else cell.png_bytes for cell in cells]
-        caption = [None if cell is None else cell.caption for cell in cells]
-        array = pa.StructArray.from_arrays(
-            [pa.array(png, pa.binary()), pa.array(caption, pa.string())],
-            fields=list(_IMAGE_TYPE),
-            mask=mask,
+        yield
+    except StoreWriteError:
+        raise
+    except OSError as exc:
+        reason = _WRITE_REASONS.get(exc.errno) or exc.strerror or str(exc) or type(exc).__name__
+        error = StoreWriteError(
+            f"Cannot {what}: {reason}. Nothing was written; what was logged before is "
+            "unchanged. Free some space, or point dir= (or $EMBPROJ_DIR) at a writable folder."
         )
-    elif storage == "float":
-        values = table.get_column(name, convert_to="numpy")
-        spec["dtype"] = values.dtype.name
-        array = pa.array(values, mask=nulls)  # NaN stays a value; only None cells are null
-    elif storage in ("int", "bool"):
-        arrow_type = pa.int64() if storage == "int" else pa.bool_()
-        if nulls is None:
-            array = pa.array(table.get_column(name, convert_to="numpy"), arrow_type)
-        else:
-            # get_column(numpy) gives int64-with-None as float64, which is not exact past 2**53;
-            # the cells are.
-            array = pa.array(table.get_column(name), arrow_type)
-    elif storage == "str":
-        array = pa.array(table.get_column(name, convert_to="numpy"), pa.string())
-    elif storage == "none":
-        array = pa.nulls(len(table))
-    else:
-        raise TypeError(f"column {name!r}: unknown storage type {storage!r}")
-    return array, spec
+        error.errno, error.strerror, error.filename = exc.errno, exc.strerror, exc.filename
+        raise error from exc
 
 
-def _to_arrow(table: Table, key: str) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """The whole table as Arrow, with its column specs; errors name the key and the column."""
-    arrays, specs = [], []
-    for name, storage in table.column_types.items():
-        try:
-            array, spec = _arrow_column(table, name, storage)
-        except (pa.ArrowException, UnicodeError, ValueError, TypeError) as exc:
-            raise ValueError(
-                f"Cannot store table {key!r}: column {name!r} ({storage}): {exc}"
-            ) from exc
-        arrays.append(array)
-        specs.append(spec)
-    return pa.Table.from_arrays(arrays, names=_field_names(specs)), specs
+def _manifest_problem(document: Any) -> str | None:
+    """Why a parsed manifest is not one this store wrote, or None if it is."""
+    if not isinstance(document, dict) or not isinstance(document.get("tables"), dict):
+        return f"its {MANIFEST} is not an embproj-panel manifest"
+    for key, steps in document["tables"].items():
+        if not isinstance(key, str) or not isinstance(steps, list):
+            return f"its {MANIFEST} lists table {key!r} without steps"
+    return None
 
 
-def _field_names(specs: list[Mapping[str, Any]]) -> list[str]:
-    """Arrow field names: the column names as strings, made unique.
-
-    The manifest keeps the real (str or int) names; unique field names keep the file readable
-    by other tools when a table has both ``1`` and ``"1"``.
-    """
-    taken: set[str] = set()
-    names = []
-    for position, spec in enumerate(specs):
-        name = str(spec["name"])
-        while name in taken:
-            name = f"{name}#{position}"
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-def _from_arrow(array: pa.Array, spec: Mapping[str, Any], n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One stored column back as the table's ``(values, nulls)`` arrays.
-
-    No loop over rows but for images, where each cell becomes an :class:`Image` that keeps
-    its PNG bytes undecoded until something asks for pixels.
-    """
-    storage = spec["type"]
-    if storage == "none":
-        return np.full(n, None, dtype=object), (np.ones(n, dtype=bool) if n else None)
-    nulls = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
-    if storage == "vector":
-        dim = array.type.list_size
-        # ``.values`` ignores the array's offset, so the child is sliced to this array's rows.
-        child = array.values.slice(array.offset * dim, n * dim)
-        values = child.to_numpy(zero_copy_only=False, writable=True).reshape(n, dim)
-        if nulls is not None:
-            values[nulls] = np.nan  # the Table's contract for empty vector rows
-        return values, nulls
-    if storage == "image":
-        png, caption = array.flatten()
-        if caption.null_count == n and n:
-            # No captions: one Image per distinct PNG, shared by every row that shows it (a
-            # million rows of twenty class glyphs cost twenty objects, not a million).
-            images = _shared(png, lambda data: Image.from_png_bytes(data))
-            if nulls is not None:
-                images[nulls] = None
-            return images, nulls
-        values = np.empty(n, dtype=object)
-        values[:] = [
-            None if data is None else Image.from_png_bytes(data, caption=text)
-            for data, text in zip(png.to_pylist(), caption.to_pylist())
-        ]
-        return values, nulls
-    if storage == "str":
-        return _shared(array, lambda text: text), nulls
-    fill = {"int": 0, "bool": False, "float": np.nan}[storage]
-    if nulls is not None:
-        array = array.fill_null(pa.scalar(fill, array.type))
-    return array.to_numpy(zero_copy_only=False, writable=True), nulls
-
-
-def _shared(array: pa.Array, make: Callable[[Any], Any]) -> np.ndarray:
-    """An object array with one ``make(value)`` per distinct value of ``array``, None for nulls."""
-    encoded = pc.dictionary_encode(array)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    distinct = np.empty(len(encoded.dictionary) + 1, dtype=object)
-    distinct[:-1] = [make(value) for value in encoded.dictionary.to_pylist()]
-    distinct[-1] = None  # nulls index the last slot
-    codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
-    return distinct[codes]
-
-
-def _table_from_columns(
-    specs: list[Mapping[str, Any]], columns: list[tuple[np.ndarray, np.ndarray | None]]
-) -> Table:
-    """Assemble a Table from already-typed column arrays, adopting them as they are.
-
-    ``Table(dataframe=...)`` would infer the types again and get some wrong on the way back
-    (an all-None str column would come back as ``none``, a None in a float column as NaN), so
-    the store hands its arrays to the table's column storage directly.
-    """
-    return Table._from_storage(
-        {spec["name"]: (spec["type"], values, nulls) for spec, (values, nulls) in zip(specs, columns)}
-    )
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest; UnreadableError (naming the run, not its path) if it is damaged."""
+    where = f"{run_dir.parent.name}/{run_dir.name}"
+    try:
+        text = (run_dir / MANIFEST).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No run {where} (it has no {MANIFEST})") from None
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise UnreadableError(f"Run {where}", f"its {MANIFEST} cannot be opened ({reason})") from None
+    if not text.strip():
+        raise UnreadableError(f"Run {where}", f"its {MANIFEST} is empty")
+    try:
+        document = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UnreadableError(f"Run {where}", f"its {MANIFEST} is not text") from None
+    except json.JSONDecodeError as exc:
+        raise UnreadableError(
+            f"Run {where}",
+            f"its {MANIFEST} is not valid JSON (cut short or edited by hand: {exc.msg}, "
+            f"line {exc.lineno}, column {exc.colno})",
+        ) from None
+    problem = _manifest_problem(document)
+    if problem:
+        raise UnreadableError(f"Run {where}", problem)
+    return document
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -400,13 +360,20 @@ def _default_run_name() -> str:
 
 @dataclass(frozen=True)
 class LoggedTable:
-    """One logged step of a table, as :func:`list_tables` reports it."""
+    """One logged step of a table, as :func:`list_tables` reports it.
+
+    ``readable`` is False when its file is missing, cut short or does not match the manifest;
+    ``reason`` then says why (store-relative names only), and :func:`load_table` raises
+    :class:`UnreadableError` with the same words.
+    """
 
     key: str
     step: int
     rows: int
     column_types: dict[str | int, str]
     logged: str
+    readable: bool = True
+    reason: str | None = None
 
 
 class Run:
@@ -441,18 +408,33 @@ class Run:
         self.project = validate_name(project, "project")
         if name is not None:
             validate_name(name, "run")  # before anything is created on disk
-        project_dir = _project_dir(self.root, project)
-        project_dir.mkdir(parents=True, exist_ok=True)
-        if name is None:
-            while True:  # the suffix makes a clash unlikely; mkdir makes it impossible
-                name = _default_run_name()
+        with _writing(f"start run {self.project}/{name or '(new)'}"):
+            project_dir = _project_dir(self.root, project)
+            project_dir.mkdir(parents=True, exist_ok=True)
+            created = False
+            if name is None:
+                while True:  # the suffix makes a clash unlikely; mkdir makes it impossible
+                    name = _default_run_name()
+                    with contextlib.suppress(FileExistsError):
+                        (project_dir / name).mkdir()
+                        created = True
+                        break
+            self.name = name
+            self.dir = _run_dir(self.root, self.project, self.name)
+            if not created:
                 with contextlib.suppress(FileExistsError):
-                    (project_dir / name).mkdir()
-                    break
-        self.name = name
-        self.dir = _run_dir(self.root, self.project, self.name)
-        self.dir.mkdir(exist_ok=True)
-        self._finished = False
+                    self.dir.mkdir()
+                    created = True
+            self._finished = False
+            try:
+                self._start()
+            except OSError:
+                if created:  # leave no empty run folder behind
+                    _remove_if_only_lock(self.dir)
+                raise
+
+    def _start(self) -> None:
+        """Write (or continue) the run's manifest, marked running."""
         with _locked(self.dir):
             try:
                 manifest = _read_manifest(self.dir)
@@ -505,11 +487,15 @@ class Run:
                     f"Cannot log {key!r}: the store keeps tables, and this value is a "
                     f"{type(value).__name__}; pass an embproj_panel.Table or a pandas DataFrame"
                 )
-            arrow, specs = _to_arrow(value, key)
+            try:
+                arrow, specs = table_to_arrow(value)
+            except ValueError as exc:  # already names the column and its type
+                raise ValueError(f"Cannot store table {key!r}: {exc}") from exc
             prepared.append((key, arrow, specs))
         if not prepared:
             return
-        with _locked(self.dir):
+        keys = ", ".join(repr(key) for key, _, _ in prepared)
+        with _writing(f"log {keys} to run {self.project}/{self.name}"), _locked(self.dir):
             manifest = _read_manifest(self.dir)
             written: list[Path] = []
             try:
@@ -545,7 +531,7 @@ class Run:
         global _current
         if self._finished:
             return
-        with _locked(self.dir):
+        with _writing(f"mark run {self.project}/{self.name} {status}"), _locked(self.dir):
             manifest = _read_manifest(self.dir)
             manifest.update(status=status, finished=_now())
             _write_json(self.dir / MANIFEST, manifest)
@@ -640,6 +626,9 @@ def list_projects(dir: str | os.PathLike[str] | None = None) -> list[str]:
 def list_runs(project: str, dir: str | os.PathLike[str] | None = None) -> list[str]:
     """The runs of a project, oldest first.
 
+    A run whose manifest cannot be read is listed too (first, as its age is unknown): it is
+    there, and :func:`list_tables` / :func:`list_entries` say what is wrong with it.
+
     Raises
     ------
     FileNotFoundError
@@ -649,13 +638,17 @@ def list_runs(project: str, dir: str | os.PathLike[str] | None = None) -> list[s
     project_dir = _project_dir(root, project)
     if not project_dir.is_dir():
         raise FileNotFoundError(
-            f"No project {project!r} in {root}; the projects are {list_projects(root)}"
+            f"No project {project!r} in the store; the projects are {list_projects(root)}"
         )
     created = {}
     for entry in project_dir.iterdir():
         if (entry / MANIFEST).is_file():
             with contextlib.suppress(TypeError, ValueError):
-                created[validate_name(entry.name)] = _read_manifest(entry).get("created", "")
+                name = validate_name(entry.name)
+                try:
+                    created[name] = str(_read_manifest(entry).get("created", ""))
+                except UnreadableError:
+                    created[name] = ""
     return sorted(created, key=lambda run: (created[run], run))
 
 
@@ -663,10 +656,74 @@ def _open_run(project: str, run: str, dir: str | os.PathLike[str] | None) -> tup
     run_dir = _run_dir(_root(dir), project, run)
     if not (run_dir / MANIFEST).is_file():
         known = list_runs(project, dir) if run_dir.parent.is_dir() else []
-        raise FileNotFoundError(
-            f"No run {run!r} in project {project!r} ({run_dir.parent}); the runs are {known}"
-        )
+        raise FileNotFoundError(f"No run {run!r} in project {project!r}; the runs are {known}")
     return run_dir, _read_manifest(run_dir)
+
+
+def _step_problem(run_dir: Path, key: str, entry: Any) -> str | None:
+    """Why one step of a table cannot be loaded (from the manifest and the file's footer)."""
+    if not isinstance(entry, dict) or not all(
+        name in entry for name in ("step", "rows", "columns", "logged")
+    ):
+        return f"the {MANIFEST} entry of table {key!r} is incomplete"
+    columns = entry["columns"]
+    if not isinstance(columns, list) or not all(
+        isinstance(c, dict)
+        and isinstance(c.get("name"), (str, int))
+        and isinstance(c.get("type"), str)
+        and c["type"] in STORAGE_TYPES
+        for c in columns
+    ):
+        return f"the {MANIFEST} entry of table {key!r} has unknown column types"
+    try:
+        relative = _table_file(key, entry["step"])
+    except (TypeError, ValueError):
+        return f"the {MANIFEST} entry of table {key!r} names no valid step"
+    try:
+        metadata = pq.read_metadata(run_dir / relative)
+    except FileNotFoundError:
+        return f"its file {relative} is missing"
+    except OSError as exc:
+        if exc.errno is not None:  # the file system said no, not a bad file
+            return f"its file {relative} cannot be opened ({(exc.strerror or '').lower()})"
+        return f"its file {relative} is cut short or is not a Parquet file"
+    except (pa.ArrowException, ValueError):
+        return f"its file {relative} is cut short or is not a Parquet file"
+    try:
+        n_columns = len(metadata.schema.to_arrow_schema())  # num_columns counts leaves
+    except (pa.ArrowException, ValueError):
+        return f"its file {relative} is cut short or is not a Parquet file"
+    if n_columns != len(columns) or metadata.num_rows != entry["rows"]:
+        return (
+            f"its file {relative} holds {n_columns} columns x {metadata.num_rows} "
+            f"rows but the {MANIFEST} says {len(columns)} x {entry['rows']} (the run folder "
+            "was changed by hand)"
+        )
+    return None
+
+
+def _logged_table(run_dir: Path, key: str, index: int, entry: Any) -> LoggedTable:
+    problem = _step_problem(run_dir, key, entry)
+    fields = entry if isinstance(entry, dict) else {}
+
+    def number(name: str, default: int) -> int:
+        value = fields.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    columns = fields.get("columns") if isinstance(fields.get("columns"), list) else []
+    return LoggedTable(
+        key=key,
+        step=number("step", index),
+        rows=number("rows", 0),
+        column_types={
+            c["name"]: c.get("type")
+            for c in columns
+            if isinstance(c, dict) and isinstance(c.get("name"), (str, int))
+        },
+        logged=str(fields.get("logged", "")),
+        readable=problem is None,
+        reason=problem,
+    )
 
 
 def list_tables(
@@ -674,26 +731,108 @@ def list_tables(
 ) -> dict[str, list[LoggedTable]]:
     """The tables logged in a run: each key (in the order first logged) with its steps.
 
+    Each step's Parquet footer is read (not its data), so a file that is missing, cut short
+    or does not match the manifest is listed with ``readable=False`` and its ``reason``
+    rather than as a good table; the other tables are listed as usual.
+
     Returns
     -------
     dict
-        ``{key: [LoggedTable(key, step, rows, column_types, logged), ...]}``; iterating it
-        gives the keys.
+        ``{key: [LoggedTable(key, step, rows, column_types, logged, readable, reason), ...]}``;
+        iterating it gives the keys.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the project or run does not exist.
+    UnreadableError
+        If the run's manifest is damaged (then no table of it can be listed).
     """
-    _, manifest = _open_run(project, run, dir)
+    run_dir, manifest = _open_run(project, run, dir)
     return {
-        key: [
-            LoggedTable(
-                key=key,
-                step=entry["step"],
-                rows=entry["rows"],
-                column_types={c["name"]: c["type"] for c in entry["columns"]},
-                logged=entry["logged"],
-            )
-            for entry in steps
-        ]
+        key: [_logged_table(run_dir, key, i, entry) for i, entry in enumerate(steps)]
         for key, steps in manifest["tables"].items()
     }
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """One table of the store, or one run that cannot be read, for a source picker.
+
+    Attributes
+    ----------
+    project, run
+        Where it is.
+    key
+        The table's key; None for a run whose manifest cannot be read.
+    step, rows
+        The latest step and its number of rows (None when unknown).
+    readable
+        Whether :func:`load_table` can open it.
+    reason
+        Why not, in plain words and store-relative names (None when readable).
+    """
+
+    project: str
+    run: str
+    key: str | None
+    step: int | None
+    rows: int | None
+    readable: bool
+    reason: str | None = None
+
+    @property
+    def source(self) -> tuple[str, str, str] | None:
+        """``(project, run, key)`` to pass to :func:`load_table`; None when unreadable."""
+        return (self.project, self.run, self.key) if self.readable and self.key else None
+
+    @property
+    def label(self) -> str:
+        """A one-line description: plain text (escape it before rendering it as HTML)."""
+        where = " / ".join(part for part in (self.project, self.run, self.key) if part)
+        if not self.readable:
+            return f"{where}: unreadable ({self.reason})"
+        return f"{where} ({self.rows:,} rows)"
+
+
+def list_entries(dir: str | os.PathLike[str] | None = None) -> list[StoreEntry]:
+    """Every table of every run of every project, with whether it can be opened.
+
+    Projects by name, runs newest first, tables in the order first logged (latest step). A
+    run whose manifest is damaged is one entry with ``key=None``; a table whose file is
+    missing or cut short is an entry with ``readable=False``: nothing is silently left out,
+    and nothing unreadable is listed as good.
+
+    Parameters
+    ----------
+    dir
+        The store's root folder; default :func:`default_root`.
+    """
+    entries: list[StoreEntry] = []
+    for project in list_projects(dir):
+        try:
+            runs = list_runs(project, dir)
+        except OSError:  # the project went away while listing
+            continue
+        for run in reversed(runs):
+            try:
+                tables = list_tables(project, run, dir)
+            except UnreadableError as exc:
+                entries.append(StoreEntry(project, run, None, None, None, False, exc.reason))
+                continue
+            except OSError:  # removed while listing
+                continue
+            for key, steps in tables.items():
+                if not steps:
+                    entries.append(
+                        StoreEntry(project, run, key, None, None, False, "it has no steps")
+                    )
+                    continue
+                last = steps[-1]
+                entries.append(
+                    StoreEntry(project, run, key, last.step, last.rows, last.readable, last.reason)
+                )
+    return entries
 
 
 def load_table(
@@ -723,6 +862,9 @@ def load_table(
         If the run has no table ``key`` (the message lists those it has).
     IndexError
         If the key has no such step.
+    UnreadableError
+        If the run's manifest or the table's file is damaged or missing. No message names
+        the store's absolute path.
     """
     validate_name(key, "table key")
     run_dir, manifest = _open_run(project, run, dir)
@@ -735,16 +877,28 @@ def load_table(
         raise IndexError(
             f"Table {key!r} of run {project}/{run} has {len(steps)} step(s); no step {step}"
         ) from None
-    specs = entry["columns"]
-    path = run_dir / _table_file(key, entry["step"])
-    stored = pq.read_table(path)
-    if stored.num_columns != len(specs) or stored.num_rows != entry["rows"]:
-        raise ValueError(
-            f"{path} holds {stored.num_columns} columns x {stored.num_rows} rows but the manifest "
-            f"says {len(specs)} x {entry['rows']}; the run folder was changed by hand"
-        )
-    columns = [
-        _from_arrow(stored.column(i).combine_chunks(), spec, stored.num_rows)
-        for i, spec in enumerate(specs)
-    ]
-    return _table_from_columns(specs, columns)
+    except TypeError:
+        raise TypeError(f"step must be an int; got {type(step).__name__}") from None
+
+    def unreadable(reason: str) -> UnreadableError:
+        return UnreadableError(f"Table {key!r} of run {project}/{run}", reason)
+
+    problem = _step_problem(run_dir, key, entry)
+    if problem is not None:
+        raise unreadable(problem)
+    relative = _table_file(key, entry["step"])
+    try:
+        stored = pq.read_table(run_dir / relative)
+        if stored.num_columns != len(entry["columns"]) or stored.num_rows != entry["rows"]:
+            raise ValueError("it does not match the manifest")
+        return table_from_arrow(stored, entry["columns"])
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        # Arrow's messages name the absolute file; the user gets the store-relative one.
+        detail = _short_reason(exc, run_dir / relative, relative)
+        raise unreadable(f"its file {relative} is damaged ({detail})") from None
+
+
+def _short_reason(exc: BaseException, path: Path, relative: str) -> str:
+    text = " ".join(str(exc).split()).replace(str(path), relative)
+    text = text.replace(str(path.parent), "")
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -16,329 +16,27 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from embproj_panel.images import Image
+from embproj_panel.columns import (
+    STORAGE_TYPES,
+    Column,
+    cell_storage,
+    check_name,
+    check_names,
+    column_from_array,
+    column_from_cells,
+    column_from_series,
+    concat,
+    merge_storage,
+    present_mask,
+    ragged_error,
+    take_column,
+)
 from embproj_panel.schema import Schema, build_schema, column_info
-
-STORAGE_TYPES = ("int", "float", "bool", "str", "vector", "image", "none")
-
-
-@dataclass
-class _Column:
-    """One column: its storage type, its values and a mask of empty (None) cells.
-
-    ``values`` is int64, float64 (or the vector's float dtype), bool, object (str or Image),
-    or ``(n, d)`` for vectors; ``nulls`` is None when no cell is empty.
-    """
-
-    storage: str
-    values: np.ndarray
-    nulls: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def cell(self, row: int) -> Any:
-        if self.nulls is not None and self.nulls[row]:
-            return None
-        value = self.values[row]
-        if self.storage == "vector":
-            return value.copy()
-        return value.item() if isinstance(value, np.generic) else value
-
-
-def _where(name: object, row: int | None) -> str:
-    return f"column {name!r}" + (f", row {row}" if row is not None else "")
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _cell_storage(value: Any, name: object, row: int) -> str:
-    """The storage type a single cell asks for; TypeError for cells a table cannot hold."""
-    if value is None:
-        return "none"
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, (int, np.integer)):
-        return "int"
-    if isinstance(value, (float, np.floating)):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, Image):
-        return "image"
-    if isinstance(value, np.ndarray):
-        if value.ndim != 1:
-            raise TypeError(
-                f"{_where(name, row)}: a {value.ndim}-D array is not a table cell; "
-                "wrap images in embproj_panel.Image and pass embeddings as 1-D vectors"
-            )
-        if not (np.issubdtype(value.dtype, np.number) and not np.iscomplexobj(value)):
-            raise TypeError(f"{_where(name, row)}: vector of dtype {value.dtype} is not numeric")
-        return "vector"
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            if isinstance(item, (bool, np.bool_)) or not isinstance(
-                item, (int, float, np.integer, np.floating)
-            ):
-                raise TypeError(
-                    f"{_where(name, row)}: a vector must hold only numbers; found "
-                    f"{type(item).__name__} {_describe(item)}"
-                )
-        return "vector"
-    raise TypeError(
-        f"{_where(name, row)}: unsupported cell type {type(value).__name__}; cells are int, "
-        "float, bool, str, None, a vector (list/tuple/1-D array of numbers) or an Image"
-    )
-
-
-_NUMBER = {"int", "float"}
-
-
-def _merge_storage(current: str, new: str, name: object, row: int, value: Any) -> str:
-    """The storage type of a column holding both kinds of cell, or a TypeError."""
-    if new == "none" or new == current:
-        return current
-    if current == "none":
-        return new
-    if {current, new} <= _NUMBER:
-        return "float"
-    raise TypeError(
-        f"{_where(name, row)}: {new} value {_describe(value)} does not fit a column of "
-        f"{current} values"
-    )
-
-
-def _ragged(name: object, row: int, length: int, dim: int) -> ValueError:
-    """The error for a vector whose length differs from the column's earlier rows."""
-    return ValueError(
-        f"{_where(name, row)}: vector of length {length}, but earlier rows have length {dim} "
-        "(ragged vectors)"
-    )
-
-
-def _column_from_cells(name: object, cells: Sequence[Any], first_row: int = 0) -> _Column:
-    """Build a column from Python cells, validating each; errors name the row."""
-    storage = "none"
-    dim = None
-    for offset, value in enumerate(cells):
-        row = first_row + offset
-        kind = _cell_storage(value, name, row)
-        storage = _merge_storage(storage, kind, name, row, value)
-        if kind == "vector":
-            length = len(value)
-            if length == 0:
-                raise ValueError(f"{_where(name, row)}: empty vector")
-            if dim is None:
-                dim = length
-            elif length != dim:
-                raise _ragged(name, row, length, dim)
-    return _finish_column(storage, list(cells), dim)
-
-
-def _finish_column(storage: str, cells: list[Any], dim: int | None) -> _Column:
-    n = len(cells)
-    nulls = np.fromiter((cell is None for cell in cells), dtype=bool, count=n)
-    any_null = bool(nulls.any())
-    if storage == "vector":
-        arrays = [np.asarray(cell) for cell in cells if cell is not None]
-        dtype = np.result_type(*{a.dtype for a in arrays})
-        if not np.issubdtype(dtype, np.floating):
-            dtype = np.float64
-        values = np.full((n, dim), np.nan, dtype=dtype)
-        values[~nulls] = np.stack(arrays)
-    elif storage in ("int", "float", "bool"):
-        fill = {"int": 0, "float": np.nan, "bool": False}[storage]
-        dtype = {"int": np.int64, "float": np.float64, "bool": bool}[storage]
-        values = np.array([fill if cell is None else cell for cell in cells], dtype=dtype)
-    else:  # str, image, none: object arrays
-        values = np.empty(n, dtype=object)
-        values[:] = cells
-    return _Column(storage, values, nulls if any_null else None)
-
-
-def _column_from_series(name: object, series: pd.Series) -> _Column:
-    """Build a column from a pandas Series without a Python loop over numeric rows."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(series.cat.categories.dtype).astype(object).where(series.notna(), None)
-    dtype = series.dtype
-    nulls = series.isna().to_numpy()
-    any_null = bool(nulls.any())
-    if pd.api.types.is_bool_dtype(dtype):
-        values = series.fillna(False).to_numpy(dtype=bool)
-        return _Column("bool", values, nulls if any_null else None)
-    if pd.api.types.is_integer_dtype(dtype):
-        values = series.fillna(0).to_numpy(dtype=np.int64)
-        return _Column("int", values, nulls if any_null else None)
-    if pd.api.types.is_float_dtype(dtype):
-        # NaN in a float column is a value (it may be a real measurement gone bad), not None.
-        # float32 stays float32: a wide table of float32 dimensions should not double in size.
-        dtype = np.float32 if dtype == np.float32 else np.float64
-        return _Column("float", series.to_numpy(dtype=dtype, na_value=np.nan), None)
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        text = np.array(series.astype(str), dtype=object)
-        text[nulls] = None
-        return _Column("str", text, nulls if any_null else None)
-    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
-        return _Column("str", _shared_strings(series), nulls if any_null else None)
-    if not pd.api.types.is_object_dtype(dtype):
-        raise TypeError(f"{_where(name, None)}: unsupported dtype {dtype}")
-
-    values = np.array(series, dtype=object)  # a writable copy: cells are replaced below
-    present = values[~nulls] if any_null else values
-    inferred = pd.api.types.infer_dtype(present, skipna=False)
-    if inferred == "empty":
-        out = np.empty(len(values), dtype=object)
-        return _Column("none", out, nulls if any_null else None)
-    if inferred == "string":
-        return _Column("str", _shared_strings(series), nulls if any_null else None)
-    if inferred in ("boolean", "integer", "floating", "mixed-integer-float", "decimal"):
-        # Python objects (e.g. ints with None): reuse the per-cell path, which promotes/refuses.
-        return _column_from_cells(name, [None if null else v for v, null in zip(values, nulls)])
-    first = present[0]
-    if isinstance(first, Image):
-        bad = np.flatnonzero([not isinstance(v, Image) for v in values])
-        bad = [i for i in bad if not nulls[i]]
-        if bad:
-            row = int(bad[0])
-            raise TypeError(
-                f"{_where(name, row)}: {type(values[row]).__name__} value "
-                f"{_describe(values[row])} in a column of images"
-            )
-        values[nulls] = None
-        return _Column("image", values, nulls if any_null else None)
-    if isinstance(first, (np.ndarray, list, tuple)):
-        return _vector_column_from_objects(name, values, nulls)
-    # Anything else (mixed str/number, dicts, ...): the per-cell path names the first bad row.
-    return _column_from_cells(name, [None if null else v for v, null in zip(values, nulls)])
-
-
-def _vector_column_from_objects(name: object, values: np.ndarray, nulls: np.ndarray) -> _Column:
-    """Stack an object column of vectors into (n, d) in C; locate bad rows only on failure."""
-    any_null = bool(nulls.any())
-    present_rows = np.flatnonzero(~nulls) if any_null else None
-    present = values[present_rows] if any_null else values
-    try:
-        stacked = np.stack(present) if len(present) else np.empty((0, 0))
-    except (ValueError, TypeError):
-        stacked = None
-    if stacked is None or stacked.ndim != 2 or not np.issubdtype(stacked.dtype, np.number) \
-            or stacked.dtype == bool or stacked.shape[1] == 0:
-        # Slow path, errors only: the per-cell validator names the first offending row.
-        column = _column_from_cells(name, [None if null else v for v, null in zip(values, nulls)])
-        if column.storage != "vector":
-            raise TypeError(f"{_where(name, None)}: expected a column of vectors")
-        return column
-    if not np.issubdtype(stacked.dtype, np.floating):
-        stacked = stacked.astype(np.float64)
-    if any_null:
-        full = np.full((len(values), stacked.shape[1]), np.nan, dtype=stacked.dtype)
-        full[present_rows] = stacked
-        stacked = full
-    return _Column("vector", stacked, nulls if any_null else None)
-
-
-def _column_from_array(name: object, array: np.ndarray) -> _Column:
-    """Build a column from a numpy array: 2-D numeric is a vector column."""
-    if array.ndim == 2 and np.issubdtype(array.dtype, np.number) and array.dtype != bool:
-        if array.shape[1] == 0:
-            raise ValueError(f"{_where(name, None)}: vectors of length 0")
-        values = array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float64)
-        return _Column("vector", np.array(values, copy=True))
-    if array.ndim != 1:
-        raise ValueError(f"{_where(name, None)}: column data must be 1-D or 2-D, got {array.ndim}-D")
-    # dtype=object keeps pandas from converting strings to its own str dtype and back.
-    dtype = object if array.dtype == object else None
-    return _column_from_series(name, pd.Series(array, dtype=dtype, copy=True))
-
-
-def _shared_strings(series: pd.Series) -> np.ndarray:
-    """An object array of the column's strings, None where empty, one object per distinct value.
-
-    A million labels drawn from twenty classes then cost twenty str objects and an 8 MB array
-    of references, instead of a million strings (pandas' own str dtype would give us those).
-    """
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    distinct = np.empty(len(uniques) + 1, dtype=object)
-    distinct[:-1] = np.asarray(uniques, dtype=object)
-    distinct[-1] = None  # code -1 (an empty cell) indexes the last slot
-    return distinct[codes]
-
-
-def _take_column(data: Any, name: object) -> _Column:
-    if isinstance(data, pd.Series):
-        return _column_from_series(name, data.reset_index(drop=True))
-    if isinstance(data, np.ndarray):
-        return _column_from_array(name, data)
-    if isinstance(data, (list, tuple)):
-        return _column_from_cells(name, list(data))
-    raise TypeError(
-        f"{_where(name, None)}: column data must be a list, tuple, numpy array or pandas Series; "
-        f"got {type(data).__name__}"
-    )
-
-
-def _concat(name: object, base: _Column, extra: _Column, first_row: int) -> _Column:
-    """Append ``extra`` below ``base``, promoting int+float and checking vector lengths."""
-    storage = base.storage
-    if extra.storage != "none" and storage != "none" and extra.storage != storage:
-        if {storage, extra.storage} <= _NUMBER:
-            storage = "float"
-        else:
-            row = first_row + int(np.flatnonzero(_present(extra))[0])
-            raise TypeError(
-                f"{_where(name, row)}: {extra.storage} value does not fit a column of "
-                f"{storage} values"
-            )
-    elif storage == "none":
-        storage = extra.storage
-    n_base, n_extra = len(base), len(extra)
-    if storage == "vector":
-        dims = {c.values.shape[1] for c in (base, extra) if c.storage == "vector"}
-        if len(dims) > 1:
-            raise _ragged(name, first_row, extra.values.shape[1], base.values.shape[1])
-        dim = dims.pop()
-        dtype = np.result_type(*[c.values for c in (base, extra) if c.storage == "vector"])
-        parts = [c.values if c.storage == "vector" else np.full((len(c), dim), np.nan, dtype)
-                 for c in (base, extra)]
-        values = np.concatenate(parts).astype(dtype, copy=False)
-    elif storage in ("int", "float", "bool"):
-        dtype = {"int": np.int64, "float": np.float64, "bool": bool}[storage]
-        parts = [c.values.astype(dtype) if c.storage != "none" else np.zeros(len(c), dtype)
-                 for c in (base, extra)]
-        values = np.concatenate(parts)
-        if storage == "float":
-            for start, c in ((0, base), (n_base, extra)):
-                if c.nulls is not None or c.storage == "none":
-                    values[start:start + len(c)][~_present(c)] = np.nan
-    else:
-        values = np.concatenate([base.values.astype(object), extra.values.astype(object)])
-    nulls = np.concatenate([~_present(base), ~_present(extra)])
-    assert len(values) == n_base + n_extra
-    return _Column(storage, values, nulls if nulls.any() else None)
-
-
-def _present(column: _Column) -> np.ndarray:
-    if column.storage == "none":
-        return np.zeros(len(column), dtype=bool)
-    if column.nulls is None:
-        return np.ones(len(column), dtype=bool)
-    return ~column.nulls
-
-
-def _check_name(name: Any, existing: Sequence[Any]) -> None:
-    if isinstance(name, bool) or not isinstance(name, (str, int)):
-        raise TypeError(f"Column names must be str or int; got {type(name).__name__} {_describe(name)}")
-    if name in existing:
-        raise ValueError(f"Duplicate column name {name!r}")
 
 
 class Table:
@@ -368,7 +66,7 @@ class Table:
         dataframe: pd.DataFrame | None = None,
     ) -> None:
         self._names: list[str | int] = []
-        self._columns: dict[str | int, _Column] = {}
+        self._columns: dict[str | int, Column] = {}
         self._pending: list[tuple[Any, ...]] = []
         self._schema: Schema | None = None
         if data is None:
@@ -383,8 +81,7 @@ class Table:
             if columns is None:
                 columns = ["Input", "Output", "Expected"]
             names = list(columns)
-            for i, name in enumerate(names):
-                _check_name(name, names[:i])
+            check_names(names)
             if data is not None:
                 data = list(data)
                 for row_index, row in enumerate(data):
@@ -396,17 +93,17 @@ class Table:
                             f"{len(names)} columns {names}"
                         )
                 cells_by_column = list(zip(*data)) if data else [()] * len(names)
-                built = {name: _column_from_cells(name, list(cells))
+                built = {name: column_from_cells(name, list(cells))
                          for name, cells in zip(names, cells_by_column)}
             else:
-                built = {name: _Column("none", np.empty(0, dtype=object)) for name in names}
+                built = {name: Column("none", np.empty(0, dtype=object)) for name in names}
             self._names, self._columns = names, built
 
     @classmethod
     def _from_storage(
         cls, columns: dict[str | int, tuple[str, np.ndarray, np.ndarray | None]]
     ) -> Table:
-        """Build a table from columns whose storage types are already known (the run store).
+        """Build a table from columns whose storage types are already known (the Arrow codec).
 
         ``columns`` maps each name to ``(storage, values, nulls)`` exactly as
         :attr:`column_types` / :meth:`get_column` / :meth:`column_nulls` give them; nothing is
@@ -419,19 +116,28 @@ class Table:
         for name, (storage, values, nulls) in columns.items():
             if storage not in STORAGE_TYPES:
                 raise ValueError(f"column {name!r}: unknown storage type {storage!r}")
-            _check_name(name, table._names)
+            check_name(name, table._columns)
             has_nulls = nulls is not None and bool(np.asarray(nulls).any())
-            table._columns[name] = _Column(storage, values, np.asarray(nulls) if has_nulls else None)
+            table._columns[name] = Column(storage, values, np.asarray(nulls) if has_nulls else None)
             table._names.append(name)
         return table
+
+    def _storage(self, name: str | int) -> tuple[str, np.ndarray, np.ndarray | None]:
+        """``(storage, values, nulls)`` of a column as held, the inverse of :meth:`_from_storage`.
+
+        For :mod:`embproj_panel.arrow`: unlike :meth:`get_column`, int and bool columns with
+        empty cells stay int64 and bool (their empty cells hold 0 / False under the mask).
+        """
+        self._flush()
+        column = self._columns[name]
+        return column.storage, column.values, column.nulls
 
     # -- construction -------------------------------------------------------------------------
     def _init_from_dataframe(self, frame: pd.DataFrame) -> None:
         names = list(frame.columns)
-        for i, name in enumerate(names):
-            _check_name(name, names[:i])
+        check_names(names)
         frame = frame.reset_index(drop=True)
-        self._columns = {name: _column_from_series(name, frame[name]) for name in names}
+        self._columns = {name: column_from_series(name, frame[name]) for name in names}
         self._names = names
 
     def _init_from_ndarray(self, array: np.ndarray, columns: Sequence[str | int] | None) -> None:
@@ -447,9 +153,8 @@ class Table:
             names = [f"Column_{i}" for i in range(array.shape[1])]
         if len(names) != array.shape[1]:
             raise ValueError(f"data has {array.shape[1]} columns but {len(names)} names were given")
-        for i, name in enumerate(names):
-            _check_name(name, names[:i])
-        self._columns = {name: _column_from_array(name, array[:, i]) for i, name in enumerate(names)}
+        check_names(names)
+        self._columns = {name: column_from_array(name, array[:, i]) for i, name in enumerate(names)}
         self._names = names
 
     def _flush(self) -> None:
@@ -460,8 +165,8 @@ class Table:
         transposed = list(zip(*self._pending))
         merged = {}
         for name, cells in zip(self._names, transposed):
-            extra = _column_from_cells(name, list(cells), first_row)
-            merged[name] = _concat(name, self._columns[name], extra, first_row)
+            extra = column_from_cells(name, list(cells), first_row)
+            merged[name] = concat(name, self._columns[name], extra, first_row)
         self._columns = merged
         self._pending = []
 
@@ -494,11 +199,11 @@ class Table:
             )
         row_index = len(self)
         for name, value in zip(self._names, row):
-            kind = _cell_storage(value, name, row_index)
+            kind = cell_storage(value, name, row_index)
             column = self._columns[name]
-            _merge_storage(column.storage, kind, name, row_index, value)
+            merge_storage(column.storage, kind, name, row_index, value)
             if kind == "vector" and column.storage == "vector" and len(value) != column.values.shape[1]:
-                raise _ragged(name, row_index, len(value), column.values.shape[1])
+                raise ragged_error(name, row_index, len(value), column.values.shape[1])
         self._pending.append(tuple(row))
         try:
             self._flush_if_large()
@@ -521,15 +226,17 @@ class Table:
     def add_column(self, name: str | int, data: Any, optional: bool = False) -> None:
         """Add a column; ``data`` is a list, tuple, ndarray (2-D: a vector column) or Series."""
         del optional  # accepted for W&B compatibility; every column here may hold None
-        _check_name(name, self._names)
+        check_name(name, self._columns)
         n = len(self)
-        column = _take_column(data, name)
+        column = take_column(data, name)
         if self._names and len(column) != n:
             raise ValueError(
                 f"column {name!r}: add_column got {len(column)} values but the table has {n} rows"
             )
-        self._columns = {**self._columns, name: column}
-        self._names = [*self._names, name]
+        # In place, after every check: copying the dict per call made a table of 100,000
+        # columns cost 100,000**2 / 2 entry copies.
+        self._columns[name] = column
+        self._names.append(name)
         self._touch()
 
     add_col = add_column
@@ -557,14 +264,13 @@ class Table:
                 raise TypeError(f"row {ndx}: add_computed_columns' function must return a dict; got {type(result).__name__}")
             if keys is None:
                 keys = list(result)
-                for i, key in enumerate(keys):
-                    _check_name(key, [*self._names, *keys[:i]])
+                check_names([*self._names, *keys])
                 new_cells = {key: [] for key in keys}
             elif list(result) != keys and set(result) != set(keys):
                 raise ValueError(f"row {ndx}: computed keys {sorted(map(str, result))} differ from row 0's {sorted(map(str, keys))}")
             for key in keys:
                 new_cells[key].append(result[key])
-        built = {key: _column_from_cells(key, cells) for key, cells in new_cells.items()}
+        built = {key: column_from_cells(key, cells) for key, cells in new_cells.items()}
         self._columns = {**self._columns, **built}
         self._names = [*self._names, *built]
         self._touch()
@@ -652,9 +358,9 @@ class Table:
             return False
         for name in self._names:
             a, b = self._columns[name], other._columns[name]
-            if not np.array_equal(_present(a), _present(b)):
+            if not np.array_equal(present_mask(a), present_mask(b)):
                 return False
-            keep = _present(a)
+            keep = present_mask(a)
             if a.storage in ("vector", "float"):
                 if a.values.dtype != b.values.dtype or not np.array_equal(
                     a.values[keep], b.values[keep], equal_nan=True

@@ -11,8 +11,11 @@ A file larger than :func:`max_upload_bytes` is refused before any parsing. The d
 ``EMBPROJ_MAX_UPLOAD_MB`` (a positive number of megabytes) on the server to change it, or pass
 ``max_bytes``. Compressed formats (Parquet, NPZ) are also refused when what they declare
 they unpack to exceeds :data:`MAX_EXPANSION` times the limit: a small file must not be able to
-unpack into gigabytes. (Whatever the limit, the page can only send what the Bokeh
-websocket accepts: ``panel serve --websocket-max-message-size``.)
+unpack into gigabytes, and an NPY header must not declare more data than its file holds.
+While a file arrives in chunks, :class:`ChunkCollector` (used by
+:class:`embproj_panel.upload_widget.BoundedFileDropper`) drops it as soon as it passes the
+limit, so an oversize upload is never held whole. (Whatever the limit, the page can only send
+what the Bokeh websocket accepts: ``panel serve --websocket-max-message-size``.)
 
 Safety and honesty
 ------------------
@@ -26,7 +29,7 @@ the projector cannot show) is listed in :attr:`Upload.notes`; nothing is dropped
 Formats
 -------
 ``.csv`` / ``.tsv``
-    UTF-8 text with a header row, read with ``pyarrow.csv`` (multi-threaded, and unlike
+    UTF-8 text with a header row (other encodings are refused, naming the row), read with ``pyarrow.csv`` (multi-threaded, and unlike
     ``pandas.read_csv`` it refuses rows with *too few* fields as well as too many). A column
     that is numeric except for a few cells (at most 10%) is read as numbers, the rest as
     missing, with a note; a column whose every cell looks like ``[0.1, 0.2, ...]`` becomes a
@@ -49,6 +52,7 @@ import csv
 import io
 import os
 import re
+import tokenize
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -57,11 +61,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from embproj_panel.arrow import image_fields, images_from_arrow, vectors_from_arrow
 from embproj_panel.images import MAX_IMAGE_PIXELS, Image
 from embproj_panel.table import Table
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "ChunkCollector",
     "FORMATS",
     "MAX_EXPANSION",
     "MAX_UPLOAD_ENV",
@@ -254,6 +260,82 @@ def _quote_examples(values: Any) -> str:
     return ", ".join(repr(v) for v in list(values)[:_EXAMPLES])
 
 
+class ChunkCollector:
+    """Join an upload's chunks as they arrive, refusing it once it passes the limit.
+
+    Panel's ``FileDropper`` sends a file as numbered chunks and keeps every one until the
+    last arrives; a client that skips the browser's size check could make the server hold
+    any amount. This keeps at most ``max_bytes`` (plus one chunk) and drops everything the
+    moment an upload goes over, so an oversize file is refused before it is held whole.
+
+    Parameters
+    ----------
+    max_bytes
+        The largest upload accepted, in bytes.
+    max_pending
+        How many uploads may be half-received at once (a client could open many names).
+    """
+
+    def __init__(self, max_bytes: int, max_pending: int = 1) -> None:
+        if max_bytes <= 0 or max_pending <= 0:
+            raise ValueError("max_bytes and max_pending must be positive")
+        self.max_bytes = int(max_bytes)
+        self.max_pending = int(max_pending)
+        self._chunks: dict[str, list[bytes]] = {}
+        self._sizes: dict[str, int] = {}
+        self._refused: set[str] = set()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held for uploads not yet complete."""
+        return sum(self._sizes.values())
+
+    def discard(self, name: str) -> None:
+        """Forget a half-received upload (the client removed it)."""
+        self._chunks.pop(name, None)
+        self._sizes.pop(name, None)
+        self._refused.discard(name)
+
+    def add(self, name: str, chunk: int, total_chunks: int, data: bytes) -> bytes | None:
+        """Take one chunk; the whole file once its last chunk is in, else None.
+
+        Raises
+        ------
+        UploadError
+            The first time an upload passes the limit, or arrives out of order; what was held
+            for it is dropped, and its later chunks are ignored until it starts again.
+        """
+        size = memoryview(data).nbytes
+        if chunk == 1:
+            self.discard(name)
+            if len(self._chunks) >= self.max_pending:
+                raise UploadError("Another upload is still arriving; wait for it to finish.")
+            self._chunks[name], self._sizes[name] = [], 0
+        elif name in self._refused:
+            if chunk >= total_chunks:
+                self._refused.discard(name)
+            return None
+        elif name not in self._chunks or chunk != len(self._chunks[name]) + 1:
+            self.discard(name)
+            raise UploadError("The upload arrived out of order; please upload the file again.")
+        held = self._sizes[name] + size
+        if held > self.max_bytes:
+            self.discard(name)
+            if chunk < total_chunks:
+                self._refused.add(name)
+            raise UploadError(
+                f"The file is over the upload limit of {_format_size(self.max_bytes)}; it was "
+                "refused while arriving."
+            )
+        self._chunks[name].append(bytes(data))
+        self._sizes[name] = held
+        if chunk < total_chunks:
+            return None
+        whole = b"".join(self._chunks.pop(name))
+        self._sizes.pop(name)
+        return whole
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 
@@ -332,6 +414,12 @@ def _build_table(columns: dict[str, Any], notes: list[str]) -> Table:
         raise UploadError(_short(exc)) from None
     if len(table) == 0:
         raise UploadError("The file has no rows of data.")
+    empty = [name for name, kind in table.column_types.items() if kind == "none"]
+    if empty:
+        notes.append(
+            f"{len(empty)} column(s) are empty in every row and are kept as such: "
+            f"{_quote_examples(empty)}{', ...' if len(empty) > _EXAMPLES else ''}."
+        )
     for name, kind in table.column_types.items():
         if kind == "vector":
             _note_nonfinite(name, table.get_column(name, convert_to="numpy"), table, notes)
@@ -364,6 +452,11 @@ def _note_nonfinite(name: str, matrix: np.ndarray, table: Table, notes: list[str
 
 
 def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, Any]:
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UploadError(
+            'The file is UTF-16 text (as Excel\'s "Unicode Text" saves it); save it as '
+            '"CSV UTF-8" and upload it again.'
+        )
     if b"\x00" in content:
         raise UploadError(
             "This is not a text file (it contains binary data), so it cannot be read as CSV."
@@ -380,6 +473,7 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
                 delimiter = other.decode()
                 notes.append(f"The columns are separated by {word}, not commas.")
                 break
+    _check_utf8(content, delimiter)
     if content.count(b'"') % 2:
         _check_quotes(content, delimiter)
 
@@ -418,8 +512,6 @@ def _parse_csv(content: bytes, delimiter: str, notes: list[str]) -> dict[str, An
     table = table.rename_columns(names)
     columns: dict[str, Any] = {}
     for name, column in zip(names, table.columns):
-        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-            _raise_not_utf8(name, column)
         data = _arrow_column(name, column, notes)
         if data is None:
             continue
@@ -486,20 +578,38 @@ def _raise_ragged(content: bytes, delimiter: str, n_invalid: int) -> None:
     raise UploadError(message)
 
 
-def _raise_not_utf8(name: str, column: Any) -> None:
-    def is_utf8(value: bytes | None) -> bool:
-        if value is None:
-            return True
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        return True
+def _check_utf8(content: bytes, delimiter: str) -> None:
+    """Refuse text that is not UTF-8, naming the column and data row (or the header).
 
-    row = next((i for i, value in enumerate(column.to_pylist()) if not is_utf8(value)), 0)
+    Checked before pyarrow parses: pyarrow reads such cells as binary, and its handler for a
+    ragged row fails on them inside its own code. The check decodes 1 MB at a time, so it
+    never holds a second copy of the file.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 2**20
+    for start in range(0, len(content), step):
+        try:
+            decoder.decode(content[start : start + step], final=start + step >= len(content))
+        except UnicodeDecodeError as exc:
+            position = start + exc.start
+            break
+    else:
+        return
+    line_start = content.rfind(b"\n", 0, position) + 1
+    line = content.count(b"\n", 0, position)  # 0: the header
+    if line == 0:
+        where = "its header row"
+    else:
+        field = content[line_start:position].count(delimiter.encode())
+        end = content.find(b"\n")
+        names = content[: end if end >= 0 else len(content)].decode("utf-8", "replace")
+        header = names.rstrip("\r").split(delimiter)
+        column = f"column {header[field]!r}" if field < len(header) else f"field {field + 1}"
+        where = f"{column}, data row {line}"
     raise UploadError(
-        f"The file is not UTF-8 text (column {name!r}, data row {row + 1}). Save it as "
-        '"CSV UTF-8" and upload it again.'
+        f'The file is not UTF-8 text ({where}). Save it as "CSV UTF-8" and upload it again.'
     )
 
 
@@ -515,13 +625,18 @@ def _check_header(names: list[str], notes: list[str]) -> list[str]:
             new += "_"
         notes.append(f"Column {i + 1} has no name in the header; it is called {new!r}.")
         renamed.append(new)
+    _refuse_duplicates(renamed, "the header")
+    return renamed
+
+
+def _refuse_duplicates(names: list[str], where: str) -> None:
+    """Refuse repeated column names: they would make columns ambiguous."""
     seen: set[str] = set()
-    duplicates = [name for name in renamed if name in seen or seen.add(name)]
+    duplicates = [name for name in names if name in seen or seen.add(name)]
     if duplicates:
         raise UploadError(
-            f"Column names must be unique; the header repeats {_quote_examples(duplicates)}."
+            f"Column names must be unique; {where} repeats {_quote_examples(duplicates)}."
         )
-    return renamed
 
 
 _VECTOR_TEXT = r"\s*\[[^\[\]]*\]\s*"
@@ -549,6 +664,13 @@ def _text_column(name: str, series: pd.Series, notes: list[str]) -> Any:
             "those cells as missing values."
         )
         return numbers
+    if n_parsed > n_present / 2:
+        bad = series[present & ~parsed]
+        notes.append(
+            f"Column {name!r} is read as text: {len(bad)} of {n_present} cells are not numbers "
+            f"(for example {_quote_examples(pd.unique(bad.to_numpy()))}), too many to read it "
+            "as numbers."
+        )
     return series
 
 
@@ -591,16 +713,19 @@ def _arrow_column(name: str, column: Any, notes: list[str]) -> Any:
     if pa.types.is_dictionary(type_):
         column = column.cast(type_.value_type)
         type_ = column.type
+    if (pa.types.is_boolean(type_) or pa.types.is_integer(type_)) and column.null_count == 0:
+        # Straight to numpy: no pandas per column (a file may have 100,000 columns).
+        return column.to_numpy()
     if pa.types.is_boolean(type_) or pa.types.is_integer(type_):
         # Nullable dtypes keep empty cells empty (plain to_pandas would turn ints with gaps
         # into floats with NaN, and booleans into objects).
         nullable = pd.BooleanDtype() if pa.types.is_boolean(type_) else pd.Int64Dtype()
         return column.to_pandas(types_mapper=lambda _: nullable).reset_index(drop=True)
-    if pa.types.is_floating(type_) or pa.types.is_null(type_):
-        series = column.to_pandas()
-        if series.dtype == np.float16:
-            series = series.astype(np.float32)
-        return series.reset_index(drop=True)
+    if pa.types.is_floating(type_):
+        values = column.to_numpy()  # empty cells are NaN, as in pandas
+        return values.astype(np.float32) if values.dtype == np.float16 else values
+    if pa.types.is_null(type_):
+        return column.to_pandas().reset_index(drop=True)
     if (
         pa.types.is_string(type_)
         or pa.types.is_large_string(type_)
@@ -626,20 +751,19 @@ def _arrow_column(name: str, column: Any, notes: list[str]) -> Any:
         pa.types.is_binary(type_)
         or pa.types.is_large_binary(type_)
         or pa.types.is_fixed_size_binary(type_)
+        or image_fields(type_) is not None
     ):
-        return _arrow_images(name, column.to_pylist(), None, notes)
-    if pa.types.is_struct(type_) and _image_struct_fields(type_) is not None:
-        # The run store writes images as struct<png, caption>; Hugging Face datasets as
+        # Binary cells, the run store's struct<png, caption> or Hugging Face's
         # struct<bytes, path>.
-        data_field, caption_field = _image_struct_fields(type_)
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        present = array.is_valid().to_numpy(zero_copy_only=False)
-        data = [
-            value if keep else None
-            for value, keep in zip(array.field(data_field).to_pylist(), present)
-        ]
-        captions = array.field(caption_field).to_pylist() if caption_field else None
-        return _arrow_images(name, data, captions, notes)
+        try:
+            images, _ = images_from_arrow(column)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            notes.append(
+                f"Column {name!r} is left out: it holds binary data that is not an image "
+                f"({_short(exc, 80)})."
+            )
+            return None
+        return images
     notes.append(f"Column {name!r} is left out: its type {type_} cannot be shown in a table.")
     return None
 
@@ -651,32 +775,15 @@ def _is_number_type(type_: Any) -> bool:
 
 
 def _arrow_vectors(name: str, column: Any, notes: list[str]) -> Any:
-    """A list column to a 2-D array (or, with empty rows, an object array of row vectors)."""
+    """A list column as vectors (see :func:`embproj_panel.arrow.vectors_from_arrow`)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    present = array.is_valid().to_numpy(zero_copy_only=False)
-    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)[present]
-    if len(lengths) == 0:
-        notes.append(f"Column {name!r} is left out: every row is empty.")
+    try:
+        matrix, nulls = vectors_from_arrow(column)
+    except (pa.ArrowException, ValueError) as exc:
+        notes.append(f"Column {name!r} is left out: {_short(exc)}.")
         return None
-    if lengths.min() == 0 or lengths.min() != lengths.max():
-        row = (
-            int(np.flatnonzero(present)[np.flatnonzero(lengths != lengths[0])[0]])
-            if lengths.min() != lengths.max()
-            else int(np.flatnonzero(present)[lengths.argmin()])
-        )
-        notes.append(
-            f"Column {name!r} is left out: its vectors have different lengths "
-            f"({lengths.min()} to {lengths.max()} numbers; row {row} differs from the first)."
-        )
-        return None
-    flat = array.flatten().to_numpy(zero_copy_only=False)
-    if flat.dtype == np.float16:
-        flat = flat.astype(np.float32)
-    matrix = flat.reshape(len(lengths), int(lengths[0]))
-    return _vector_cells(matrix, present)
+    return matrix if nulls is None else _vector_cells(matrix[~nulls], ~nulls)
 
 
 def _vector_cells(matrix: np.ndarray, present: np.ndarray) -> Any:
@@ -688,59 +795,17 @@ def _vector_cells(matrix: np.ndarray, present: np.ndarray) -> Any:
     return cells
 
 
-def _image_struct_fields(type_: Any) -> tuple[str, str | None] | None:
-    """(bytes field, caption field or None) of a struct type that holds encoded images."""
-    import pyarrow as pa
-
-    fields = {type_.field(i).name: type_.field(i).type for i in range(type_.num_fields)}
-    data = next(
-        (
-            name
-            for name in ("png", "bytes")
-            if name in fields
-            and (pa.types.is_binary(fields[name]) or pa.types.is_large_binary(fields[name]))
-        ),
-        None,
-    )
-    if data is None:
-        return None
-    caption = fields.get("caption")
-    has_caption = caption is not None and (
-        pa.types.is_string(caption) or pa.types.is_large_string(caption)
-    )
-    return data, "caption" if has_caption else None
-
-
-def _arrow_images(
-    name: str, data: list[bytes | None], captions: list[str | None] | None, notes: list[str]
-) -> Any:
-    """Encoded images to Image cells; the column is left out, with a note, if any is not one."""
-    cells = np.empty(len(data), dtype=object)
-    for row, value in enumerate(data):
-        if value is None:
-            continue
-        try:
-            image = Image.from_png_bytes(value, caption=captions[row] if captions else None)
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{image.width}x{image.height} pixels is too large")
-        except (TypeError, ValueError) as exc:
-            notes.append(
-                f"Column {name!r} is left out: it holds binary data that is not an image "
-                f"(row {row}: {_short(exc, 80)})."
-            )
-            return None
-        cells[row] = image
-    return cells
-
-
 # -- Parquet -----------------------------------------------------------------------------------
 
 
 def _parse_parquet(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[str, Any]:
-    if not (content.startswith(_MAGIC["parquet"]) and content.endswith(_MAGIC["parquet"])):
+    if content.startswith(_MAGIC["parquet"]) and not content.endswith(_MAGIC["parquet"]):
         raise UploadError(
-            "This is not a Parquet file (or it is cut short)." + _wrong_format_hint(content)
+            "The Parquet file is cut short (it does not end with Parquet's footer): upload the "
+            "whole file again."
         )
+    if not content.startswith(_MAGIC["parquet"]):
+        raise UploadError("This is not a Parquet file." + _wrong_format_hint(content))
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -756,7 +821,9 @@ def _parse_parquet(content: bytes, max_uncompressed: int, notes: list[str]) -> d
     except UploadError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise UploadError(f"The Parquet file could not be read: {_short(exc)}") from None
+        raise UploadError(
+            f"The Parquet file could not be read (it may be damaged or cut short): {_short(exc)}"
+        ) from None
     names = _parquet_names(table)
     columns: dict[str, Any] = {}
     for name, column in zip(names, table.columns):
@@ -796,12 +863,7 @@ def _parquet_names(table: Any) -> list[str]:
             while new in names:
                 new += "_"
             names[i] = new
-    seen: set[str] = set()
-    duplicates = [name for name in names if name in seen or seen.add(name)]
-    if duplicates:
-        raise UploadError(
-            f"Column names must be unique; the file repeats {_quote_examples(duplicates)}."
-        )
+    _refuse_duplicates(names, "the file")
     return names
 
 
@@ -813,13 +875,52 @@ _PICKLE_MESSAGE = (
 )
 
 
-def _load_npy(handle: Any, what: str) -> np.ndarray:
+def _check_npy_size(handle: Any, size: int, what: str) -> None:
+    """Refuse an NPY whose header declares more data than the file holds (before allocating).
+
+    ``np.load`` on an in-memory file allocates the declared shape first; a 100-byte file must
+    not be able to ask for terabytes. ``handle`` is rewound afterwards.
+    """
+    from numpy.lib import format as npy_format
+
+    start = handle.tell()
+    try:
+        version = npy_format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            handle.seek(start)
+            return  # np.load reads (and checks) the rarer versions itself
+        read_header = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(handle)
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        raise UploadError(
+            f"{what} could not be read: its NPY header is damaged ({_short(exc, 80)})."
+        ) from None
+    data = size - (handle.tell() - start)
+    handle.seek(start)
+    if dtype.hasobject:
+        return  # refused as pickled data by np.load
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > data:
+        raise UploadError(
+            f"{what} is cut short or damaged: its header declares shape {tuple(shape)} of "
+            f"{dtype} ({_format_size(declared)}), but the file holds {_format_size(max(data, 0))}."
+        )
+
+
+def _load_npy(handle: Any, what: str, size: int) -> np.ndarray:
+    _check_npy_size(handle, size, what)
     try:
         return np.load(handle, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise UploadError(f"{what} {_PICKLE_MESSAGE}") from None
-        raise UploadError(f"{what} could not be read: {_short(exc)}") from None
+        raise UploadError(
+            f"{what} could not be read (it may be damaged or cut short): {_short(exc)}"
+        ) from None
     except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise UploadError(
             f"{what} could not be read (it may be cut short): {_short(exc)}"
@@ -829,7 +930,7 @@ def _load_npy(handle: Any, what: str) -> np.ndarray:
 def _parse_npy(content: bytes, notes: list[str]) -> dict[str, Any]:
     if not content.startswith(_MAGIC["npy"]):
         raise UploadError("This is not an NPY file." + _wrong_format_hint(content))
-    array = _load_npy(io.BytesIO(content), "The array")
+    array = _load_npy(io.BytesIO(content), "The array", len(content))
     if array.dtype.names:
         columns = _structured_columns(array, "", notes)
         _check_lengths({name: len(data) for name, data in columns.items()})
@@ -894,7 +995,7 @@ def _parse_npz(content: bytes, max_uncompressed: int, notes: list[str]) -> dict[
         # A fresh handle: np.load reads the header itself. Zip members are bounded by their
         # declared size (checked above), so a lying header cannot unpack more than that.
         with archive.open(member) as handle:
-            arrays[key] = _load_npy(handle, f"Array {key!r}")
+            arrays[key] = _load_npy(handle, f"Array {key!r}", member.file_size)
     if skipped:
         notes.append(
             f"{len(skipped)} files in the NPZ are not arrays and are left out: "

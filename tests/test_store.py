@@ -6,7 +6,10 @@ conftest.py points ``$EMBPROJ_DIR`` at a fresh temporary folder.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -21,6 +24,7 @@ from hypothesis import strategies as st
 
 import embproj_panel as ep
 from embproj_panel import store
+from embproj_panel.store import Run
 
 
 @pytest.fixture(autouse=True)
@@ -405,6 +409,50 @@ def test_property_any_table_round_trips(table):
     assert loaded == table
 
 
+# -- the on-disk format stays readable ---------------------------------------------------------
+# tests/data/store-format-1 was written by store.py as it was before the Arrow layout moved to
+# embproj_panel/arrow.py (commit b26d53c), from the tables below: a store logged by an older
+# version must keep loading, and the writer must keep writing the same Arrow layout.
+FORMAT_1 = Path(__file__).parent / "data" / "store-format-1"
+
+
+def format_1_tables() -> dict[str, ep.Table]:
+    return {
+        "every": every_type_table(),
+        "small": ep.Table(columns=["v", "s", "f32"], data=[[[1.0, 2.0], None, None], [None] * 3]),
+        "frame": ep.Table(
+            dataframe=pd.DataFrame({"f32": np.array([1.5, np.nan], np.float32), "i": [1, 2]})
+        ),
+    }
+
+
+def test_a_store_written_by_format_1_code_still_loads(tmp_path):
+    import shutil
+
+    root = shutil.copytree(FORMAT_1, tmp_path / "store")
+    assert list(ep.list_tables("old", "format1", dir=root)) == ["every", "small", "frame"]
+    for key, expected in format_1_tables().items():
+        loaded = ep.load_table("old", "format1", key, dir=root)
+        assert loaded.column_types == expected.column_types, key
+        assert loaded == expected, key
+    vectors = ep.load_table("old", "format1", "every", dir=root).get_column("vector", "numpy")
+    assert vectors.dtype == np.float32
+
+
+def test_the_writer_keeps_the_format_1_layout(tmp_path):
+    with ep.init(project="old", name="format1", dir=tmp_path) as run:
+        run.log(format_1_tables())
+    old_manifest = json.loads((FORMAT_1 / "old" / "format1" / "manifest.json").read_text())
+    new_manifest = json.loads((run.dir / "manifest.json").read_text())
+    for key in format_1_tables():
+        old = pq.read_table(FORMAT_1 / "old" / "format1" / f"{key}.0.parquet")
+        new = pq.read_table(run.dir / f"{key}.0.parquet")
+        assert new.schema.equals(old.schema, check_metadata=True), key
+        # repr: NaN equals NaN, and -0.0 stays apart from 0.0 (Arrow's equals does neither).
+        assert repr(new.to_pylist()) == repr(old.to_pylist()), key
+        assert new_manifest["tables"][key][0]["columns"] == old_manifest["tables"][key][0]["columns"]
+
+
 # -- the seed's examples, with embproj_panel in place of wandb ---------------------------------
 def test_seed_hello_world():
     ep.init(project="embedding_tutorial")
@@ -477,3 +525,217 @@ def test_load_shares_repeated_images_and_strings():
     assert cells[7] is None and loaded.column_nulls("image")[7]
     assert len({id(cell) for cell in cells if cell is not None}) == 3
     assert len({id(label) for label in loaded.get_column("label", convert_to="numpy")}) == 3
+
+
+# -- faults: a read-only store, a full disk, damaged files -------------------------------------
+def deny_writes_under(monkeypatch, folder: Path, code: int = errno.EROFS) -> None:
+    """Make ``folder`` behave as on a read-only file system, at the calls the store writes with.
+
+    The suite runs as root here, and root writes through any chmod; so the refusal is made at
+    the operating-system calls (open for writing, mkdir, rename, unlink), with the errno the
+    kernel would give. ``test_read_only_folder_for_real`` does the same through chmod where
+    the tests run as an ordinary user.
+    """
+    folder = folder.resolve()
+
+    def inside(path) -> bool:
+        return Path(os.fsdecode(path)).resolve().is_relative_to(folder)
+
+    def refuse(path):
+        raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+    real_open, real_io_open = os.open, io.open
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def os_open(path, flags, mode=0o777, *args, **kwargs):
+        if flags & writing and inside(path):
+            refuse(path)
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    def io_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and set(mode) & set("wax+") and inside(file):
+            refuse(file)
+        return real_io_open(file, mode, *args, **kwargs)
+
+    def refuse_if_inside(real):
+        def call(path, *args, **kwargs):
+            if inside(path):
+                refuse(path)
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(io, "open", io_open)
+    monkeypatch.setattr("builtins.open", io_open)
+    for name in ("mkdir", "replace", "rename", "unlink", "rmdir"):
+        monkeypatch.setattr(os, name, refuse_if_inside(getattr(os, name)))
+
+
+def store_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_logging_to_a_read_only_store_fails_clearly_and_writes_nothing(
+    monkeypatch, isolated_store, code
+):
+    earlier = ep.Table(columns=["x"], data=[[1.5], [2.5]])
+    run = ep.init(project="p", name="r")
+    run.log({"t": earlier})
+    before = store_files(isolated_store)
+    with monkeypatch.context() as patch:
+        deny_writes_under(patch, isolated_store, code)
+        with pytest.raises(store.StoreWriteError) as caught:
+            run.log({"t": earlier, "u": earlier})
+        with pytest.raises(store.StoreWriteError, match="Cannot start run p/other"):
+            Run(project="p", name="other")
+        with pytest.raises(store.StoreWriteError, match=r"Cannot start run q/\(new\)"):
+            Run(project="q")
+        with pytest.raises(store.StoreWriteError, match="Cannot mark run p/r finished"):
+            run.finish()
+    message = str(caught.value)
+    assert message.startswith("Cannot log 't', 'u' to run p/r: the store folder ")
+    assert "Nothing was written" in message and str(isolated_store) not in message
+    assert caught.value.errno == code and isinstance(caught.value, OSError)
+    assert store_files(isolated_store) == before  # no temporary file, no new folder
+    assert ep.load_table("p", "r", "t") == earlier
+    run.log({"u": earlier})  # writable again: the store carries on
+    assert list(ep.list_tables("p", "r")) == ["t", "u"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores chmod")
+def test_read_only_folder_for_real(isolated_store):
+    run = ep.init(project="p", name="r")
+    run.log({"t": ep.Table(columns=["x"], data=[[1]])})
+    before = store_files(isolated_store)
+    run.dir.chmod(0o555)
+    try:
+        with pytest.raises(store.StoreWriteError, match="not writable"):
+            run.log({"t": ep.Table(columns=["x"], data=[[2]])})
+    finally:
+        run.dir.chmod(0o755)
+    assert store_files(isolated_store) == before
+
+
+@pytest.mark.parametrize("stage", ["parquet", "manifest"])
+def test_disk_full_keeps_earlier_tables_and_leaves_no_partial_file(monkeypatch, stage):
+    run = ep.init(project="p")
+    earlier = ep.Table(columns=["x", "v"], data=[[1.0, [0.5, 1.5]], [2.0, [2.5, 3.5]]])
+    run.log({"t": earlier})
+    files = run_files(run)
+    manifest = (run.dir / "manifest.json").read_bytes()
+    real_write_table, real_write_text = store.pq.write_table, Path.write_text
+
+    def full_disk(path: Path, data: bytes) -> None:
+        with open(path, "wb") as handle:
+            handle.write(data[: len(data) // 3])  # what fitted before the disk filled up
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    def write_table(table, where, **kwargs):
+        buffer = pa.BufferOutputStream()
+        real_write_table(table, buffer, **kwargs)
+        full_disk(Path(where), buffer.getvalue().to_pybytes())
+
+    def write_text(self, text, *args, **kwargs):
+        if self.name.startswith(".manifest.json."):
+            full_disk(self, text.encode())
+        return real_write_text(self, text, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        if stage == "parquet":
+            patch.setattr(store.pq, "write_table", write_table)
+        else:
+            patch.setattr(Path, "write_text", write_text)
+        with pytest.raises(store.StoreWriteError, match=r"to run p/.*: the disk is full\. Nothing"):
+            run.log({"t": ep.Table(columns=["x"], data=[[9.0]]), "big": earlier})
+    assert run_files(run) == files and (run.dir / "manifest.json").read_bytes() == manifest
+    assert ep.load_table("p", run.name, "t") == earlier
+    assert [entry.readable for entry in store.list_entries()] == [True]
+
+
+def test_store_files_follow_the_umask_not_private(isolated_store):
+    """A server that reads the store may run as another user: files are not 0600."""
+    old = os.umask(0o022)
+    try:
+        with ep.init(project="p", name="r") as run:
+            run.log({"t": ep.Table(columns=["x"], data=[[1]])})
+    finally:
+        os.umask(old)
+    for name in ("manifest.json", "t.0.parquet"):
+        assert (run.dir / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def damaged_store(root: Path) -> Run:
+    """A store with one good table, a cut-short, a missing and a mismatched one, a bad run."""
+    table = ep.Table(columns=["x"], data=[[1.0], [2.0]])
+    with ep.init(project="p", name="good") as good:
+        good.log({"a": table, "cut": table, "gone": table, "hand": table})
+    for name, text in (("badjson", None), ("empty", ""), ("other", '{"tables": []}')):
+        with ep.init(project="p", name=name) as run:
+            run.log({"a": table})
+        manifest = run.dir / "manifest.json"
+        manifest.write_text(manifest.read_text()[:40] if text is None else text)
+    cut = good.dir / "cut.0.parquet"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    (good.dir / "gone.0.parquet").unlink()
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0]}), good.dir / "hand.0.parquet")
+    return good
+
+
+def test_listing_marks_damaged_tables_and_runs_and_keeps_the_rest(isolated_store):
+    damaged_store(isolated_store)
+    labels = [entry.label for entry in store.list_entries()]
+    assert labels[0] == "p / good / a (2 rows)"
+    by_label = dict(zip(labels, store.list_entries()))
+    assert set(labels) == {
+        "p / good / a (2 rows)",
+        "p / good / cut: unreadable (its file cut.0.parquet is cut short or is not a Parquet file)",
+        "p / good / gone: unreadable (its file gone.0.parquet is missing)",
+        "p / good / hand: unreadable (its file hand.0.parquet holds 1 columns x 3 rows but the "
+        "manifest.json says 1 x 2 (the run folder was changed by hand))",
+        "p / badjson: unreadable (its manifest.json is not valid JSON (cut short or edited by "
+        "hand: Unterminated string starting at, line 3, column 3))",
+        "p / empty: unreadable (its manifest.json is empty)",
+        "p / other: unreadable (its manifest.json is not an embproj-panel manifest)",
+    }
+    assert by_label["p / good / a (2 rows)"].source == ("p", "good", "a")
+    assert all(entry.source is None for entry in store.list_entries() if not entry.readable)
+    # the lower-level listings say the same
+    assert sorted(ep.list_runs("p")) == ["badjson", "empty", "good", "other"]
+    steps = {key: s[-1] for key, s in ep.list_tables("p", "good").items()}
+    assert [key for key, s in steps.items() if s.readable] == ["a"]
+    assert steps["gone"].reason == "its file gone.0.parquet is missing"
+
+
+def test_opening_a_damaged_table_says_why_without_the_servers_path(isolated_store):
+    damaged_store(isolated_store)
+    for run, key, words in (
+        ("good", "cut", "cut short"),
+        ("good", "gone", "missing"),
+        ("good", "hand", "changed by hand"),
+        ("badjson", "a", "not valid JSON"),
+        ("empty", "a", "is empty"),
+    ):
+        with pytest.raises(store.UnreadableError, match=words) as caught:
+            ep.load_table("p", run, key)
+        message = str(caught.value)
+        assert f"p/{run} cannot be read" in message
+        assert str(isolated_store) not in message and "/tmp" not in message, message
+    for call in (lambda: ep.load_table("p", "nope", "a"), lambda: ep.list_runs("nope")):
+        with pytest.raises(FileNotFoundError) as caught:
+            call()
+        assert str(isolated_store) not in str(caught.value)
+
+
+def test_a_file_damaged_past_its_footer_is_reported_on_load(isolated_store):
+    """The footer check passes, but the data pages are garbage: load still says so plainly."""
+    with ep.init(project="p", name="r") as run:
+        run.log({"t": ep.Table(columns=["s"], data=[["x" * 100], ["y" * 100]])})
+    path = run.dir / "t.0.parquet"
+    data = bytearray(path.read_bytes())
+    data[4:60] = b"\xff" * 56  # the first data page, after the PAR1 magic
+    path.write_bytes(bytes(data))
+    with pytest.raises(store.UnreadableError, match=r"its file t.0.parquet is damaged") as caught:
+        ep.load_table("p", "r", "t")
+    assert str(isolated_store) not in str(caught.value)

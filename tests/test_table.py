@@ -253,12 +253,12 @@ def test_add_computed_columns_errors_leave_table_unchanged():
 # -- large input is vectorised -----------------------------------------------------------------
 def test_dataframe_vector_column_is_stacked_without_per_row_python(monkeypatch):
     """A DataFrame of vectors must go through np.stack, never the per-cell validator."""
-    import embproj_panel.table as table_module
+    import embproj_panel.columns as columns_module
 
     def fail(*args, **kwargs):
         raise AssertionError("per-cell path used for a clean vector column")
 
-    monkeypatch.setattr(table_module, "_column_from_cells", fail)
+    monkeypatch.setattr(columns_module, "column_from_cells", fail)
     vectors = np.random.default_rng(0).normal(size=(20_000, 16)).astype(np.float32)
     frame = pd.DataFrame({"embedding": list(vectors), "label": np.arange(20_000) % 7})
     table = Table(dataframe=frame)

@@ -1,0 +1,67 @@
+"""The upload box: Panel's ``FileDropper``, but it never holds more than the upload limit.
+
+Panel's ``FileDropper`` keeps every chunk of a file until the last one arrives. The browser
+checks ``max_file_size`` first, but a client talking to the websocket directly does not: a
+50 MB upload grew the server by about 150 MB before anything refused it (issue 16). This
+subclass hands each chunk to :class:`embproj_panel.uploads.ChunkCollector`, which drops an
+upload the moment it passes the limit and says so in :attr:`BoundedFileDropper.error`.
+
+It overrides ``FileDropper._process_event``, a private method of Panel (checked against Panel
+1.9): if a Panel upgrade renames it, ``tests/test_upload_widget.py`` fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from embproj_panel.uploads import ChunkCollector, UploadError, max_upload_bytes
+
+__all__ = ["BoundedFileDropper"]
+
+
+class BoundedFileDropper(pn.widgets.FileDropper):
+    """A ``FileDropper`` whose server side holds at most ``max_bytes`` of any upload.
+
+    ``value`` gets the file's bytes (never decoded text) once it is complete and within the
+    limit; an upload over the limit sets ``error`` instead and leaves ``value`` alone.
+    """
+
+    max_bytes = param.Integer(default=None, allow_None=True, bounds=(1, None), doc="""
+        Largest accepted file in bytes (None: embproj_panel.uploads.max_upload_bytes()).""")
+
+    error = param.String(default="", doc="""
+        Why the last upload was refused (plain text: escape it before rendering it), or ''.""")
+
+    def __init__(self, **params: Any) -> None:
+        if params.get("max_bytes") is None:
+            params["max_bytes"] = max_upload_bytes()
+        params.setdefault("max_file_size", f"{max(1, params['max_bytes'] // 2**10)}KB")
+        super().__init__(**params)
+        self._collector = ChunkCollector(self.max_bytes)
+
+    @param.depends("max_bytes", watch=True)
+    def _new_limit(self) -> None:
+        self._collector = ChunkCollector(self.max_bytes)
+        self.max_file_size = f"{max(1, self.max_bytes // 2**10)}KB"
+
+    def _process_event(self, event: Any) -> None:
+        data = event.data
+        name = data["name"]
+        if event.event_name == "delete_event":
+            self._collector.discard(name)
+            super()._process_event(event)
+            return
+        try:
+            whole = self._collector.add(name, data["chunk"], data["total_chunks"], data["data"])
+        except UploadError as exc:
+            self.error = str(exc)
+            return
+        if whole is None:
+            return
+        self.error = ""
+        self.value[name] = whole
+        self.mime_type[name] = data.get("type", "")
+        self.param.trigger("mime_type", "value")
