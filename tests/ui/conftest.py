@@ -38,7 +38,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
@@ -46,7 +46,10 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None
         if process.poll() is not None:
             raise RuntimeError(f"panel serve exited with {process.returncode}")
         try:
-            if requests.get(url, timeout=5).status_code == 200:
+            # A generous read timeout: on a busy machine the first page (a session, its PCA
+            # and the warm-ups starting beside it) takes longer than a few seconds, and an
+            # abandoned request leaves its session building while the next one starts another.
+            if requests.get(url, timeout=(5, 120)).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -101,6 +104,9 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # Navigation waits up to 2 minutes (Playwright's default is 30 s): on a machine busy with
+    # other work the first page of a fresh server can take that long; waits still fail.
+    context.set_default_navigation_timeout(120_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
