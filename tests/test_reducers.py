@@ -265,6 +265,49 @@ def test_umap_above_exact_threshold_uses_annoy_and_is_reproducible(numba_warm):
     np.testing.assert_array_equal(first, UMAP(n_epochs=15).fit_transform(X))
 
 
+def test_parallel_sgd_gives_the_same_layout_on_one_and_two_threads(numba_warm, monkeypatch):
+    """The property that justifies owning the kernel: parallel *and* reproducible."""
+    import numba
+    import scipy.sparse
+    from umap.umap_ import make_epochs_per_sample
+
+    from embproj_panel import _umap_engine
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread on this machine")
+    rng = np.random.default_rng(0)
+    n, per_row = 12_000, 10
+    rows = np.repeat(np.arange(n), per_row)
+    cols = rng.integers(0, n, n * per_row)
+    graph = scipy.sparse.coo_matrix((rng.uniform(0.05, 1, len(rows)), (rows, cols)),
+                                    shape=(n, n)).tocsr()
+    graph = (graph + graph.T).tocsr()  # both directions, as a fuzzy graph stores its edges
+    graph.sum_duplicates()
+    assert graph.nnz >= _umap_engine.PARALLEL_MIN_EDGES  # the parallel path, not the serial
+    epochs_per_sample = make_epochs_per_sample(graph.data, 20)
+    start = rng.uniform(0, 10, (n, 2)).astype(np.float32)
+    used: list[int] = []
+    real = numba.set_num_threads
+    monkeypatch.setattr(numba, "set_num_threads", lambda k: (used.append(k), real(k)))
+
+    def run(threads: int) -> np.ndarray:
+        head = start.copy()
+        previous = numba.get_num_threads()
+        real(threads)
+        try:
+            _umap_engine.optimize(head, None, graph, epochs_per_sample, 1.58, 0.9,
+                                  np.array([1, 2, 3], dtype=np.int64), 20, 1.0, 2.0,
+                                  lambda fraction: None)
+        finally:
+            real(previous)
+        return head
+
+    one, two = run(1), run(2)
+    assert used[0] == 1 and 2 in used  # the kernel really ran on two threads the second time
+    assert not np.array_equal(one, start)
+    np.testing.assert_array_equal(one, two)
+
+
 def test_determinism_across_processes(numba_warm):
     code = (
         "import sys, json, hashlib, warnings; "
