@@ -2,16 +2,13 @@
 
 Private: :mod:`embproj_panel.reducers` is the API. The fit calls openTSNE's building blocks
 (``affinity.PerplexityBasedNN``, ``initialization.pca``, ``TSNEEmbedding.optimize``) rather
-than ``openTSNE.TSNE`` so that progress is reported and cancel polled between iterations, and
-the out-of-sample step re-states ``TSNEEmbedding.transform`` (``prepare_partial`` then
-``optimize``) for the same reason.
+than ``openTSNE.TSNE`` so that progress is reported and cancel polled between iterations.
+Rows beyond a sample fit are placed from their nearest sample rows (:func:`place`).
 
 openTSNE behaviour it relies on (the reason for the upper bound in ``pyproject.toml``):
-``TSNEEmbedding(..., ints_in_interval=, callbacks=, callbacks_every_iters=)``,
-``optimize(..., propagate_exception=True)`` re-raising a callback's exception, and the
-settings ``TSNEEmbedding.transform`` uses internally (re-centring the reference embedding,
-``prepare_partial(initialization="median", k=25, perplexity=5)``, 250 iterations at
-learning rate 0.1, exaggeration 1.5, ``max_grad_norm=0.25``), copied here.
+``TSNEEmbedding(..., ints_in_interval=, callbacks=, callbacks_every_iters=)`` (keyword
+arguments it forwards to its gradient descent) and ``optimize(..., inplace=True,
+propagate_exception=True)`` re-raising a callback's exception.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from embproj_panel._runtime import n_threads
+from embproj_panel._sample_index import SampleIndex, weighted_mean
 
 
 def fit(X, perplexity, params, metric, gradient, report):
@@ -62,22 +60,20 @@ def fit(X, perplexity, params, metric, gradient, report):
     return embedding
 
 
-def transform(embedding, X_new, report) -> np.ndarray:
-    """openTSNE's ``TSNEEmbedding.transform``, step by step so that it reports and cancels."""
-    every = int(min(25, max(2, 200_000 // max(X_new.shape[0], 1))))
-    n_iter = 250
+# Neighbours in the sample whose weighted mean places each other row.
+PLACE_NEIGHBOURS = 15
 
-    def callback(iteration, error, new):
-        del error, new
-        report(0.2 + 0.8 * iteration / n_iter)
-        return False
 
-    # transform() centres the reference embedding first; so do we.
-    embedding -= (np.max(embedding, axis=0) + np.min(embedding, axis=0)) / 2
-    report(0.0)
-    partial = embedding.prepare_partial(X_new, initialization="median", k=25, perplexity=5)
-    report(0.2)
-    partial.optimize(n_iter=n_iter, learning_rate=0.1, exaggeration=1.5, momentum=0.8,
-                     max_grad_norm=0.25, max_step_norm=None, inplace=True,
-                     propagate_exception=True, callbacks=[callback], callbacks_every_iters=every)
-    return np.asarray(partial)
+def place(embedding: np.ndarray, index: SampleIndex, X, rows, report) -> np.ndarray:
+    """Place ``X[rows]`` at the weighted mean of their approximate nearest sample rows.
+
+    The weights are :func:`embproj_panel._sample_index.neighbour_kernel`'s memberships of
+    the ``PLACE_NEIGHBOURS`` nearest (decaying with distance); nothing is optimised after
+    that. openTSNE's ``transform`` instead optimises every new row for 250 iterations
+    against the fit, which at a million rows costs far more than the fit itself.
+    """
+    out = np.empty((len(rows), 2), dtype=np.float32)
+    for done, positions, indices, weights in index.search(X, rows, PLACE_NEIGHBOURS):
+        report(done)
+        out[positions] = weighted_mean(embedding, indices, weights)
+    return out

@@ -292,7 +292,7 @@ _METHOD_PACKAGES = {
 }
 # Our modules whose source decides the coordinates: any edit to them is a new key, so a
 # changed engine never serves a layout computed by the old one.
-_ENGINE_MODULES = ("reducers.py", "_umap_engine.py", "_tsne_engine.py")
+_ENGINE_MODULES = ("reducers.py", "_umap_engine.py", "_tsne_engine.py", "_sample_index.py")
 
 
 @functools.cache
@@ -710,6 +710,7 @@ def _warm(future: Future) -> None:
         return
     began = time.perf_counter()
     try:
+        from embproj_panel._sample_index import SampleIndex
         from embproj_panel._umap_engine import knn
         from embproj_panel.reducers import TSNE, UMAP
 
@@ -718,7 +719,9 @@ def _warm(future: Future) -> None:
         # Imports umap-learn, loads (or compiles) the fuzzy-set functions and the SGD
         # kernel, runs the exact-neighbour path, the graph and the spectral start.
         UMAP(n_neighbors=5, n_epochs=10).fit_transform(tiny)
-        knn(tiny, 5, "euclidean", 0, keep_index=True)  # the Annoy path (larger inputs)
+        knn(tiny, 5, "euclidean", 0, exact=False)  # the Annoy path (larger inputs)
+        index = SampleIndex(tiny, "euclidean", 0)  # placement beside a sample fit
+        list(index.search(tiny, np.arange(len(tiny)), 5))
         TSNE(n_iter=250).fit_transform(tiny)  # imports openTSNE
     except BaseException as err:  # reported through the future
         future.set_exception(err)
