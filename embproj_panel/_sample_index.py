@@ -6,6 +6,10 @@ seeded centres, candidates from the nearest cells, distances by BLAS) and
 :func:`neighbour_kernel` keeps the k nearest with umap-learn's ``transform`` memberships.
 A million rows take seconds, in bounded memory, and the result depends neither on the
 thread count nor on how rows are grouped.
+
+Relies on: ``threadpoolctl.threadpool_limits`` (BLAS on one thread per worker thread) and
+numba (``njit(cache=True, nogil=True)``); it re-implements umap-learn's ``smooth_knn_dist``
+for local connectivity 0 (see :func:`neighbour_kernel`), calling nothing of umap-learn's.
 """
 
 from __future__ import annotations

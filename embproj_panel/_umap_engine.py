@@ -9,18 +9,18 @@ Internals of other packages it relies on (the reason for the upper bounds in
 
 umap-learn (``umap.umap_``, ``umap.spectral``; none is in umap-learn's documented API)
     ``fuzzy_simplicial_set(X, k, random_state, metric, knn_indices=, knn_dists=)``,
-    ``smooth_knn_dist(dists, k, local_connectivity=)``,
-    ``compute_membership_strengths(indices, dists, sigmas, rhos, bipartite=)`` (4 results),
     ``find_ab_params(spread, min_dist)``, ``make_epochs_per_sample(weights, n_epochs)``,
     ``noisy_scale_coords(coords, random_state, max_coord=, noise=)``,
     ``umap.spectral.spectral_layout(X, graph, dim, random_state, metric=, metric_kwds=)``;
     numba's ``Dispatcher.enable_caching()`` on ``smooth_knn_dist`` and
-    ``compute_membership_strengths`` (they must stay plain module-level ``@numba.njit``
-    functions). The kernel re-implements ``optimize_layout_euclidean``'s epoch (its
-    gradient clipping at 4, negative-sample schedule, ``tau_rand_int`` generator and the
-    per-point seeding from the seed and the first coordinate) and ``UMAP.transform``'s steps
-    (local connectivity 0, weighted-mean start, n_epochs / 3 epochs at a quarter of the
-    learning rate, edges below max / epochs dropped).
+    ``compute_membership_strengths``, which ``fuzzy_simplicial_set`` calls (they must stay
+    plain module-level ``@numba.njit`` functions). The kernel re-implements
+    ``optimize_layout_euclidean``'s epoch (its gradient clipping at 4, negative-sample
+    schedule, ``tau_rand_int`` generator and the per-point seeding from the seed and the
+    first coordinate); :func:`place` follows ``UMAP.transform``'s steps (memberships with
+    local connectivity 0, re-implemented in ``_sample_index.neighbour_kernel``; a weighted-
+    mean start; epochs at a quarter of the learning rate; edges below max / epochs dropped)
+    with fewer epochs and approximate neighbours.
 openTSNE
     ``openTSNE.dependencies.annoy.AnnoyIndex``, the Annoy it vendors (not a public module):
     ``set_seed``, ``add_item``, ``build(n_trees, n_jobs=)``, ``get_nns_by_item`` and
