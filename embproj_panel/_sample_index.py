@@ -26,6 +26,10 @@ __all__ = ["PLACE_CHUNK_ROWS", "SampleIndex", "neighbour_kernel", "weighted_mean
 # Rows per step of a search: bounded temporaries (a few MB) at any row count, and (in UMAP's
 # placement) an edge count above PARALLEL_MIN_EDGES so that the epochs use every thread.
 PLACE_CHUNK_ROWS = 32768
+# Rows per BLAS product with the cell centres: (rows x centres) float32 stays ~4 MB per
+# thread (32,768 rows x 447 centres was 57 MB, times three temporaries, times two threads:
+# most of a million-row projection's peak memory).
+_CELL_CHUNK_ROWS = 2048
 
 
 class SampleIndex:
@@ -61,8 +65,8 @@ class SampleIndex:
     def cells(self, X: np.ndarray) -> np.ndarray:
         """The cell of each row of ``X`` (the nearest centre's position), in chunks."""
         out = np.empty(X.shape[0], dtype=np.int32)
-        for start in range(0, X.shape[0], PLACE_CHUNK_ROWS):
-            part = slice(start, start + PLACE_CHUNK_ROWS)
+        for start in range(0, X.shape[0], _CELL_CHUNK_ROWS):
+            part = slice(start, start + _CELL_CHUNK_ROWS)
             out[part] = _nearest(X[part], self.centres, self._centre_norms, 1)[:, 0]
         return out
 
@@ -144,7 +148,9 @@ def _nearest(queries: np.ndarray, centres: np.ndarray, norms: np.ndarray,
              count: int) -> np.ndarray:
     """Positions of the ``count`` centres nearest each query (BLAS; ties: lower position)."""
     # |q - c|^2 up to |q|^2, which is the same for every centre of one query.
-    far = norms[None, :] - 2.0 * (queries @ centres.T)
+    far = queries @ centres.T
+    far *= -2.0
+    far += norms[None, :]
     if count == 1:
         return np.argmin(far, axis=1).astype(np.int32)[:, None]
     return np.argsort(far, axis=1, kind="stable")[:, :count].astype(np.int32)
