@@ -88,19 +88,27 @@ class SampleIndex:
 
         def one_cell(c: int) -> tuple[np.ndarray, np.ndarray]:
             candidates = self.candidates[c]
-            queries = X[rows[order[bounds[c]:bounds[c + 1]]]]
-            if self.unit:
-                queries = _unit(queries)
-            if self.manhattan:
-                from scipy.spatial.distance import cdist
+            reference = self.data[candidates]
+            members = order[bounds[c]:bounds[c + 1]]
+            picked = np.empty((len(members), k), dtype=np.int32)
+            weights = np.empty((len(members), k), dtype=np.float32)
+            # A cell can hold tens of thousands of rows (a centre in a dense cluster): its
+            # distance matrix is made a block of rows at a time, a few MB each.
+            for start in range(0, len(members), _CELL_CHUNK_ROWS):
+                part = slice(start, start + _CELL_CHUNK_ROWS)
+                queries = X[rows[members[part]]]
+                if self.unit:
+                    queries = _unit(queries)
+                if self.manhattan:
+                    from scipy.spatial.distance import cdist
 
-                far = cdist(queries, self.data[candidates], "cityblock").astype(np.float32)
-            else:  # squared distances
-                far = self.norms[candidates][None, :] - 2.0 * (queries @ self.data[candidates].T)
-                far += np.einsum("ij,ij->i", queries, queries)[:, None]
-            picked = np.empty((len(queries), k), dtype=np.int32)
-            weights = np.empty((len(queries), k), dtype=np.float32)
-            neighbours(far, not self.manhattan, picked, weights)
+                    far = cdist(queries, reference, "cityblock").astype(np.float32)
+                else:  # squared distances
+                    far = queries @ reference.T
+                    far *= -2.0
+                    far += self.norms[candidates][None, :]
+                    far += np.einsum("ij,ij->i", queries, queries)[:, None]
+                neighbours(far, not self.manhattan, picked[part], weights[part])
             return candidates[picked], weights
 
         def cells_of(start: int) -> np.ndarray:
