@@ -401,7 +401,7 @@ def _choose(files: list[WandbTableFile], path: Any, key: str | None, step: int |
     keys = sorted({f.key for f in files})
     if key is None:
         if len(keys) > 1:
-            raise ValueError(f"{os.fspath(path)!r} holds {len(keys)} tables; pass key= one of "
+            raise ValueError(f"{os.fspath(path)!r} holds {len(keys)} tables; pass a key, one of "
                              f"{keys}")
         key = keys[0]
     matching = [f for f in files if f.key == key]

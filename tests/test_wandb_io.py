@@ -317,7 +317,7 @@ def test_errors_name_what_exists(wandb_files, tmp_path):
         ep.load_wandb(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="No W&B tables"):
         ep.load_wandb(tmp_path)
-    with pytest.raises(ValueError, match=r"holds 3 tables; pass key= one of \['big', 'digits', 'embeddings'\]"):
+    with pytest.raises(ValueError, match=r"holds 3 tables; pass a key, one of \['big', 'digits', 'embeddings'\]"):
         ep.load_wandb(wandb_files / "wandb")
     with pytest.raises(KeyError, match="the keys are"):
         ep.load_wandb(wandb_files / "wandb", "nope")
