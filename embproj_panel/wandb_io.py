@@ -660,7 +660,9 @@ def source_options(root: str | os.PathLike[str] | None = None) -> dict[str, tupl
     for entry in files:
         where = "run file" if entry.kind == "run" else "artifact"
         step = f" step {entry.step}" if entry.step is not None else ""
-        label = f"W&B / {_relative(entry.folder, folder)} / {entry.key}{step} ({where})"
+        relative = _relative(entry.folder, folder)
+        shown = folder.resolve().name if relative == "." else relative
+        label = f"W&B / {shown} / {entry.key}{step} ({where})"
         options[label] = ("wandb", entry.name)
     return options
 

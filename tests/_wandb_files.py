@@ -56,7 +56,9 @@ def _generate(out: Path) -> None:
     pixels = (digits.images * 15).astype(np.uint8)  # 0..16 -> 0..240: visible, not wrapped
     targets = [str(t) for t in digits.target]
     rng = np.random.default_rng(0)
-    emb256 = rng.standard_normal((ARTIFACT_ROWS, BIG_DIM)).astype(np.float32)
+    # A 256-d embedding that keeps the digits apart (a random linear map of the pixels), so
+    # the projection of the artifact shows the digits' clusters.
+    emb256 = (digits.data[:ARTIFACT_ROWS] @ rng.standard_normal((64, BIG_DIM))).astype(np.float32)
     emb8 = rng.standard_normal((ARTIFACT_ROWS, 8))
     big = rng.standard_normal((BIG_ROWS, BIG_DIM)).astype(np.float32)
     pixel_names = [f"pixel_{i}_{j}" for i in range(8) for j in range(8)]

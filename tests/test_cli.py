@@ -249,7 +249,7 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 180) -> str:
         if process.poll() is not None:
             raise AssertionError(f"embproj serve exited: {process.stderr.read()}")
         try:
-            response = requests.get(url, timeout=5)
+            response = requests.get(url, timeout=60)  # a first page can take a while
             if response.status_code == 200:
                 return response.text
         except requests.RequestException:
