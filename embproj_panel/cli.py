@@ -222,7 +222,9 @@ def _project(args: argparse.Namespace) -> int:
         print(f"note: {warning}", file=sys.stderr)
     frame = selection_frame(source.table, projection, vectors=False, images=False)
     ids = source.table.schema.of_kind("id")
-    frame = frame[[*ids, "x", "y"]].reset_index()
+    frame = frame[[*ids, "x", "y"]]
+    frame.index.name = "row" if "row" not in ids else "input_row"  # an id column may be "row"
+    frame = frame.reset_index()
     frame.columns = [str(c) for c in frame.columns]
     if output.suffix.lower() == ".csv":
         frame.to_csv(output, index=False)

@@ -371,6 +371,9 @@ def list_wandb(path: str | os.PathLike[str]) -> list[WandbTableFile]:
     for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
         visited += 1
         if visited > _MAX_FOLDERS:
+            warnings.warn(f"Stopped looking for W&B tables under {os.fspath(path)!r} after "
+                          f"{_MAX_FOLDERS:,} folders; name a run or artifact folder instead.",
+                          WandbDataWarning, stacklevel=2)
             break
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for filename in sorted(filenames):

@@ -365,3 +365,10 @@ def test_default_wandb_dir_is_the_env_then_dot_wandb(tmp_path, monkeypatch):
     assert wandb_io.default_wandb_dir() == Path("wandb")
     monkeypatch.setenv(wandb_io.WANDB_DIR_ENV, str(tmp_path / "elsewhere"))
     assert wandb_io.default_wandb_dir() == tmp_path / "elsewhere"
+
+
+def test_a_search_that_meets_too_many_folders_stops_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(wandb_io, "_MAX_FOLDERS", 3)
+    (tmp_path / "a" / "b" / "c" / "d").mkdir(parents=True)
+    with pytest.warns(WandbDataWarning, match="Stopped looking for W&B tables .* after 3 folders"):
+        assert ep.list_wandb(tmp_path) == []
