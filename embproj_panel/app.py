@@ -195,7 +195,8 @@ class ProjectorApp(pn.viewable.Viewer):
             table, notes = _load(source)
         except (OSError, KeyError, ValueError, IndexError) as exc:
             problems.append(f"table {'/'.join(source or ())!r} ({exc})")
-            (source, (table, _)) = None, _load(None)
+            source = None
+            table, _ = _load(None)
             self.param.update(project="", run="", table="", wandb="")
         self._show_notes(notes)
         try:
