@@ -44,7 +44,7 @@ def test_choosing_a_wandb_run_table_shows_what_was_lost(wandb_dir):
     app = ProjectorApp()
     label = next(label for label in app._options if "/ digits step 1 (run file)" in label)
     app._source.value = label
-    state = app.projector.state
+    state = app.state
     assert len(state.table) == 1797 and "image" not in state.table.columns
     assert app.wandb.endswith(":digits@1") and not app.table
     assert app._notes.visible and "&#x27;image&#x27; (Image) could not be recovered" in app._notes.object
@@ -53,7 +53,7 @@ def test_choosing_a_wandb_run_table_shows_what_was_lost(wandb_dir):
 def test_the_url_opens_a_wandb_table_by_its_listing_name(wandb_dir):
     url, apps = serve()
     assert requests.get(url + "?wandb=artifact:digits&color=target", timeout=120).status_code == 200
-    state = apps[0].projector.state
+    state = apps[0].state
     assert len(state.table) == _wandb_files.ARTIFACT_ROWS and state.color_by == "target"
     assert state.table.column_types["image"] == "image"
     label = apps[0]._source.value
@@ -66,7 +66,7 @@ def test_a_url_name_that_is_not_listed_opens_nothing_from_disk(wandb_dir, name):
     url, apps = serve()
     assert requests.get(url, params={"wandb": name}, timeout=120).status_code == 200
     app = apps[0]
-    assert len(app.projector.state.table) == 1797  # the sample instead
+    assert len(app.state.table) == 1797  # the sample instead
     assert app._message.visible and "No W&amp;B table" in app._message.object
 
 
