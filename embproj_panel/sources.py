@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from embproj_panel.table import Table
-from embproj_panel.wandb_io import is_wandb_table
+from embproj_panel.wandb_live import is_wandb_table
 
 __all__ = ["as_table"]
 

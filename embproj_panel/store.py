@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 from embproj_panel.arrow import table_from_arrow, table_to_arrow
 from embproj_panel.columns import STORAGE_TYPES
 from embproj_panel.table import Table
-from embproj_panel.wandb_io import is_wandb_table
+from embproj_panel.wandb_live import is_wandb_table
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
