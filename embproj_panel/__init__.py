@@ -31,6 +31,9 @@ _LAZY = {
     "list_tables": "embproj_panel.store",
     "list_entries": "embproj_panel.store",
     "load_table": "embproj_panel.store",
+    # Weights & Biases tables (wandb itself stays optional)
+    "load_wandb": "embproj_panel.wandb_io",
+    "list_wandb": "embproj_panel.wandb_io",
     # projection engine
     "project": "embproj_panel.compute",
     "project_async": "embproj_panel.compute",

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from embproj_panel.table import Table
+from embproj_panel.wandb_live import is_wandb_table
 
 __all__ = ["as_table"]
 
@@ -21,7 +22,7 @@ def as_table(source: Any) -> Table | None:
     Parameters
     ----------
     source
-        A Table; a pandas DataFrame; a 2-D numeric ndarray (one vector column
+        A Table; a ``wandb.Table``; a pandas DataFrame; a 2-D numeric ndarray (one vector column
         ``"embedding"``); a logged table as ``(project, run, key)`` or
         ``(project, run, key, step)``; or None.
 
@@ -32,6 +33,8 @@ def as_table(source: Any) -> Table | None:
     """
     if source is None or isinstance(source, Table):
         return source
+    if is_wandb_table(source):
+        return Table.from_wandb(source)
     if isinstance(source, pd.DataFrame):
         return Table(dataframe=source)
     if isinstance(source, np.ndarray):

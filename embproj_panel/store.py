@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 from embproj_panel.arrow import table_from_arrow, table_to_arrow
 from embproj_panel.columns import STORAGE_TYPES
 from embproj_panel.table import Table
+from embproj_panel.wandb_live import is_wandb_table
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -477,6 +478,7 @@ class Run:
         prepared = []
         for key, value in data.items():
             validate_name(key, "table key")
+            value = Table.from_wandb(value) if is_wandb_table(value) else value
             if isinstance(value, pd.DataFrame):
                 try:
                     value = Table(dataframe=value)
@@ -485,7 +487,7 @@ class Run:
             elif not isinstance(value, Table):
                 raise TypeError(
                     f"Cannot log {key!r}: the store keeps tables, and this value is a "
-                    f"{type(value).__name__}; pass an embproj_panel.Table or a pandas DataFrame"
+                    f"{type(value).__name__}; pass an embproj_panel.Table, a wandb.Table or a pandas DataFrame"
                 )
             try:
                 arrow, specs = table_to_arrow(value)
