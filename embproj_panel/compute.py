@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from embproj_panel.dataset import Dataset
 from embproj_panel.features import Features, prepare_features
 from embproj_panel.reducers import (
     Cancelled,
@@ -362,6 +363,8 @@ def project(
 
 
 def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
+    if isinstance(data, Dataset):  # a lazy Parquet dataset: out of core, with Dask
+        return data.project(method, columns, cache, progress, cancel, **params)
     start = time.perf_counter()
     reducer = get_reducer(method, **params)  # unknown method/parameter: fail before work
     requested = reducer.validated_params()  # out of bounds: fail before reading the data
