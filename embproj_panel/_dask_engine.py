@@ -40,6 +40,7 @@ What this module borrows from the in-memory engine (private names in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -166,7 +167,7 @@ def _compute(tasks: list[Any], scheduler: Any, report: Callable[[float], None],
         results: list[Any] = [None] * len(futures)
         finished = 0
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=scheduler.loop):
                 if future.status == "error":
                     raise future.exception()
                 results[position[future.key]] = future.result()
@@ -219,17 +220,53 @@ class _Plan:
 
             X = _unit_rows(X, center=self.unit == "centred")
         if self.weights is not None:
-            X = np.ascontiguousarray(X @ self.weights - self.offset, dtype=np.float32)
+            X = _project_rows(X, self.weights, self.offset)
         return X, rows, excluded
+
+
+def _project_rows(X: np.ndarray, weights: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``X @ weights - offset`` row by row, each row's result the same in any batch.
+
+    A BLAS product rounds a row differently depending on the batch's shape and the row's
+    place in it (differences of 1e-5 at 64 columns), which would move rows when the
+    partitioning changes; this kernel accumulates each row in float64 in one fixed order.
+    """
+    out = np.empty((X.shape[0], weights.shape[1]), dtype=np.float32)
+    if len(X):
+        _row_kernel()(np.ascontiguousarray(X, dtype=np.float32),
+                      np.ascontiguousarray(weights, dtype=np.float64),
+                      np.ascontiguousarray(offset, dtype=np.float64), out)
+    return out
+
+
+@functools.cache
+def _row_kernel():
+    from embproj_panel.reducers import configure_numba_cache
+
+    configure_numba_cache()
+    import numba
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def project(X, weights, offset, out):
+        k = weights.shape[1]
+        for i in numba.prange(X.shape[0]):
+            acc = np.zeros(k)
+            for t in range(X.shape[1]):
+                value = np.float64(X[i, t])
+                for j in range(k):
+                    acc[j] += value * weights[t, j]
+            for j in range(k):
+                out[i, j] = acc[j] - offset[j]
+
+    return project
 
 
 @dataclass
 class _Stats:
-    """One piece's share of the one-pass sums, and the sample rows it holds."""
+    """One piece's share of the one-pass sums (per row group), and its sample rows."""
 
+    groups: list[tuple[int, np.ndarray, np.ndarray]]  # (n, mean, centred scatter) per group
     n: int
-    mean: np.ndarray | None
-    scatter: np.ndarray | None
     sample_rows: np.ndarray
     sample: np.ndarray
     excluded: list[tuple[int, str]]
@@ -238,14 +275,23 @@ class _Stats:
 def _stats_task(piece: Piece, plan: _Plan, sample_rows: np.ndarray, sums: bool) -> _Stats:
     X, rows, excluded = plan.matrix(piece)
     picked = np.isin(rows, sample_rows, assume_unique=True)
-    mean = scatter = None
-    if sums and len(X):
-        mean = X.mean(axis=0, dtype=np.float64)
-        scatter = np.zeros((X.shape[1], X.shape[1]))
-        for start in range(0, len(X), _BLOCK_ROWS):
-            block = X[start:start + _BLOCK_ROWS].astype(np.float64) - mean
-            scatter += block.T @ block
-    return _Stats(len(X), mean, scatter, rows[picked], np.ascontiguousarray(X[picked]), excluded)
+    groups = []
+    if sums:
+        # Sums per row group, not per piece: row groups are fixed by the files, so the
+        # combined sums (and the components) do not depend on how pieces group them.
+        bounds = piece.start + np.cumsum([0, *(piece.file.row_groups[g] for g in piece.row_groups)])
+        cuts = np.searchsorted(rows, bounds)
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            block = X[lo:hi]
+            if not len(block):
+                continue
+            mean = block.mean(axis=0, dtype=np.float64)
+            scatter = np.zeros((X.shape[1], X.shape[1]))
+            for start in range(0, len(block), _BLOCK_ROWS):
+                centred = block[start:start + _BLOCK_ROWS].astype(np.float64) - mean
+                scatter += centred.T @ centred
+            groups.append((len(block), mean, scatter))
+    return _Stats(groups, len(X), rows[picked], np.ascontiguousarray(X[picked]), excluded)
 
 
 def _place_task(piece: Piece, plan: _Plan, placer: Any, sample: tuple[np.ndarray, np.ndarray] | None
@@ -328,14 +374,20 @@ class _TSNEPlacer:
 
 
 def _combine(stats: list[_Stats]) -> tuple[int, np.ndarray, np.ndarray]:
-    """Chan's parallel combination of per-piece counts, means and centred scatter matrices."""
-    parts = [s for s in stats if s.n]
-    n = sum(s.n for s in parts)
-    mean = sum(s.n * s.mean for s in parts) / n
-    scatter = sum(s.scatter for s in parts)
-    for s in parts:
-        delta = s.mean - mean
-        scatter = scatter + s.n * np.outer(delta, delta)
+    """Chan's combination of the row groups' counts, means and centred scatter matrices.
+
+    Sequential, in row-group order: the same float64 operations whatever the partitioning.
+    """
+    n, mean, scatter = 0, None, None
+    for count, group_mean, group_scatter in (g for s in stats for g in s.groups):
+        if mean is None:
+            n, mean, scatter = count, group_mean.copy(), group_scatter.copy()
+            continue
+        total = n + count
+        delta = group_mean - mean
+        mean += delta * (count / total)
+        scatter += group_scatter + np.outer(delta, delta) * (n * count / total)
+        n = total
     return n, mean, scatter
 
 
@@ -596,7 +648,7 @@ def _nonempty(stats: list[_Stats], dataset: Dataset):
     if n == 0:
         raise ValueError(f"Nothing to project: none of the {dataset.n_rows:,} rows has usable "
                          "values (every row is empty, NaN or inf).")
-    if stats and stats[0].mean is None and all(s.mean is None for s in stats):
+    if not any(s.groups for s in stats):
         return n, None, None
     return _combine(stats)
 

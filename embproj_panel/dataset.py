@@ -695,8 +695,8 @@ def _vector_block(column: pa.Array, dim: int, piece: Piece, name: str) -> np.nda
 # -- writing ----------------------------------------------------------------------------------
 
 
-def write_dataset(table: pa.Table, folder: str | os.PathLike, *, file_rows: int = FILE_ROWS,
-                  row_group_rows: int = ROW_GROUP_ROWS) -> Path:
+def write_dataset(table: pa.Table, folder: str | os.PathLike, *, file_rows: int | None = None,
+                  row_group_rows: int | None = None) -> Path:
     """Write ``table`` as a folder of Parquet files with bounded row groups, atomically.
 
     The files are written into a temporary sibling folder that is renamed to ``folder`` at
@@ -710,7 +710,7 @@ def write_dataset(table: pa.Table, folder: str | os.PathLike, *, file_rows: int 
     folder
         The dataset folder to create (it must not exist).
     file_rows, row_group_rows
-        Rows per file and per row group.
+        Rows per file and per row group (default :data:`FILE_ROWS`, :data:`ROW_GROUP_ROWS`).
 
     Returns
     -------
@@ -720,6 +720,8 @@ def write_dataset(table: pa.Table, folder: str | os.PathLike, *, file_rows: int 
     folder = Path(folder)
     if folder.exists():
         raise FileExistsError(f"{folder} already exists; a dataset is never overwritten.")
+    file_rows = FILE_ROWS if file_rows is None else file_rows
+    row_group_rows = ROW_GROUP_ROWS if row_group_rows is None else row_group_rows
     if file_rows < 1 or row_group_rows < 1:
         raise ValueError("file_rows and row_group_rows must be positive.")
     scalar = [f.name for f in table.schema if not pa.types.is_fixed_size_list(f.type)]
