@@ -4,12 +4,14 @@ Every step is a Dask task over one *piece* (whole row groups of one file); tasks
 rows themselves, so the data never pass through the client and only one piece per worker
 thread is in memory at a time.
 
-PCA is exact: one pass sums, per piece, the row count, the mean and the centred Gram matrix
-in float64; the pieces are combined with Chan's parallel formula (no cancellation however far
-the data sit from the origin), the covariance is diagonalised, and a second pass places every
-row. UMAP and t-SNE are fitted in this process on a seeded random sample of ``sample_size``
-rows (the same parameter and the same draw as in memory; the pre-reduction to ``pca_dims`` is
-the exact PCA of every row, from the same one-pass sums) and the other rows are placed piece
+PCA is exact (no sketch, no iteration): one pass sums, per row group, the row count, the mean
+and the centred Gram matrix in float64 (a numba kernel whose sums do not depend on the thread
+count); the row groups are combined in file order with Chan's parallel formula (no
+cancellation however far the data sit from the origin, and the same sums whatever the
+partitioning), the covariance is diagonalised, and a second pass places every row. UMAP and
+t-SNE are fitted in this process on a seeded random sample of ``sample_size`` rows (the same
+parameter and the same draw as in memory; the pre-reduction to ``pca_dims`` is the exact PCA
+of every row, from the same one-pass sums) and the other rows are placed piece
 by piece on the workers with the fitted model's out-of-sample method. A dataset of at most
 ``sample_size`` rows (or ``full_fit=True``) is read whole and projected by the in-memory
 reducer, so it gets exactly the coordinates ``ep.project`` gives the same table.
@@ -56,6 +58,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embproj_panel.compute import (
+    Projection,
+    ProjectionCache,
+    _jsonable,
+    _versions,
+    default_cache_dir,
+)
 from embproj_panel.dataset import (
     Dataset,
     Piece,
@@ -71,9 +80,6 @@ SCHEDULER_ENV = "EMBPROJ_DASK_SCHEDULER"
 
 # Bump when a change here changes the coordinates computed for the same dataset.
 _ENGINE_VERSION = 1
-
-# Rows per float64 block of the Gram sums: bounded temporaries (64K x 128 x 8 = 64 MB).
-_BLOCK_ROWS = 65_536
 
 _LOCAL_SCHEDULERS = ("threads", "synchronous", "sync", "processes")
 
@@ -261,6 +267,46 @@ def _row_kernel():
     return project
 
 
+@functools.cache
+def _scatter_kernel():
+    """The centred scatter matrix of a block, in float64, the same on every machine.
+
+    BLAS products round differently with the thread count (a ``LocalCluster`` worker runs
+    one BLAS thread, this process several), which moved the fitted components and so every
+    UMAP coordinate; here each of ``n_chunks`` fixed runs of rows is summed by one thread
+    and the partial sums are added in order. As fast as float64 BLAS on this machine.
+    """
+    from embproj_panel.reducers import configure_numba_cache
+
+    configure_numba_cache()
+    import numba
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def scatter(X, mean, n_chunks):
+        m, d = X.shape
+        step = (m + n_chunks - 1) // n_chunks
+        partial = np.zeros((n_chunks, d, d))
+        for c in numba.prange(n_chunks):
+            row = np.empty(d)
+            sums = partial[c]
+            for i in range(c * step, min(m, (c + 1) * step)):
+                for t in range(d):
+                    row[t] = X[i, t] - mean[t]
+                for t in range(d):
+                    value = row[t]
+                    for j in range(t, d):
+                        sums[t, j] += value * row[j]
+        out = np.zeros((d, d))
+        for c in range(n_chunks):
+            out += partial[c]
+        for t in range(d):
+            for j in range(t):
+                out[t, j] = out[j, t]
+        return out
+
+    return scatter
+
+
 @dataclass
 class _Stats:
     """One piece's share of the one-pass sums (per row group), and its sample rows."""
@@ -286,11 +332,8 @@ def _stats_task(piece: Piece, plan: _Plan, sample_rows: np.ndarray, sums: bool) 
             if not len(block):
                 continue
             mean = block.mean(axis=0, dtype=np.float64)
-            scatter = np.zeros((X.shape[1], X.shape[1]))
-            for start in range(0, len(block), _BLOCK_ROWS):
-                centred = block[start:start + _BLOCK_ROWS].astype(np.float64) - mean
-                scatter += centred.T @ centred
-            groups.append((len(block), mean, scatter))
+            n_chunks = min(32, max(1, len(block) // 1024))  # from the size alone
+            groups.append((len(block), mean, _scatter_kernel()(block, mean, n_chunks)))
     return _Stats(groups, len(X), rows[picked], np.ascontiguousarray(X[picked]), excluded)
 
 
@@ -458,7 +501,6 @@ def project(dataset: Dataset, method: str, columns: str | Sequence[str] | None, 
     Cancelled
         ``cancel()`` returned True.
     """
-    from embproj_panel.compute import Projection
     from embproj_panel.reducers import Cancelled, get_reducer
 
     start = time.perf_counter()
@@ -481,7 +523,7 @@ def project(dataset: Dataset, method: str, columns: str | Sequence[str] | None, 
         if hit is not None:
             report(1.0)
             rows, coords, excluded, meta = hit
-            return _result(Projection, rows, coords, excluded, meta, names, start, True, key)
+            return _result(rows, coords, excluded, meta, names, start, True, key)
         notes.extend(_stale(directory, dataset, chosen, method, requested))
 
     dims = {name: (dataset.vector_dim(name) if dataset.column_types[name] == "vector" else None)
@@ -506,7 +548,7 @@ def project(dataset: Dataset, method: str, columns: str | Sequence[str] | None, 
         except OSError:
             pass  # read-only or full disk: the result is still returned
     report(1.0)
-    return _result(Projection, rows, coords, excluded, meta, names, start, False, key)
+    return _result(rows, coords, excluded, meta, names, start, False, key)
 
 
 def _project_pca(dataset, plan, params, scheduler, report, cancel):
@@ -669,7 +711,7 @@ def _excluded_note(excluded: list[tuple[int, str]], n: int) -> list[str]:
             f"NaN or inf: {examples}{' ...' if len(excluded) > 3 else ''}."]
 
 
-def _result(Projection, rows, coords, excluded, meta, names, start, cached, key):
+def _result(rows, coords, excluded, meta, names, start, cached, key) -> Projection:
     coords.flags.writeable = False
     ratios = meta.get("explained_variance")
     return Projection(
@@ -681,20 +723,10 @@ def _result(Projection, rows, coords, excluded, meta, names, start, cached, key)
     )
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (tuple, np.ndarray)):
-        return list(value)
-    return str(value)
-
-
 # -- the on-disk cache ------------------------------------------------------------------------
 
 
 def _cache_directory(cache: Any) -> Path | None:
-    from embproj_panel.compute import ProjectionCache, default_cache_dir
-
     if cache is False or cache is None:
         return None
     if cache is True:
@@ -706,8 +738,6 @@ def _cache_directory(cache: Any) -> Path | None:
 
 def _request(dataset: Dataset, columns: list[str], method: str, params: dict[str, Any]
              ) -> dict[str, Any]:
-    from embproj_panel.compute import _versions
-
     request = {"engine": _ENGINE_VERSION, "columns": columns, "method": method,
                "params": params, "versions": _versions(method)}
     if method == "tsne":  # openTSNE's fit differs (reproducibly) with the thread count

@@ -724,20 +724,29 @@ def write_dataset(table: pa.Table, folder: str | os.PathLike, *, file_rows: int 
     row_group_rows = ROW_GROUP_ROWS if row_group_rows is None else row_group_rows
     if file_rows < 1 or row_group_rows < 1:
         raise ValueError("file_rows and row_group_rows must be positive.")
-    scalar = [f.name for f in table.schema if not pa.types.is_fixed_size_list(f.type)]
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
         n_files = max(1, -(-table.num_rows // file_rows))
-        width = max(5, len(str(n_files - 1)))
         for index in range(n_files):
-            part = table.slice(index * file_rows, file_rows)
-            path = temporary / f"part-{index:0{width}d}.parquet"
-            pq.write_table(part, path, row_group_size=row_group_rows, use_dictionary=scalar,
-                           write_statistics=scalar)
-            with open(path, "rb+") as handle:
-                os.fsync(handle.fileno())
+            write_part(table.slice(index * file_rows, file_rows), temporary / part_name(index),
+                       row_group_rows)
         os.replace(temporary, folder)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return folder
+
+
+def part_name(index: int) -> str:
+    """The file name of a dataset's ``index``-th file (sorted order is file order)."""
+    return f"part-{index:05d}.parquet"
+
+
+def write_part(table: pa.Table, path: str | os.PathLike, row_group_rows: int | None = None
+               ) -> None:
+    """Write one file of a dataset, flushed to disk (the settings of :func:`write_dataset`)."""
+    scalar = [f.name for f in table.schema if not pa.types.is_fixed_size_list(f.type)]
+    pq.write_table(table, path, row_group_size=row_group_rows or ROW_GROUP_ROWS,
+                   use_dictionary=scalar, write_statistics=scalar)
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())

@@ -471,3 +471,30 @@ def test_dataset_min_rows_setting(monkeypatch):
     monkeypatch.setenv("EMBPROJ_DATASET_MIN_ROWS", "many")
     with pytest.raises(ValueError, match="whole number of rows; got 'many'"):
         dataset_min_rows()
+
+
+def test_project_async_and_the_scheduler_argument(data):
+    folder, paths, X, labels = data
+    threaded = ep.project(ep.Dataset(folder, partition_rows=700), "pca", cache=False,
+                          scheduler="threads")
+    dataset = ep.Dataset(folder, partition_rows=700, scheduler="synchronous")
+    job = ep.project_async(dataset, "pca", cache=False)
+    background = job.result(timeout=120)
+    assert job.status == "done" and job.progress == 1.0
+    np.testing.assert_array_equal(background.coords, threaded.coords)
+
+
+def test_the_benchmark_runs_the_same_path_on_a_small_dataset(tmp_path, capsys, numba_warm):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_dataset",
+                                                  ROOT / "benchmarks" / "bench_dataset.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--rows", "3000", "--dim", "8", "--sample-size", "1000",
+                       "--folder", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    for figure in ("PCA end to end", "UMAP end to end", "reopen PCA with the cache",
+                   "reopen UMAP with the cache", "peak RSS", "plain: read_table + sklearn PCA",
+                   "in memory: read_table + ep.project umap", "load average"):
+        assert figure in out
