@@ -266,8 +266,6 @@ def test_umap_placement_does_not_depend_on_the_partitioning(wide, numba_warm):
 def test_umap_without_the_anchor_row_would_depend_on_the_batch(wide, numba_warm, monkeypatch):
     """The anchor is what pins umap-learn's batch-maximum normalisation."""
     folder, X = wide
-    original = _dask_engine._UMAPPlacer.place
-
     def unanchored(self, X):
         from embproj_panel.reducers import _Progress, _umap_transform
 
@@ -278,7 +276,6 @@ def test_umap_without_the_anchor_row_would_depend_on_the_batch(wide, numba_warm,
     small = ep.project(ep.Dataset(folder, partition_rows=500), "umap", **params)
     large = ep.project(ep.Dataset(folder, partition_rows=3500), "umap", **params)
     assert not np.array_equal(small.coords, large.coords)
-    monkeypatch.setattr(_dask_engine._UMAPPlacer, "place", original)
 
 
 def test_up_to_sample_size_rows_give_exactly_the_in_memory_projection(tmp_path, numba_warm):
