@@ -83,9 +83,10 @@ def _load(source: tuple[str, str, str] | None) -> Table:
         from embproj_panel import datasets
 
         return datasets.digits()
+    from embproj_panel.sources import as_table
     from embproj_panel.store import load_table
 
-    return load_table(*source)
+    return as_table(load_table(*source))  # a lazy Dataset (>= 1M rows) is read whole for now
 
 
 def _query() -> dict[str, Any]:

@@ -386,6 +386,20 @@ class Dataset:
         inverse[np.concatenate(order)] = np.arange(positions.size)
         return result.take(pa.array(inverse))
 
+    def to_table(self):
+        """Every row in memory, as the :class:`~embproj_panel.table.Table` the store loads.
+
+        For code that needs the whole table (the app, until it draws from a Dataset);
+        columns of types the store never writes (``"other"``) are left out.
+        """
+        from embproj_panel.arrow import table_from_arrow
+
+        specs = [{"name": name, "type": kind} for name, kind in self.column_types.items()
+                 if kind != "other"]
+        table = pa.concat_tables([piece.read([s["name"] for s in specs])
+                                  for piece in self.pieces()])
+        return table_from_arrow(table, specs)
+
     def check(self) -> None:
         """Raise :class:`DatasetChanged` if any file changed, vanished or appeared."""
         for file in self.files:

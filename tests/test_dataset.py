@@ -435,6 +435,7 @@ def test_a_large_logged_table_is_a_partitioned_dataset_and_loads_lazily(monkeypa
         zero_copy_only=False))
     np.testing.assert_array_equal(back, X)
     assert isinstance(ep.load_table("big", "r", "few"), ep.Table)  # below the threshold
+    assert lazy.to_table() == table  # what the app loads until it draws from a Dataset
     projection = ep.project(lazy, "pca", cache=False)
     assert projection.coords.shape == (5000, 2)
 
