@@ -436,6 +436,10 @@ def test_a_large_logged_table_is_a_partitioned_dataset_and_loads_lazily(monkeypa
     np.testing.assert_array_equal(back, X)
     assert isinstance(ep.load_table("big", "r", "few"), ep.Table)  # below the threshold
     assert lazy.to_table() == table  # what the app loads until it draws from a Dataset
+    from embproj_panel.sources import as_table
+
+    assert as_table(lazy) == table  # ep.Projector(dataset), read whole for now
+    assert as_table(("big", "r", "points")) == table  # the app's logged-table source
     projection = ep.project(lazy, "pca", cache=False)
     assert projection.coords.shape == (5000, 2)
 
