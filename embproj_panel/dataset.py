@@ -551,8 +551,9 @@ def _storage(arrow_type: pa.DataType) -> str:
             return "vector"
         return "other"
     if pa.types.is_struct(arrow_type):
-        names = {arrow_type.field(i).name for i in range(arrow_type.num_fields)}
-        return "image" if "png" in names else "other"
+        from embproj_panel.arrow import image_fields
+
+        return "image" if image_fields(arrow_type) else "other"
     if pa.types.is_dictionary(arrow_type):
         return _storage(arrow_type.value_type)
     if pa.types.is_floating(arrow_type):
