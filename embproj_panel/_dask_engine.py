@@ -58,13 +58,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embproj_panel.compute import (
-    Projection,
-    ProjectionCache,
-    _jsonable,
-    _versions,
-    default_cache_dir,
-)
 from embproj_panel.dataset import (
     Dataset,
     Piece,
@@ -470,27 +463,33 @@ def _components(n: int, mean: np.ndarray, scatter: np.ndarray, components: Seque
 
 def project(dataset: Dataset, method: str, columns: str | Sequence[str] | None, cache: Any,
             params: dict[str, Any], progress: Callable[[float], None] | None = None,
-            cancel: Callable[[], bool] | None = None):
+            cancel: Callable[[], bool] | None = None,
+            versions: dict[str, str] | None = None) -> dict[str, Any]:
     """Project every row of ``dataset`` (what ``ep.project(dataset, ...)`` calls).
 
     Parameters
     ----------
     dataset
         The lazy dataset.
-    method, columns, cache
-        As :func:`embproj_panel.project`; ``cache`` True keeps the coordinates (Parquet and a
-        manifest) under ``default_cache_dir() / "datasets"``, a ``ProjectionCache`` under its
-        directory, False computes afresh and writes nothing.
+    method, columns
+        As :func:`embproj_panel.project`.
+    cache
+        The resolved :class:`~embproj_panel.compute.ProjectionCache` (the coordinates, as
+        Parquet, and a manifest go in its ``directory / "datasets"``), or None to compute
+        afresh and write nothing.
     params
         The method's hyperparameters, and optionally ``scheduler`` (overrides the
         dataset's).
     progress, cancel
         As for the in-memory engine: fractions rising to 1; polled between tasks.
+    versions
+        The libraries' versions, part of the cache key.
 
     Returns
     -------
-    embproj_panel.compute.Projection
-        Coordinates of every usable row (``rows``: their positions in the dataset).
+    dict
+        The fields of an :class:`embproj_panel.compute.Projection`: coordinates of every
+        usable row (``rows``: their positions in the dataset).
 
     Raises
     ------
@@ -514,17 +513,18 @@ def project(dataset: Dataset, method: str, columns: str | Sequence[str] | None, 
     report = progress or (lambda fraction: None)
     if cancel is not None and cancel():
         raise Cancelled("Cancelled.")
-    directory = _cache_directory(cache)
+    directory = None if cache is None else cache.directory / "datasets"
     key = ""
     notes: list[str] = []
     if directory is not None and requested.get("random_state", 0) is not None:
-        key = _cache_key(dataset, chosen, method, requested)
+        request = _request(chosen, method, requested, versions or {})
+        key = _cache_key(dataset, request)
         hit = _read_cached(directory, key)
         if hit is not None:
             report(1.0)
             rows, coords, excluded, meta = hit
             return _result(rows, coords, excluded, meta, names, start, True, key)
-        notes.extend(_stale(directory, dataset, chosen, method, requested))
+        notes.extend(_stale(directory, dataset, request))
 
     dims = {name: (dataset.vector_dim(name) if dataset.column_types[name] == "vector" else None)
             for name in chosen}
@@ -539,11 +539,11 @@ def project(dataset: Dataset, method: str, columns: str | Sequence[str] | None, 
                                                           scheduler, report, cancel)
     meta["warnings"] = [*notes, *_excluded_note(excluded, dataset.n_rows), *meta["warnings"]]
     meta["fit_seconds"] = time.perf_counter() - start
-    meta = json.loads(json.dumps(meta, default=_jsonable))
+    meta = json.loads(json.dumps(meta, default=_plain))
     dataset.check()  # a file that changed after its task read it: fail, cache nothing
     if key:
         try:
-            _write_cached(directory, key, dataset, chosen, method, requested, rows, coords,
+            _write_cached(directory, key, dataset, chosen, method, request, rows, coords,
                           excluded, meta)
         except OSError:
             pass  # read-only or full disk: the result is still returned
@@ -711,10 +711,10 @@ def _excluded_note(excluded: list[tuple[int, str]], n: int) -> list[str]:
             f"NaN or inf: {examples}{' ...' if len(excluded) > 3 else ''}."]
 
 
-def _result(rows, coords, excluded, meta, names, start, cached, key) -> Projection:
+def _result(rows, coords, excluded, meta, names, start, cached, key) -> dict[str, Any]:
     coords.flags.writeable = False
     ratios = meta.get("explained_variance")
-    return Projection(
+    return dict(
         coords=coords, rows=rows, excluded=list(excluded), method=meta["method"],
         params=dict(meta["params"]), warnings=list(meta["warnings"]),
         elapsed=time.perf_counter() - start,
@@ -726,20 +726,10 @@ def _result(rows, coords, excluded, meta, names, start, cached, key) -> Projecti
 # -- the on-disk cache ------------------------------------------------------------------------
 
 
-def _cache_directory(cache: Any) -> Path | None:
-    if cache is False or cache is None:
-        return None
-    if cache is True:
-        return default_cache_dir() / "datasets"
-    if isinstance(cache, ProjectionCache):
-        return cache.directory / "datasets"
-    raise TypeError(f"cache must be True, False or a ProjectionCache; got {cache!r}")
-
-
-def _request(dataset: Dataset, columns: list[str], method: str, params: dict[str, Any]
-             ) -> dict[str, Any]:
+def _request(columns: list[str], method: str, params: dict[str, Any],
+             versions: dict[str, str]) -> dict[str, Any]:
     request = {"engine": _ENGINE_VERSION, "columns": columns, "method": method,
-               "params": params, "versions": _versions(method)}
+               "params": params, "versions": versions}
     if method == "tsne":  # openTSNE's fit differs (reproducibly) with the thread count
         from embproj_panel.reducers import _n_threads
 
@@ -747,20 +737,24 @@ def _request(dataset: Dataset, columns: list[str], method: str, params: dict[str
     return request
 
 
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and arrays (``tolist``); anything else as text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def _digest(document: Any) -> str:
-    text = json.dumps(document, sort_keys=True, default=_jsonable)
+    text = json.dumps(document, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _cache_key(dataset, columns, method, params) -> str:
-    return _digest({"dataset": dataset.fingerprint,
-                    "request": _request(dataset, columns, method, params)})
+def _cache_key(dataset, request) -> str:
+    return _digest({"dataset": dataset.fingerprint, "request": request})
 
 
-def _source_key(dataset, columns, method, params) -> str:
+def _source_key(dataset, request) -> str:
     """The same request on the same file names, whatever their contents."""
     return _digest({"files": [dataset._display(f.path) for f in dataset.files],
-                    "request": _request(dataset, columns, method, params)})
+                    "request": request})
 
 
 def _files_document(dataset: Dataset) -> list[dict[str, Any]]:
@@ -789,9 +783,9 @@ def _read_cached(directory: Path, key: str):
     return rows, np.ascontiguousarray(coords, dtype=np.float32), excluded, manifest["meta"]
 
 
-def _stale(directory: Path, dataset, columns, method, params) -> list[str]:
+def _stale(directory: Path, dataset, request) -> list[str]:
     """Say which file changed when the same request on the same files was cached before."""
-    source = _source_key(dataset, columns, method, params)
+    source = _source_key(dataset, request)
     now = {item["path"]: item for item in _files_document(dataset)}
     if not directory.is_dir():
         return []
@@ -811,7 +805,7 @@ def _stale(directory: Path, dataset, columns, method, params) -> list[str]:
     return []
 
 
-def _write_cached(directory, key, dataset, columns, method, params, rows, coords, excluded,
+def _write_cached(directory, key, dataset, columns, method, request, rows, coords, excluded,
                   meta) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     table = pa.table({"row": pa.array(rows, pa.int64()), "x": pa.array(coords[:, 0]),
@@ -824,12 +818,12 @@ def _write_cached(directory, key, dataset, columns, method, params, rows, coords
         _atomic(directory / f"{key}.excluded.parquet", lambda path: pq.write_table(dropped, path))
     manifest = {
         "format": "embproj-panel dataset projection", "key": key,
-        "source_key": _source_key(dataset, columns, method, params),
+        "source_key": _source_key(dataset, request),
         "fingerprint": dataset.fingerprint, "files": _files_document(dataset),
-        "columns": columns, "method": method, "requested": params,
+        "columns": columns, "method": method, "request": request,
         "n_kept": int(len(rows)), "n_excluded": len(excluded), "meta": meta,
     }
-    text = json.dumps(manifest, indent=1, default=_jsonable)
+    text = json.dumps(manifest, indent=1, default=_plain)
     _atomic(directory / f"{key}.json", lambda path: path.write_text(text, encoding="utf-8"))
 
 

@@ -413,30 +413,6 @@ class Dataset:
                 "Open the dataset again to use the new data."
             )
 
-    # -- projection ---------------------------------------------------------------------------
-    def project(self, method: str = "pca", columns: str | Sequence[str] | None = None,
-                cache: Any = True, progress: Any = None, cancel: Any = None, **params: Any):
-        """Project every row out of core: what ``ep.project(dataset, ...)`` runs.
-
-        Parameters
-        ----------
-        method, columns, cache, **params
-            As :func:`embproj_panel.project` (``params`` may also hold ``scheduler``, which
-            overrides the dataset's). ``columns`` defaults to the vector column, else every
-            numeric column.
-        progress, cancel
-            Called with fractions rising to 1; polled between Dask tasks.
-
-        Returns
-        -------
-        embproj_panel.compute.Projection
-            See :func:`embproj_panel._dask_engine.project` for how each method runs.
-        """
-        from embproj_panel._dask_engine import project
-
-        return project(self, method, columns, cache, params, progress, cancel)
-
-
 # -- opening ----------------------------------------------------------------------------------
 
 

@@ -24,6 +24,13 @@ from embproj_panel.reducers import Cancelled
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def project_with(dataset, method, progress=None, cancel=None, cache=True, **params):
+    """ep.project's path (compute._run) with the progress and cancel callbacks a job passes."""
+    from embproj_panel import compute
+
+    return compute._run(dataset, method, None, cache, params, progress, cancel)
+
+
 def blobs(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(8, d)) * 6
@@ -338,7 +345,7 @@ def test_a_file_that_vanishes_mid_run_fails_the_job_and_caches_nothing(data, tmp
 
     with pytest.raises(DatasetChanged, match=r"part-2\.parquet changed .*no longer exists.*"
                                              r"nothing was cached"):
-        dataset.project("pca", progress=vanish)
+        project_with(dataset, "pca", progress=vanish)
     assert not list((tmp_path / "cache").rglob("*.parquet"))
 
 
@@ -355,14 +362,15 @@ def test_a_file_changed_after_it_was_read_fails_the_job_and_caches_nothing(data,
             touched.append(True)
 
     with pytest.raises(DatasetChanged, match="part-1.parquet changed while the dataset was in use"):
-        dataset.project("pca", progress=touch)
+        project_with(dataset, "pca", progress=touch)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
 
 
 def test_cancel_stops_between_tasks(data):
     folder, paths, X, labels = data
     with pytest.raises(Cancelled):
-        ep.Dataset(folder, partition_rows=700).project("pca", cache=False, cancel=lambda: True)
+        project_with(ep.Dataset(folder, partition_rows=700), "pca", cache=False,
+                     cancel=lambda: True)
 
 
 # -- schedulers -----------------------------------------------------------------------------
