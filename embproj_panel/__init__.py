@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "datasets": "embproj_panel.datasets",
+    "Dataset": "embproj_panel.dataset",  # lazy Parquet datasets (out of core, Dask)
     # run store
     "init": "embproj_panel.store",
     "log": "embproj_panel.store",

@@ -92,9 +92,11 @@ def _load(source: tuple[str, ...] | None) -> tuple[Table, list[str]]:
 
         loaded = load_source(source[1])
         return loaded.table, loaded.notes
+    from embproj_panel.sources import as_table
     from embproj_panel.store import load_table
 
-    return load_table(*source), []
+    # a lazy Dataset (>= 1M rows) is read whole for now
+    return as_table(load_table(*source)), []
 
 
 def _query() -> dict[str, Any]:

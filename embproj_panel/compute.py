@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from embproj_panel.dataset import Dataset
 from embproj_panel.features import Features, prepare_features
 from embproj_panel.reducers import (
     Cancelled,
@@ -379,6 +380,11 @@ def project(
 
 
 def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
+    if isinstance(data, Dataset):  # a lazy Parquet dataset: out of core, with Dask
+        from embproj_panel._dask_engine import project as project_dataset
+
+        return Projection(**project_dataset(data, method, columns, _resolve_cache(cache), params,
+                                            progress, cancel, _versions(method)))
     start = time.perf_counter()
     reducer = get_reducer(method, **params)  # unknown method/parameter: fail before work
     requested = reducer.validated_params()  # out of bounds: fail before reading the data

@@ -24,7 +24,8 @@ def as_table(source: Any) -> Table | None:
     source
         A Table; a ``wandb.Table``; a pandas DataFrame; a 2-D numeric ndarray (one vector column
         ``"embedding"``); a logged table as ``(project, run, key)`` or
-        ``(project, run, key, step)``; or None.
+        ``(project, run, key, step)``; an :class:`~embproj_panel.dataset.Dataset` (read
+        whole, for now); or None.
 
     Raises
     ------
@@ -35,6 +36,8 @@ def as_table(source: Any) -> Table | None:
         return source
     if is_wandb_table(source):
         return Table.from_wandb(source)
+    if hasattr(source, "to_table"):  # a lazy Dataset: read whole until the app draws lazily
+        return source.to_table()
     if isinstance(source, pd.DataFrame):
         return Table(dataframe=source)
     if isinstance(source, np.ndarray):
@@ -52,7 +55,7 @@ def as_table(source: Any) -> Table | None:
         from embproj_panel.store import load_table
 
         project, run, key, *step = source
-        return load_table(project, run, key, *step)
+        return as_table(load_table(project, run, key, *step))  # a Dataset (>= 1M rows): whole
     raise TypeError(
         "source must be a Table, a DataFrame, a 2-D ndarray or a logged table "
         f"(project, run, key); got {type(source).__name__}"
