@@ -1,0 +1,322 @@
+"""How faithful is the map, point by point: does each row keep its neighbours in 2-D?
+
+For every projected row, :func:`faithfulness` is the share of its k nearest rows in the
+original space that are also among its k nearest on the 2-D map: Lee & Verleysen's kNN
+preservation ``P_i = |N_k^HD(i) & N_k^2D(i)| / k`` (its mean is Q_NX(k)). It costs two kNN
+graphs and a set intersection, O(n k) once the original-space graph exists, which is why it
+scales to a million rows where the rank-based measures (zadu's local trustworthiness,
+co-ranking matrices) need n x n memory. A row is never its own neighbour; ties are broken by
+row position in both spaces (see :mod:`embproj_panel.neighbors`), so on small data the values
+equal a brute-force reference exactly.
+
+The original-space graph comes from :class:`~embproj_panel.neighbors.NeighborIndex` (exact
+up to 20,000 rows, the cached Annoy forest above); the 2-D graph is always exact and
+euclidean (a KD-tree). :func:`assess` adds Venna & Kaski's trustworthiness at the same k,
+computed with full-table ranks for a stated random sample of rows (all rows when cheap), and
+is what the app runs in the background.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embproj_panel.neighbors import (
+    DEFAULT_K,
+    EXACT_GRAPH_MAX_ROWS,
+    NeighborIndex,
+    _cancelled_error,
+    check_metric,
+    clamp_k,
+    neighbor_index,
+)
+
+__all__ = ["Assessment", "assess", "faithfulness", "knn_2d", "original_matrix", "preservation"]
+
+# Trustworthiness needs each sampled row's distance to every row: n * d multiply-adds a row.
+# 2**33 of them (about 3 s on two busy cores) bound the sample, with at least 100 rows.
+_TRUST_BUDGET = 1 << 33
+_TRUST_MIN_SAMPLE = 100
+_SPARE_2D = 8  # extra 2-D candidates so that ties at the k-th distance are seen
+_BLOCK_BYTES = 1 << 26
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Per-row faithfulness and the summary the status line shows.
+
+    Attributes
+    ----------
+    values
+        float64, one per projected row (the projection's row order), in [0, 1].
+    rows
+        The projected rows' positions in the table (``projection.rows``).
+    mean
+        Mean of ``values``.
+    trustworthiness
+        T(k) over ``sample`` rows (their ranks among all rows), or None when k >= n / 2.
+    trust_stderr
+        Standard error of that estimate (0 when every row was used).
+    sample
+        How many rows the trustworthiness was computed over.
+    k, metric
+        The neighbourhood size used (after clamping) and the original-space metric.
+    exact
+        True when the original-space graph was exhaustive (not from the forest).
+    notes
+        What the user should know (k clamped, sample size).
+    """
+
+    values: np.ndarray
+    rows: np.ndarray
+    mean: float
+    trustworthiness: float | None
+    trust_stderr: float
+    sample: int
+    k: int
+    metric: str
+    exact: bool
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One sentence for a status line."""
+        text = f"Faithfulness (k={self.k}, {self.metric}): mean {self.mean:.3f}"
+        if self.trustworthiness is not None:
+            n = len(self.values)
+            where = ("all rows" if self.sample == n
+                     else f"a random sample of {self.sample:,} of {n:,} rows, "
+                          f"± {self.trust_stderr:.3f}")
+            text += f"; trustworthiness {self.trustworthiness:.3f} ({where})"
+        return text + "."
+
+
+def faithfulness(source: Any, projection: Any, k: int = DEFAULT_K, metric: str = "euclidean",
+                 columns: Any = None) -> np.ndarray:
+    """Per-row share of the k nearest original-space neighbours kept among the 2-D ones.
+
+    Parameters
+    ----------
+    source
+        The data the projection was made from, as :func:`~embproj_panel.project` takes it
+        (a Table, a DataFrame or a 2-D array).
+    projection
+        A :class:`~embproj_panel.compute.Projection` of ``source``.
+    k
+        Neighbourhood size, 1-100 (clamped with a :class:`UserWarning`, and to the number
+        of other projected rows).
+    metric
+        ``"euclidean"`` or ``"cosine"``, for the original space; the 2-D neighbours are
+        always euclidean.
+    columns
+        The original-space columns; None uses the columns the projection was made from.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 in [0, 1], one value per projected row, in ``projection.rows`` order.
+
+    Raises
+    ------
+    ValueError
+        Unknown metric, or a source that does not match the projection (rows or columns
+        missing, a projected row with no value in ``columns``).
+    """
+    k_used, note = clamp_k(k, len(projection.rows) - 1)
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return assess(source, projection, k_used, metric, columns, sample=0).values
+
+
+def assess(source: Any, projection: Any, k: int = DEFAULT_K, metric: str = "euclidean",
+           columns: Any = None, sample: int | None = None, seed: int = 0,
+           progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+           ) -> Assessment:
+    """Faithfulness per row plus trustworthiness at the same k, for the app's status line.
+
+    ``sample`` is how many rows the trustworthiness is computed over: None chooses (every
+    row while ``n**2 * d`` is at most 2**33, else ``max(100, 2**33 // (n * d))`` rows drawn
+    with ``seed``), 0 skips it. ``progress(fraction)`` and ``cancel()`` as for a projection;
+    k is clamped with a note (no warning).
+    """
+    report = progress or (lambda fraction: None)
+    metric = check_metric(metric)
+    coords = np.asarray(projection.coords, dtype=np.float64)
+    n = len(coords)
+    k, note = clamp_k(k, n - 1)
+    notes = [note] if note else []
+    X = original_matrix(source, projection, columns)
+    index = neighbor_index(X, metric)
+    high = index.graph(k, progress=lambda f: report(0.7 * f), cancel=cancel)
+    if cancel is not None and cancel():
+        raise _cancelled_error()
+    low = knn_2d(coords, k)
+    report(0.8)
+    values = preservation(high, low)
+    trust, stderr, used = None, 0.0, 0
+    if sample != 0 and 2 * n - 3 * k - 1 > 0 and k < n / 2:
+        used = _sample_size(n, X.shape[1]) if sample is None else min(int(sample), n)
+        trust, stderr = _trustworthiness(index, low, k, used, seed, cancel)
+        if used < n:
+            notes.append(f"Trustworthiness over a random sample of {used:,} of {n:,} rows "
+                         "(ranks among all rows).")
+    elif sample != 0:
+        notes.append(f"Trustworthiness needs k < n/2 (k={k}, n={n}); not computed.")
+    report(1.0)
+    return Assessment(values, np.asarray(projection.rows), float(values.mean()), trust, stderr,
+                      used, k, metric, n <= EXACT_GRAPH_MAX_ROWS, notes)
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+
+def preservation(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Per row, ``|high[i] & low[i]| / k`` for two ``(n, k)`` neighbour lists (ids unique a row)."""
+    k = high.shape[1]
+    # A missing neighbour (-1 from an approximate search) must never match another one.
+    high = np.where(high < 0, -1 - np.arange(k)[None, :], high)
+    both = np.concatenate([high, low], axis=1)
+    both.sort(axis=1)
+    shared = (both[:, 1:] == both[:, :-1]).sum(axis=1)
+    return shared / k
+
+
+def knn_2d(coords: np.ndarray, k: int) -> np.ndarray:
+    """``(n, k)`` int64 exact euclidean k nearest other rows of 2-D ``coords``, ties by position."""
+    from scipy.spatial import cKDTree
+
+    from embproj_panel.neighbors import _n_threads
+
+    P = np.ascontiguousarray(coords, dtype=np.float64)
+    n = len(P)
+    tree = cKDTree(P)
+    m = min(n, k + 1 + _SPARE_2D)
+    dist, ids = tree.query(P, m, workers=_n_threads())
+    dist, ids = dist.reshape(n, m), ids.reshape(n, m).astype(np.int64)
+    farthest = dist[:, -1].copy()
+    dist[ids == np.arange(n)[:, None]] = np.inf  # never its own neighbour
+    order = np.lexsort((ids, dist), axis=1)
+    ids = np.take_along_axis(ids, order, axis=1)
+    dist = np.take_along_axis(dist, order, axis=1)
+    result = ids[:, :k].copy()
+    # Where the k-th distance reaches the farthest one returned, more rows may tie with it
+    # than the tree handed back: take every row within that distance and rank them all.
+    if m < n:
+        for i in np.flatnonzero(dist[:, k - 1] >= farthest):
+            ball = np.asarray(tree.query_ball_point(P[i], dist[i, k - 1]), dtype=np.int64)
+            ball = ball[ball != i]
+            d = np.sqrt(((P[ball] - P[i]) ** 2).sum(axis=1))
+            result[i] = ball[np.lexsort((ball, d))[:k]]
+    return result
+
+
+def original_matrix(source: Any, projection: Any, columns: Any = None) -> np.ndarray:
+    """The float32 original-space rows of ``projection.rows``, in that order.
+
+    With ``columns=None`` the projection's own feature columns (``projection.columns``,
+    vector columns expanded as ``name[i]``) are read back from ``source``; otherwise the
+    given columns. Raises ValueError when the source cannot supply a projected row.
+    """
+    from embproj_panel.features import prepare_features
+
+    wanted_names = None
+    if columns is None:
+        source_columns = _source_columns(source, projection.columns)
+    else:
+        source_columns = columns
+    features = prepare_features(source, source_columns)
+    if columns is None and projection.columns:
+        missing = [c for c in projection.columns if c not in features.columns]
+        if missing:
+            raise ValueError(f"The source has no values for the projection's column(s) "
+                             f"{', '.join(map(repr, missing[:5]))}: is it the table the "
+                             "projection was made from?")
+        wanted_names = projection.columns
+    rows = np.asarray(projection.rows, dtype=np.int64)
+    where = np.searchsorted(features.rows, rows)
+    where = np.minimum(where, len(features.rows) - 1)
+    absent = features.rows[where] != rows
+    if absent.any():
+        reasons = dict(features.excluded)
+        row = int(rows[np.flatnonzero(absent)[0]])
+        why = (f"row {row} has no value there ({reasons[row]})" if row in reasons
+               else f"row {row} is not in the source ({features.n_input_rows:,} rows)")
+        raise ValueError(f"{int(absent.sum()):,} projected row(s) are missing from the original "
+                         f"space: {why}.")
+    X = features.matrix
+    if not (len(where) == len(features.rows) and np.array_equal(where, np.arange(len(where)))):
+        X = X[where]
+    if wanted_names is not None and wanted_names != features.columns:
+        position = {name: i for i, name in enumerate(features.columns)}
+        X = X[:, [position[name] for name in wanted_names]]
+    return X
+
+
+_VECTOR_ITEM = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def _source_columns(source: Any, feature_names: list[str]) -> list[Any] | None:
+    """The source columns whose features are ``feature_names`` (None for a plain array)."""
+    if not hasattr(source, "columns") or isinstance(source, np.ndarray):
+        return None
+    available = list(source.columns)
+    by_text = {str(name): name for name in available}
+    chosen: list[Any] = []
+    for feature in feature_names:
+        name = by_text.get(feature)
+        if name is None:
+            match = _VECTOR_ITEM.match(feature)
+            name = by_text.get(match.group(1)) if match else None
+        if name is None:
+            raise ValueError(f"The projection's column {feature!r} is not in the source; "
+                             "pass the table the projection was made from, or columns=.")
+        if name not in chosen:
+            chosen.append(name)
+    return chosen or None
+
+
+def _sample_size(n: int, d: int) -> int:
+    if n * n * d <= _TRUST_BUDGET:
+        return n
+    return min(n, max(_TRUST_MIN_SAMPLE, _TRUST_BUDGET // (n * d)))
+
+
+def _trustworthiness(index: NeighborIndex, low: np.ndarray, k: int, size: int, seed: int,
+                     cancel: Callable[[], bool] | None) -> tuple[float, float]:
+    """Venna & Kaski's T(k) averaged over ``size`` rows, with their ranks among all rows.
+
+    Per row ``t_i = 1 - 2 / (k (2n - 3k - 1)) * sum over 2-D neighbours j that are not among
+    the k nearest in the original space of (r(i, j) - k)`` (zadu's local trustworthiness);
+    its mean over every row is sklearn's ``trustworthiness``. Ranks come from the index's
+    float32 scores, ties by position.
+    """
+    n = index.n
+    chosen = (np.arange(n) if size >= n
+              else np.sort(np.random.default_rng(seed).choice(n, size, replace=False)))
+    scale = 2.0 / (k * (2.0 * n - 3.0 * k - 1.0))
+    local = np.empty(len(chosen))
+    step = max(1, _BLOCK_BYTES // max(1, 4 * n))
+    positions = np.arange(n)
+    for start in range(0, len(chosen), step):
+        if cancel is not None and cancel():
+            raise _cancelled_error()
+        block = chosen[start:start + step]
+        scores, _ = index._scores(block)
+        scores[np.arange(len(block)), block] = np.inf
+        for i, row in enumerate(block):
+            s = scores[i]
+            j = low[row]
+            sj = s[j]
+            closer = (s[None, :] < sj[:, None]).sum(axis=1)
+            tied = ((s[None, :] == sj[:, None]) & (positions[None, :] < j[:, None])).sum(axis=1)
+            rank = 1 + closer + tied
+            local[start + i] = 1.0 - scale * np.maximum(rank - k, 0).sum()
+    mean = float(local.mean())
+    stderr = 0.0 if size >= n else float(local.std(ddof=1) / np.sqrt(len(local)))
+    return mean, stderr
