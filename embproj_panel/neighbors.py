@@ -202,6 +202,9 @@ class AnnoyForest:
 
         step = 2048
         chunks = [(start, min(m, start + step)) for start in range(0, m, step)]
+        if len(chunks) == 1:  # a few queries: starting threads would cost more than them
+            work(chunks[0])
+            return indices, dists
         with ThreadPoolExecutor(max_workers=_n_threads()) as pool:
             list(pool.map(work, chunks))
         return indices, dists
@@ -351,8 +354,8 @@ class NeighborIndex:
         """The k nearest other rows of input row ``row``, nearest first.
 
         k outside 1-100 is clamped with a :class:`UserWarning` (the sentence is also in
-        ``Neighbors.note``). ``search_k`` tunes the forest (None: ``max(n_trees * k * 20,
-        20,000)`` nodes, recall >= 0.95 at 1,000,000 x 128 in ``benchmarks/bench_neighbors.py``).
+        ``Neighbors.note``). ``search_k`` tunes the forest (None: ``max(n_trees * (k + 20) * 4,
+        5,000)`` nodes; ``benchmarks/bench_neighbors.py`` prints the recall it buys).
 
         Raises
         ------
@@ -369,7 +372,7 @@ class NeighborIndex:
             exact = True
         else:
             if search_k is None:
-                search_k = max(forest.n_trees * (k + _SPARE) * 20, 20_000)
+                search_k = max(forest.n_trees * (k + _SPARE) * 4, 5_000)
             ids, _ = forest.query(None, k + 1 + _SPARE, search_k, items=np.array([position]))
             ids = ids[0][(ids[0] >= 0) & (ids[0] != position)]
             dist = self._distances(position, ids)
@@ -422,8 +425,13 @@ class NeighborIndex:
         cosine: ``-x.q / |x|``. Both from one float32 BLAS product; the bound covers its
         rounding so that no true neighbour is lost before the exact float64 re-ranking.
         """
-        Q = self.matrix[block]
-        dots = Q @ self.matrix.T
+        if len(block) == 1:
+            # One row: numpy's own loop. A BLAS matrix-vector product is memory-bound (threads
+            # gain nothing) and on a busy machine OpenBLAS's thread hand-off cost 30 ms for a
+            # 20,000-row product that takes 1 ms on one thread.
+            dots = np.einsum("ij,j->i", self.matrix, self.matrix[block[0]])[None, :]
+        else:
+            dots = self.matrix[block] @ self.matrix.T
         slack = 2.0 * (self.d + 2) * _EPS32
         if self.metric == "euclidean":
             scores = self._norm2_32[None, :] - 2.0 * dots
