@@ -22,9 +22,7 @@ Run::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_neighbors import load, timed  # noqa: E402
 from bench_reducers import clustered  # noqa: E402
 
 import embproj_panel as ep  # noqa: E402
@@ -42,16 +41,6 @@ TARGET_S = 60.0
 K = 10
 
 
-def load() -> str:
-    return f"load {os.getloadavg()[0]:.2f}"
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -60,24 +49,24 @@ def main() -> None:
     n, d = args.rows, args.dim
     X = clustered(n, d, n_clusters=50, seed=1)
     t, projection = timed(lambda: ep.project(X, "pca", cache=False))
-    print(f"{n:,} x {d}, k = {K}, euclidean; PCA layout {t:.1f} s; {load()}", flush=True)
+    print(f"{n:,} x {d}, k = {K}, euclidean; PCA layout {t:.1f} s; load {load()}", flush=True)
 
     index = neighbor_index(X, "euclidean")
     t, forest = timed(index.build)
-    print(f"index: forest build {t:7.1f} s ({forest.n_trees} trees); {load()}", flush=True)
+    print(f"index: forest build {t:7.1f} s ({forest.n_trees} trees); load {load()}", flush=True)
     t, graph = timed(lambda: index.graph(K))
     sample = np.random.default_rng(3).choice(n, 200, replace=False)
     recall = np.mean([len(set(graph[r]) & set(index._exact(np.array([r]), K)[0][0])) / K
                       for r in sample])
     print(f"index: all-rows kNN graph {t:7.1f} s (recall@10 {recall:.3f} on 200 rows); "
-          f"{load()}", flush=True)
+          f"load {load()}", flush=True)
 
     t, values = timed(lambda: ep.faithfulness(X, projection, k=K))
     verdict = "ok" if t < TARGET_S else "MISS"
     print(f"ep.faithfulness once the index exists: {t:7.1f} s {verdict} (target {TARGET_S:.0f} s);"
-          f" mean {values.mean():.3f}; {load()}", flush=True)
+          f" mean {values.mean():.3f}; load {load()}", flush=True)
     t, report = timed(lambda: assess(X, projection, k=K))
-    print(f"assess (faithfulness + trustworthiness): {t:7.1f} s; {report.summary()} {load()}",
+    print(f"assess (faithfulness + trustworthiness): {t:7.1f} s; {report.summary()} load {load()}",
           flush=True)
 
     from sklearn.neighbors import NearestNeighbors
@@ -86,13 +75,13 @@ def main() -> None:
     t_sk, _ = timed(lambda: NearestNeighbors(n_neighbors=K).fit(projection.coords)
                     .kneighbors(return_distance=False))
     print(f"2-D graph of every row: ours {t_ours:6.1f} s, sklearn NearestNeighbors {t_sk:6.1f} s "
-          f"({t_sk / t_ours:.1f}x ours); {load()}", flush=True)
+          f"({t_sk / t_ours:.1f}x ours); load {load()}", flush=True)
     from sklearn.manifold import trustworthiness
 
     small = np.random.default_rng(4).choice(n, min(n, 5000), replace=False)
     t, value = timed(lambda: trustworthiness(X[small], projection.coords[small], n_neighbors=K))
     print(f"sklearn trustworthiness on a {len(small):,}-row sample: {t:6.1f} s ({value:.3f}; "
-          f"neighbourhoods within the sample only); {load()}", flush=True)
+          f"neighbourhoods within the sample only); load {load()}", flush=True)
 
 
 if __name__ == "__main__":
