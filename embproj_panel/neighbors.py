@@ -33,8 +33,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "DEFAULT_K",
@@ -43,11 +45,13 @@ __all__ = [
     "K_MAX",
     "METRICS",
     "AnnoyForest",
-    "IndexBuild",
+    "BackgroundTask",
     "NeighborIndex",
     "Neighbors",
     "clamp_k",
     "neighbor_index",
+    "neighbors_frame",
+    "run_in_background",
 ]
 
 METRICS = ("cosine", "euclidean")
@@ -289,7 +293,7 @@ class NeighborIndex:
         self._inv_norm_32 = np.divide(1.0, self._norm, out=np.zeros(self.n),
                                       where=self._norm > 0).astype(np.float32)
         self._forest: AnnoyForest | None = None
-        self._build: IndexBuild | None = None
+        self._build: BackgroundTask | None = None
         self._graph: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -334,20 +338,16 @@ class NeighborIndex:
             self._forest = forest
             return forest
 
-    def build_async(self) -> IndexBuild:
-        """Build the forest in a background thread; the same handle while one is running."""
+    def build_async(self) -> BackgroundTask:
+        """Build the forest in a background thread; the same task while one is running.
+
+        ``task.future.result()`` is the :class:`AnnoyForest`; ``task.progress`` goes 0 to 1.
+        """
         with self._lock:
-            if self._build is not None and not self._build.future.done():
+            if self._build is not None and not self._build.done:
                 return self._build
-            if self._forest is not None:
-                handle = IndexBuild()
-                handle.progress = 1.0
-                handle.future.set_result(self._forest)
-                return handle
-            handle = self._build = IndexBuild()
-        threading.Thread(target=handle._run, args=(self.build,), daemon=True,
-                         name="embproj-neighbor-index").start()
-        return handle
+            self._build = run_in_background(self.build, "embproj-neighbor-index")
+            return self._build
 
     # -- one row ------------------------------------------------------------------------------
     def query(self, row: int, k: int = DEFAULT_K, search_k: int | None = None) -> Neighbors:
@@ -472,12 +472,13 @@ def _drop_self(ids: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(ids, keep, axis=1)
 
 
-class IndexBuild:
-    """A forest being built in the background: ``progress`` (0..1), ``cancel()``, ``future``.
+class BackgroundTask:
+    """Work running in a daemon thread: ``progress`` (0..1), ``cancel()``, ``future``.
 
-    ``future`` resolves to the :class:`AnnoyForest` (or raises
-    :class:`~embproj_panel.reducers.Cancelled` / the build's error); attributes are safe to
-    read from any thread.
+    Made by :func:`run_in_background`. ``future`` resolves to the work's result (or raises
+    :class:`~embproj_panel.reducers.Cancelled` / its error); attributes are safe to read
+    from any thread. In a Panel app, hand the result to the session with
+    ``future.add_done_callback`` and ``pn.state.execute``.
     """
 
     def __init__(self) -> None:
@@ -486,7 +487,7 @@ class IndexBuild:
         self._cancel = threading.Event()
 
     def cancel(self) -> bool:
-        """Ask the build to stop at its next check; False if it has already finished."""
+        """Ask the work to stop at its next check; False if it has already finished."""
         if self.future.done():
             return False
         self._cancel.set()
@@ -494,21 +495,61 @@ class IndexBuild:
 
     @property
     def done(self) -> bool:
-        """True once the build has finished, whatever the outcome."""
+        """True once the work has finished, whatever the outcome."""
         return self.future.done()
 
     def _set_progress(self, fraction: float) -> None:
         self.progress = max(self.progress, min(1.0, float(fraction)))
 
-    def _run(self, build: Callable[..., AnnoyForest]) -> None:
+    def _run(self, work: Callable[..., Any]) -> None:
         if not self.future.set_running_or_notify_cancel():
             return
         try:
-            forest = build(progress=self._set_progress, cancel=self._cancel.is_set)
-        except BaseException as err:  # the build's outcome, re-raised by future.result()
+            result = work(progress=self._set_progress, cancel=self._cancel.is_set)
+        except BaseException as err:  # the work's outcome, re-raised by future.result()
             self.future.set_exception(err)
         else:
-            self.future.set_result(forest)
+            self._set_progress(1.0)
+            self.future.set_result(result)
+
+
+def run_in_background(work: Callable[..., Any], name: str = "embproj-background"
+                      ) -> BackgroundTask:
+    """Run ``work(progress=..., cancel=...)`` in a daemon thread and return its task."""
+    task = BackgroundTask()
+    threading.Thread(target=task._run, args=(work,), daemon=True, name=name).start()
+    return task
+
+
+def neighbors_frame(data: Any, found: Neighbors) -> pd.DataFrame:
+    """The neighbours as a DataFrame: ``row``, ``distance``, then the rows' own columns.
+
+    A table column named ``row`` or ``distance`` appears as ``"row (column)"`` /
+    ``"distance (column)"``. ``data`` is the table (a :class:`~embproj_panel.table.Table`, a DataFrame or a 2-D
+    array) whose row positions ``found.rows`` are; only those k rows are read.
+    """
+    from embproj_panel.table import Table
+
+    rows = np.asarray(found.rows, dtype=np.int64)
+    out = pd.DataFrame({"row": rows, "distance": np.asarray(found.distances, dtype=np.float64)})
+
+    def put(name: Any, values: Any) -> None:
+        # A table column called "row" or "distance" keeps its values under a marked name.
+        out[f"{name} (column)" if name in ("row", "distance") else name] = values
+
+    if isinstance(data, Table):
+        for name in data.columns:
+            taken = data.get_column(name, convert_to="numpy")[rows]
+            put(name, list(taken) if taken.ndim > 1 else taken)
+    elif isinstance(data, pd.DataFrame):
+        part = data.iloc[rows].reset_index(drop=True)
+        for name in part.columns:
+            put(name, part[name].to_numpy())
+    else:
+        array = np.asarray(data)
+        for j in range(array.shape[1]):
+            out[f"x[{j}]"] = array[rows, j]
+    return out
 
 
 # -- the process-wide cache --------------------------------------------------------------------

@@ -29,14 +29,19 @@ import numpy as np
 from embproj_panel.neighbors import (
     DEFAULT_K,
     EXACT_GRAPH_MAX_ROWS,
+    BackgroundTask,
     NeighborIndex,
     _cancelled_error,
     check_metric,
     clamp_k,
     neighbor_index,
+    run_in_background,
 )
 
-__all__ = ["Assessment", "assess", "faithfulness", "knn_2d", "original_matrix", "preservation"]
+__all__ = [
+    "Assessment", "assess", "assess_async", "faithfulness", "knn_2d", "original_matrix",
+    "preservation",
+]
 
 # Trustworthiness needs each sampled row's distance to every row: n * d multiply-adds a row.
 # 2**33 of them (about 3 s on two busy cores) bound the sample, with at least 100 rows.
@@ -94,6 +99,8 @@ class Assessment:
                      else f"a random sample of {self.sample:,} of {n:,} rows, "
                           f"± {self.trust_stderr:.3f}")
             text += f"; trustworthiness {self.trustworthiness:.3f} ({where})"
+        if not self.exact:
+            text += "; original-space neighbours from the approximate index"
         return text + "."
 
 
@@ -171,6 +178,19 @@ def assess(source: Any, projection: Any, k: int = DEFAULT_K, metric: str = "eucl
     report(1.0)
     return Assessment(values, np.asarray(projection.rows), float(values.mean()), trust, stderr,
                       used, k, metric, n <= EXACT_GRAPH_MAX_ROWS, notes)
+
+
+def assess_async(source: Any, projection: Any, k: int = DEFAULT_K, metric: str = "euclidean",
+                 columns: Any = None, sample: int | None = None, seed: int = 0,
+                 ) -> BackgroundTask:
+    """:func:`assess` in a background thread: a task with ``progress``, ``cancel()`` and a
+    ``future`` that resolves to the :class:`Assessment`."""
+    check_metric(metric)  # a bad metric fails here, at once
+
+    def work(progress: Progress, cancel: Callable[[], bool]) -> Assessment:
+        return assess(source, projection, k, metric, columns, sample, seed, progress, cancel)
+
+    return run_in_background(work, "embproj-faithfulness")
 
 
 # -- the pieces --------------------------------------------------------------------------------

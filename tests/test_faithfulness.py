@@ -188,3 +188,21 @@ def test_mean_orders_pca_and_umap_as_sklearn_trustworthiness_does(numba_warm):
         trusts[method] = trustworthiness(X, projection.coords, n_neighbors=10)
     assert (means["umap"] > means["pca"]) == (trusts["umap"] > trusts["pca"])
     assert means["umap"] > means["pca"]  # and the difference is the expected one
+
+
+def test_assess_async_matches_assess_and_can_be_cancelled():
+    from embproj_panel.trust import assess_async
+
+    X = np.random.default_rng(8).normal(size=(200, 5)).astype(np.float32)
+    projection = ep.project(X, "pca", cache=False)
+    task = assess_async(X, projection, k=6)
+    result = task.future.result(timeout=60)
+    assert task.progress == 1.0
+    np.testing.assert_array_equal(result.values, assess(X, projection, k=6).values)
+    assert result.summary().startswith("Faithfulness (k=6, euclidean): mean ")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        assess_async(X, projection, metric="hamming")
+    from embproj_panel.reducers import Cancelled
+
+    with pytest.raises(Cancelled):
+        assess(X, projection, k=6, cancel=lambda: True)

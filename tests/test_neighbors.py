@@ -175,3 +175,50 @@ def test_digits_pixels_neighbours_are_mostly_the_same_digit():
     same = np.mean([np.mean(labels[index.query(row).rows] == labels[row])
                     for row in range(0, 1797, 7)])
     assert same > 0.9
+
+
+def test_neighbors_frame_lists_rows_distances_and_the_rows_columns():
+    import pandas as pd
+
+    from embproj_panel.neighbors import neighbors_frame
+
+    table = datasets.digits()
+    features = prepare_features(table)
+    found = NeighborIndex(features.matrix, "cosine", rows=features.rows).query(0, k=5)
+    frame = neighbors_frame(table, found)
+    assert list(frame.columns[:4]) == ["row", "distance", "image", "target"]
+    np.testing.assert_array_equal(frame["row"], found.rows)
+    np.testing.assert_array_equal(frame["distance"], found.distances)
+    labels = np.asarray(table.get_column("target", convert_to="numpy"))
+    assert frame["target"].tolist() == labels[found.rows].tolist()
+    assert frame["image"].iloc[0] is table.get_column("image", convert_to="numpy")[found.rows[0]]
+    clash = pd.DataFrame({"row": [10, 11, 12], "distance": ["a", "b", "c"],
+                          "x": [0.0, 1.0, 3.0]})
+    near = NeighborIndex(clash[["x"]].to_numpy(), "euclidean").query(0, k=2)
+    out = neighbors_frame(clash, near)
+    assert out["row"].tolist() == [1, 2] and out["row (column)"].tolist() == [11, 12]
+    assert out["distance (column)"].tolist() == ["b", "c"]
+
+
+def test_run_in_background_reports_progress_cancel_and_errors():
+    import threading
+
+    from embproj_panel.neighbors import run_in_background
+
+    started = threading.Event()
+
+    def work(progress, cancel):
+        progress(0.25)
+        started.set()
+        while not cancel():
+            threading.Event().wait(0.01)
+        raise Cancelled("stopped")
+
+    task = run_in_background(work)
+    assert started.wait(10) and task.progress == 0.25 and not task.done
+    assert task.cancel()
+    with pytest.raises(Cancelled, match="stopped"):
+        task.future.result(timeout=10)
+    assert not task.cancel()  # already finished
+    ok = run_in_background(lambda progress, cancel: 42)
+    assert ok.future.result(timeout=10) == 42 and ok.progress == 1.0
