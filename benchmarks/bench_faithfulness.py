@@ -37,8 +37,8 @@ from bench_neighbors import load, timed  # noqa: E402
 from bench_reducers import clustered  # noqa: E402
 
 import embproj_panel as ep  # noqa: E402
-from embproj_panel.neighbors import matrix_digest, neighbor_index  # noqa: E402
-from embproj_panel.trust import assess, knn_2d, original_matrix, preservation  # noqa: E402
+from embproj_panel.neighbors import matrix_digest, original_matrix, projection_index  # noqa: E402
+from embproj_panel.trust import assess, knn_2d, preservation  # noqa: E402
 
 TARGET_S = 60.0
 K = 10
@@ -50,7 +50,7 @@ def layout(X: np.ndarray) -> SimpleNamespace:
     mean = sample.mean(axis=0)
     axes = np.linalg.svd(sample - mean, full_matrices=False)[2][:2]
     coords = ((X - mean) @ axes.T).astype(np.float32)
-    return SimpleNamespace(coords=coords, rows=np.arange(len(X)),
+    return SimpleNamespace(coords=coords, rows=np.arange(len(X)), excluded=[],
                            columns=[f"x[{j}]" for j in range(X.shape[1])])
 
 
@@ -58,7 +58,7 @@ def end_to_end(n: int, d: int) -> None:
     X = clustered(n, d, n_clusters=50, seed=1)
     projection = layout(X)
     print(f"-- end to end at {n:,} x {d}, k = {K}, euclidean; load {load()}", flush=True)
-    index = neighbor_index(X, "euclidean")
+    index = projection_index(X, projection, "euclidean")  # the one ep.faithfulness uses
     t, forest = timed(index.build)
     print(f"index: forest build {t:7.1f} s ({forest.n_trees} trees); load {load()}", flush=True)
     t, graph = timed(lambda: index.graph(K))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -51,6 +52,8 @@ __all__ = [
     "clamp_k",
     "neighbor_index",
     "neighbors_frame",
+    "original_matrix",
+    "projection_index",
     "run_in_background",
 ]
 
@@ -550,6 +553,87 @@ def neighbors_frame(data: Any, found: Neighbors) -> pd.DataFrame:
         for j in range(array.shape[1]):
             out[f"x[{j}]"] = array[rows, j]
     return out
+
+
+# -- a projection's original space ------------------------------------------------------
+
+
+def original_matrix(source: Any, projection: Any, columns: Any = None) -> np.ndarray:
+    """The float32 original-space rows of ``projection.rows``, in that order.
+
+    With ``columns=None`` the projection's own feature columns (``projection.columns``,
+    vector columns expanded as ``name[i]``) are read back from ``source``; otherwise the
+    given columns. Raises ValueError when the source cannot supply a projected row.
+    """
+    from embproj_panel.features import prepare_features
+
+    wanted_names = None
+    if columns is None:
+        source_columns = _source_columns(source, projection.columns)
+    else:
+        source_columns = columns
+    features = prepare_features(source, source_columns)
+    if columns is None and projection.columns:
+        missing = [c for c in projection.columns if c not in features.columns]
+        if missing:
+            raise ValueError(f"The source has no values for the projection's column(s) "
+                             f"{', '.join(map(repr, missing[:5]))}: is it the table the "
+                             "projection was made from?")
+        wanted_names = projection.columns
+    rows = np.asarray(projection.rows, dtype=np.int64)
+    where = np.searchsorted(features.rows, rows)
+    where = np.minimum(where, len(features.rows) - 1)
+    absent = features.rows[where] != rows
+    if absent.any():
+        reasons = dict(features.excluded)
+        row = int(rows[np.flatnonzero(absent)[0]])
+        why = (f"row {row} has no value there ({reasons[row]})" if row in reasons
+               else f"row {row} is not in the source ({features.n_input_rows:,} rows)")
+        raise ValueError(f"{int(absent.sum()):,} projected row(s) are missing from the original "
+                         f"space: {why}.")
+    X = features.matrix
+    if not (len(where) == len(features.rows) and np.array_equal(where, np.arange(len(where)))):
+        X = X[where]
+    if wanted_names is not None and wanted_names != features.columns:
+        position = {name: i for i, name in enumerate(features.columns)}
+        X = X[:, [position[name] for name in wanted_names]]
+    return X
+
+
+_VECTOR_ITEM = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def _source_columns(source: Any, feature_names: list[str]) -> list[Any] | None:
+    """The source columns whose features are ``feature_names`` (None for a plain array)."""
+    if not hasattr(source, "columns") or isinstance(source, np.ndarray):
+        return None
+    available = list(source.columns)
+    by_text = {str(name): name for name in available}
+    chosen: list[Any] = []
+    for feature in feature_names:
+        name = by_text.get(feature)
+        if name is None:
+            match = _VECTOR_ITEM.match(feature)
+            name = by_text.get(match.group(1)) if match else None
+        if name is None:
+            raise ValueError(f"The projection's column {feature!r} is not in the source; "
+                             "pass the table the projection was made from, or columns=.")
+        if name not in chosen:
+            chosen.append(name)
+    return chosen or None
+
+
+def projection_index(source: Any, projection: Any, metric: str = "cosine", columns: Any = None
+                     ) -> NeighborIndex:
+    """The cached :class:`NeighborIndex` of a projection's rows in the original space.
+
+    Its matrix is :func:`original_matrix` (``columns=None``: the projection's own columns),
+    its rows are ``projection.rows`` and asking about an excluded row says why. Faithfulness
+    and the neighbours panel share it, and so its forest and graph.
+    """
+    X = original_matrix(source, projection, columns)
+    return neighbor_index(X, metric, rows=np.asarray(projection.rows, dtype=np.int64),
+                          excluded=getattr(projection, "excluded", ()))
 
 
 # -- the process-wide cache --------------------------------------------------------------------

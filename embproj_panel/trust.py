@@ -18,7 +18,6 @@ is what the app runs in the background.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,13 +33,12 @@ from embproj_panel.neighbors import (
     _cancelled_error,
     check_metric,
     clamp_k,
-    neighbor_index,
+    projection_index,
     run_in_background,
 )
 
 __all__ = [
-    "Assessment", "assess", "assess_async", "faithfulness", "knn_2d", "original_matrix",
-    "preservation",
+    "Assessment", "assess", "assess_async", "faithfulness", "knn_2d", "preservation",
 ]
 
 # Trustworthiness needs each sampled row's distance to every row: n * d multiply-adds a row.
@@ -158,8 +156,7 @@ def assess(source: Any, projection: Any, k: int = DEFAULT_K, metric: str = "eucl
     n = len(coords)
     k, note = clamp_k(k, n - 1)
     notes = [note] if note else []
-    X = original_matrix(source, projection, columns)
-    index = neighbor_index(X, metric)
+    index = projection_index(source, projection, metric, columns)
     high = index.graph(k, progress=lambda f: report(0.7 * f), cancel=cancel)
     if cancel is not None and cancel():
         raise _cancelled_error()
@@ -168,7 +165,7 @@ def assess(source: Any, projection: Any, k: int = DEFAULT_K, metric: str = "eucl
     values = preservation(high, low)
     trust, stderr, used = None, 0.0, 0
     if sample != 0 and 2 * n - 3 * k - 1 > 0 and k < n / 2:
-        used = _sample_size(n, X.shape[1]) if sample is None else min(int(sample), n)
+        used = _sample_size(n, index.d) if sample is None else min(int(sample), n)
         trust, stderr = _trustworthiness(index, low, k, used, seed, cancel)
         if used < n:
             notes.append(f"Trustworthiness over a random sample of {used:,} of {n:,} rows "
@@ -234,71 +231,6 @@ def knn_2d(coords: np.ndarray, k: int) -> np.ndarray:
             d = np.sqrt(((P[ball] - P[i]) ** 2).sum(axis=1))
             result[i] = ball[np.lexsort((ball, d))[:k]]
     return result
-
-
-def original_matrix(source: Any, projection: Any, columns: Any = None) -> np.ndarray:
-    """The float32 original-space rows of ``projection.rows``, in that order.
-
-    With ``columns=None`` the projection's own feature columns (``projection.columns``,
-    vector columns expanded as ``name[i]``) are read back from ``source``; otherwise the
-    given columns. Raises ValueError when the source cannot supply a projected row.
-    """
-    from embproj_panel.features import prepare_features
-
-    wanted_names = None
-    if columns is None:
-        source_columns = _source_columns(source, projection.columns)
-    else:
-        source_columns = columns
-    features = prepare_features(source, source_columns)
-    if columns is None and projection.columns:
-        missing = [c for c in projection.columns if c not in features.columns]
-        if missing:
-            raise ValueError(f"The source has no values for the projection's column(s) "
-                             f"{', '.join(map(repr, missing[:5]))}: is it the table the "
-                             "projection was made from?")
-        wanted_names = projection.columns
-    rows = np.asarray(projection.rows, dtype=np.int64)
-    where = np.searchsorted(features.rows, rows)
-    where = np.minimum(where, len(features.rows) - 1)
-    absent = features.rows[where] != rows
-    if absent.any():
-        reasons = dict(features.excluded)
-        row = int(rows[np.flatnonzero(absent)[0]])
-        why = (f"row {row} has no value there ({reasons[row]})" if row in reasons
-               else f"row {row} is not in the source ({features.n_input_rows:,} rows)")
-        raise ValueError(f"{int(absent.sum()):,} projected row(s) are missing from the original "
-                         f"space: {why}.")
-    X = features.matrix
-    if not (len(where) == len(features.rows) and np.array_equal(where, np.arange(len(where)))):
-        X = X[where]
-    if wanted_names is not None and wanted_names != features.columns:
-        position = {name: i for i, name in enumerate(features.columns)}
-        X = X[:, [position[name] for name in wanted_names]]
-    return X
-
-
-_VECTOR_ITEM = re.compile(r"^(.*)\[(\d+)\]$")
-
-
-def _source_columns(source: Any, feature_names: list[str]) -> list[Any] | None:
-    """The source columns whose features are ``feature_names`` (None for a plain array)."""
-    if not hasattr(source, "columns") or isinstance(source, np.ndarray):
-        return None
-    available = list(source.columns)
-    by_text = {str(name): name for name in available}
-    chosen: list[Any] = []
-    for feature in feature_names:
-        name = by_text.get(feature)
-        if name is None:
-            match = _VECTOR_ITEM.match(feature)
-            name = by_text.get(match.group(1)) if match else None
-        if name is None:
-            raise ValueError(f"The projection's column {feature!r} is not in the source; "
-                             "pass the table the projection was made from, or columns=.")
-        if name not in chosen:
-            chosen.append(name)
-    return chosen or None
 
 
 def _sample_size(n: int, d: int) -> int:

@@ -10,8 +10,8 @@ from sklearn.manifold import trustworthiness
 import embproj_panel as ep
 from embproj_panel import Table, datasets
 from embproj_panel.features import prepare_features
-from embproj_panel.neighbors import NeighborIndex, clear_cache
-from embproj_panel.trust import assess, knn_2d, original_matrix, preservation
+from embproj_panel.neighbors import NeighborIndex, clear_cache, original_matrix
+from embproj_panel.trust import assess, knn_2d, preservation
 
 
 @pytest.fixture(autouse=True)

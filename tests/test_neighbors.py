@@ -222,3 +222,19 @@ def test_run_in_background_reports_progress_cancel_and_errors():
     assert not task.cancel()  # already finished
     ok = run_in_background(lambda progress, cancel: 42)
     assert ok.future.result(timeout=10) == 42 and ok.progress == 1.0
+
+
+def test_projection_index_is_shared_by_faithfulness_and_queries():
+    import embproj_panel as ep
+    from embproj_panel.neighbors import projection_index
+
+    X = np.random.default_rng(9).normal(size=(120, 6))
+    X[4, 2] = np.nan
+    projection = ep.project(X, "pca", cache=False)
+    index = projection_index(X, projection, "euclidean")
+    assert projection_index(X, projection, "euclidean") is index
+    ep.faithfulness(X, projection, k=5)
+    assert index._graph is not None  # the graph faithfulness built is kept on that index
+    with pytest.raises(ValueError, match=r"Row 4 was left out of the projection \('x': NaN\)"):
+        index.query(4)
+    np.testing.assert_array_equal(index.rows, projection.rows)
