@@ -19,6 +19,8 @@ two leading principal axes of a 20,000-row sample (a PCA layout, cheap at any si
 Run::
 
     PYTHONPATH=. python benchmarks/bench_faithfulness.py [--rows 1000000] [--index-rows N]
+
+``--index-rows 0`` skips the end-to-end part.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def main() -> None:
     parser.add_argument("--index-rows", type=int, default=None)
     parser.add_argument("--dim", type=int, default=128)
     args = parser.parse_args()
-    end_to_end(args.index_rows or args.rows, args.dim)
+    if args.index_rows != 0:  # 0: only the steps after the index
+        end_to_end(args.index_rows or args.rows, args.dim)
     steps(args.rows, args.dim)
 
 
