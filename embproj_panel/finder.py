@@ -187,7 +187,7 @@ class FindState(param.Parameterized):
         index = self._indexes.get(key)
         if index is None:
             index = self._indexes[key] = projection_index(table, projection, metric)
-            if index.needs_forest:
+            if not index.exact_queries:
                 index.build_async()  # queries stay exact (slower) until it is ready
         return index
 

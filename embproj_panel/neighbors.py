@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import re
 import threading
 import warnings
@@ -304,8 +305,8 @@ class NeighborIndex:
     def position(self, row: int) -> int:
         """The matrix position of input row ``row``; ValueError saying why it has none."""
         try:
-            row = int(row)
-        except (TypeError, ValueError):
+            row = operator.index(row)  # ints and numpy integers; not 3.5, not "3"
+        except TypeError:
             raise ValueError(f"A row is a whole-number position; got {row!r}.") from None
         where = int(np.searchsorted(self.rows, row))
         if where < self.n and self.rows[where] == row:

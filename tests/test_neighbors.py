@@ -79,6 +79,9 @@ def test_rows_are_table_positions_and_excluded_rows_say_why():
         index.query(50)
     with pytest.raises(ValueError, match="positions start at 0"):
         index.query(-1)
+    with pytest.raises(ValueError, match="A row is a whole-number position; got 2.5"):
+        index.query(2.5)
+    assert index.query(np.int32(20), k=5).row == 20
 
 
 def test_k_is_clamped_with_a_warning_and_a_note():
