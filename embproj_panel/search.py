@@ -7,7 +7,8 @@ and one integer code per row (:func:`pandas.factorize`). A query then tests each
 value once (a C-level ``map`` over a list, about 40 ms for 1,000,000 distinct strings;
 ``re.search`` about 130 ms) and maps the answer back to rows through the codes (a gather of
 a few ms). A column of labels with ten values costs almost nothing per query, however many
-rows it has. The first query on a column also pays the factorisation (about 1 s for
+rows it has. A rarer substring is first looked for in all distinct values joined into one
+string (one C-level scan, a few ms). The first query on a column also pays the factorisation (about 1 s for
 1,000,000 distinct strings; ``benchmarks/bench_search.py`` prints both).
 
 Searchable columns are the schema's ``text`` and ``categorical`` columns and ``id`` columns
@@ -81,17 +82,43 @@ class ColumnSearch:
         self.codes = codes.astype(np.int32 if len(uniques) < 2**31 else np.int64)
         self.values = [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
         self.folded = [v.casefold() for v in self.values]
+        # Every distinct value in one string, NUL-separated: a rare substring is then found by
+        # one C-level scan instead of a test per value. Unusable if a value holds a NUL.
+        self._text: str | None = None
+        if not any("\x00" in v for v in self.folded):
+            self._text = "\x00".join(self.folded)
+            lengths = np.fromiter(map(len, self.folded), dtype=np.int64, count=len(self.folded))
+            self._starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
 
     def matches(self, pattern: re.Pattern | str) -> np.ndarray:
         """Boolean mask over rows: which rows' value contains ``pattern`` (see compile_query)."""
         n = len(self.values)
         if isinstance(pattern, str):
-            hit = np.fromiter(map(operator.contains, self.folded, itertools.repeat(pattern)),
-                              dtype=bool, count=n)
+            hit = self._scan(pattern)
+            if hit is None:
+                hit = np.fromiter(map(operator.contains, self.folded, itertools.repeat(pattern)),
+                                  dtype=bool, count=n)
         else:
             hit = np.fromiter(map(bool, map(pattern.search, self.values)), dtype=bool, count=n)
         lookup = np.append(hit, False)  # code -1 (an empty cell) reads the last entry
         return lookup[self.codes]
+
+
+    def _scan(self, needle: str) -> np.ndarray | None:
+        """Values containing ``needle``, found in the joined text; None when a per-value test
+        is cheaper (an empty or very common needle) or the text cannot be used."""
+        text = self._text
+        if text is None or not needle or "\x00" in needle:
+            return None
+        n = len(self.values)
+        # Each occurrence costs a Python step below: past n/8 of them, testing values wins.
+        if text.count(needle) > max(64, n // 8):
+            return None
+        where = np.fromiter((m.start() for m in re.finditer(re.escape(needle), text)),
+                            dtype=np.int64)
+        hit = np.zeros(n, dtype=bool)
+        hit[np.searchsorted(self._starts, where, side="right") - 1] = True
+        return hit
 
 
 class TableSearch:

@@ -136,3 +136,19 @@ def test_a_column_is_indexed_once():
     search.search("2", column="name")
     search.search("3")
     assert calls == ["name"]
+
+
+def test_joined_text_scan_and_per_value_test_agree():
+    # Rare needles take the joined-text scan, common ones the per-value test; a value with a
+    # NUL character (the separator) turns the scan off. All must give the same answers.
+    rng = np.random.default_rng(5)
+    values = [f"{rng.choice(['cat', 'dog', 'Emu'])}-{i}" for i in range(3000)]
+    for extra in ([], ["nul\x00cat"]):
+        column = ColumnSearch(np.asarray(values + extra, dtype=object))
+        assert (column._text is None) == bool(extra)
+        for query in ["cat", "-12", "t-1", "emu-29", "\x00", "zz", "g-2999"]:
+            found = np.flatnonzero(column.matches(compile_query(query)))
+            assert found.tolist() == _reference(values + extra, query, False), (query, extra)
+    column = ColumnSearch(np.asarray(values, dtype=object))
+    assert column._scan("-12") is not None  # rare: scanned
+    assert column._scan("cat") is None  # common: tested value by value
