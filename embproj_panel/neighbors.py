@@ -77,9 +77,11 @@ CancelCheck = Callable[[], bool]
 
 
 def _n_threads() -> int:
-    from embproj_panel.reducers import _n_threads as threads
-
-    return threads()
+    try:  # the engines' shared module, once the UMAP/t-SNE engine split has landed
+        from embproj_panel._runtime import n_threads
+    except ImportError:
+        from embproj_panel.reducers import _n_threads as n_threads
+    return n_threads()
 
 
 def _cancelled_error(message: str = "Cancelled.") -> Exception:
