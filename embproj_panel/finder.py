@@ -16,6 +16,7 @@ it is ready.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from embproj_panel.neighbors import (
 )
 from embproj_panel.search import TableSearch
 
-__all__ = ["FindState"]
+__all__ = ["FindState", "find_state"]
 
 
 class FindState(param.Parameterized):
@@ -197,3 +198,18 @@ class FindState(param.Parameterized):
             self._indexes.clear()
             self.clear_neighbors()
         self._run_search()
+
+
+_FINDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def find_state(state: Any) -> FindState:
+    """The one :class:`FindState` of a projector state (made on first use).
+
+    The search box and the neighbours panel are separate parts over the same state; they
+    share this object. Weakly keyed: it goes when the state (its session) goes.
+    """
+    found = _FINDERS.get(state)
+    if found is None:
+        found = _FINDERS[state] = FindState(state)
+    return found
