@@ -11,16 +11,8 @@ import pytest
 
 import embproj_panel as ep
 from embproj_panel import Table
-from embproj_panel.neighbors import clear_cache
 
 XSS = "<img src=x onerror=window.__xss=1>"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

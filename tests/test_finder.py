@@ -10,17 +10,9 @@ from sklearn.neighbors import NearestNeighbors
 from embproj_panel import Table, datasets
 from embproj_panel.features import prepare_features
 from embproj_panel.finder import FindState
-from embproj_panel.neighbors import clear_cache
 from embproj_panel.state import ProjectorState
 
 XSS = "<img src=x onerror=window.__xss=1>"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture
