@@ -45,7 +45,12 @@ def test_typing_in_the_box_searches_and_a_bad_regex_is_an_escaped_message(projec
     assert "<b>" not in box.message.object and box.select_button.disabled
     with pytest.raises(ValueError, match="Not a valid regular expression"):
         projector.search("(<b>", regex=True)
-    assert box.column.options["All text columns"] is None and "target" in box.column.options
+    assert box.column.options == ["All text columns", "target"]
+    box.regex.value = False
+    box.column.value = "target"
+    assert projector.search_box.find.column == "target"
+    box.input.value_input = "9"
+    assert box.message.object == "180 of 1,797 rows match"
 
 
 def test_overlays_are_on_the_scatter_in_both_modes(projector):

@@ -38,7 +38,9 @@ class SearchView(StateView):
         self.find = find_state(self.state)
         self.input = pn.widgets.TextInput(placeholder="Search labels and text…",
                                           sizing_mode="stretch_width", margin=(5, 5))
-        self.column = pn.widgets.Select(options={_ALL: None}, width=150, margin=(5, 5))
+        # Labels only: Bokeh's Select holds strings, and column names need not be strings.
+        self.column = pn.widgets.Select(options=[_ALL], value=_ALL, width=150, margin=(5, 5))
+        self._columns: dict[str, Any] = {_ALL: None}
         self.regex = pn.widgets.Checkbox(label="Regex", width=70, margin=(12, 5))
         self.select_button = pn.widgets.Button(label="Select matches", disabled=True,
                                                width=130, margin=(5, 5))
@@ -47,7 +49,8 @@ class SearchView(StateView):
                                     styles={"font-size": "0.85em", "color": "#555"})
         find = self.find
         self.input.param.watch(lambda event: setattr(find, "query", event.new), "value_input")
-        self.column.param.watch(lambda event: setattr(find, "column", event.new), "value")
+        self.column.param.watch(
+            lambda event: setattr(find, "column", self._columns.get(event.new)), "value")
         self.regex.param.watch(lambda event: setattr(find, "regex", event.new), "value")
         self.select_button.on_click(lambda event: find.select_hits())
         find.param.watch(self._show, ["hits", "search_message"])
@@ -63,7 +66,9 @@ class SearchView(StateView):
         table = self.state.table
         names = self.find._table_search(table).columns if table is not None else []
         # Select option labels are text nodes in Bokeh; the names stay exactly as typed.
-        self.column.options = {_ALL: None, **{str(name): name for name in names}}
+        self._columns = {_ALL: None, **{str(name): name for name in names}}
+        self.column.options = list(self._columns)
+        self.column.value = _ALL
 
     def _show(self, *events: Any) -> None:
         find = self.find
@@ -88,5 +93,6 @@ class SearchView(StateView):
         xs = frame[X].to_numpy()[positions] if len(positions) else np.zeros(0)
         ys = frame[Y].to_numpy()[positions] if len(positions) else np.zeros(0)
         return hv.Points((xs, ys), kdims=[X, Y], label="search").opts(
-            marker="circle", size=11, fill_alpha=0.0, line_color="#e6550d", line_width=2,
-            color="#e6550d", tools=[], show_legend=False)
+            # Black: no categorical palette colour is that dark, so a ring reads on any point.
+            marker="circle", size=11, fill_alpha=0.0, line_color="black", line_width=1.5,
+            color="black", tools=[], show_legend=False)
