@@ -41,6 +41,8 @@ _LAZY = {
     "ProjectionJob": "embproj_panel.compute",
     "Projection": "embproj_panel.compute",
     "warm_up": "embproj_panel.compute",
+    # how far to trust a map (a module named faithfulness would shadow the function)
+    "faithfulness": "embproj_panel.trust",
     # app
     "Projector": "embproj_panel.views",
     "views": "embproj_panel.views",

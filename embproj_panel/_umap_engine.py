@@ -33,13 +33,12 @@ numba
 from __future__ import annotations
 
 import functools
-import math
 import warnings as _warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from embproj_panel._runtime import NUMBA_PARALLEL, configure_numba_cache, n_threads
+from embproj_panel._runtime import NUMBA_PARALLEL, configure_numba_cache
 from embproj_panel._sample_index import SampleIndex, weighted_mean
 
 # Row counts above which the exact (brute-force) neighbour search gives way to the
@@ -125,6 +124,8 @@ def knn(X, k, metric, seed, exact: bool | None = None):
         search = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(X)
         dists, indices = search.kneighbors(X)
     else:
+        from embproj_panel.neighbors import AnnoyForest  # the one Annoy wrapper
+
         indices, dists = AnnoyForest(X, metric, seed).query(None, k)
     return self_first(indices, dists, k)
 
@@ -140,53 +141,6 @@ def self_first(indices: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarr
     indices = np.hstack([own[:, None], np.take_along_axis(indices, others, axis=1)])
     dists = np.hstack([np.zeros((len(own), 1)), np.take_along_axis(dists, others, axis=1)])
     return indices.astype(np.int32), dists.astype(np.float32)
-
-
-class AnnoyForest:
-    """A seeded Annoy forest over ``X`` (euclidean or manhattan) with parallel queries."""
-
-    def __init__(self, X: np.ndarray, metric: str, seed: int) -> None:
-        from openTSNE.dependencies.annoy import AnnoyIndex
-
-        n = X.shape[0]
-        # About umap-learn's rule for pynndescent's trees, doubled: recall ~0.95 at k = 15.
-        self.n_trees = int(min(64, max(10, 5 + round(math.sqrt(n) / 10))))
-        self.index = AnnoyIndex(X.shape[1], metric)
-        self.index.set_seed(int(seed) % (2**31 - 1))
-        for i in range(n):
-            self.index.add_item(i, X[i])
-        self.index.build(self.n_trees, n_jobs=1)  # one thread: the same forest every time
-        self.n = n
-
-    def query(self, X_new: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest indexed rows of each row of ``X_new`` (None: of the indexed rows).
-
-        Missing neighbours (Annoy may return fewer than k) are -1 at distance inf, which
-        umap-learn's graph construction skips.
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        m = self.n if X_new is None else X_new.shape[0]
-        k = min(k, self.n)
-        indices = np.full((m, k), -1, dtype=np.int64)
-        dists = np.full((m, k), np.inf, dtype=np.float32)
-
-        def work(bounds: tuple[int, int]) -> None:
-            for i in range(*bounds):
-                if X_new is None:
-                    found, far = self.index.get_nns_by_item(i, k, include_distances=True)
-                else:
-                    found, far = self.index.get_nns_by_vector(X_new[i], k,
-                                                              include_distances=True)
-                indices[i, : len(found)] = found
-                dists[i, : len(far)] = far
-
-        step = 2048
-        chunks = [(start, min(m, start + step)) for start in range(0, m, step)]
-        # Each query is independent and read-only, so the thread count cannot change results.
-        with ThreadPoolExecutor(max_workers=n_threads()) as pool:
-            list(pool.map(work, chunks))
-        return indices, dists
 
 
 def spectral_start(X, graph, random_state, metric, notes) -> np.ndarray:

@@ -21,10 +21,13 @@ import pandas as pd
 import panel as pn
 import param
 
+from embproj_panel.finder import find_state
 from embproj_panel.sources import as_table
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.downloads import DownloadsView
+from embproj_panel.views.neighbors import NeighborsView
 from embproj_panel.views.scatter import ScatterView
+from embproj_panel.views.search import SearchView
 from embproj_panel.views.session import session_dispatch
 from embproj_panel.views.settings import SettingsView
 from embproj_panel.views.status import StatusView
@@ -39,8 +42,10 @@ __all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_c
 PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("settings", SettingsView, "sidebar"),
     ("status", StatusView, "plot"),
+    ("search_box", SearchView, "plot"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
+    ("neighbors_panel", NeighborsView, "side"),
     ("downloads", DownloadsView, "side"),
 ]
 
@@ -171,6 +176,14 @@ class Projector(pn.viewable.Viewer):
     def selected_dataframe(self) -> pd.DataFrame:
         """The selected rows with their ``x`` and ``y`` coordinates (a copy)."""
         return self.state.selected_dataframe
+
+    def search(self, query: str, column: Any = None, regex: bool = False) -> Any:
+        """Highlight and return the rows matching ``query`` (see :meth:`FindState.search`)."""
+        return find_state(self.state).search(query, column, regex)
+
+    def neighbors(self, row: int, k: int = 10, metric: str = "cosine") -> pd.DataFrame:
+        """The ``k`` nearest rows of ``row`` in the embedding (see :meth:`FindState.neighbors`)."""
+        return find_state(self.state).neighbors(row, k, metric)
 
     # -- layout -------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
