@@ -38,6 +38,7 @@ _LAZY = {
     "Projection": "embproj_panel.compute",
     "warm_up": "embproj_panel.compute",
     # app
+    "extension": "embproj_panel.resources",
     "Projector": "embproj_panel.views",
     "views": "embproj_panel.views",
     "ProjectorState": "embproj_panel.state",

@@ -12,6 +12,7 @@ from typing import Any
 
 import panel as pn
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
@@ -26,7 +27,7 @@ class StatusView(StateView):
     def __init__(self, state: ProjectorState | None = None, **params: Any) -> None:
         super().__init__(state, **params)
         #: The status line (escaped ``state.status``).
-        self.line = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10), height=36,
+        self.line = resources.HTML("", sizing_mode="stretch_width", margin=(2, 10), height=36,
                                  styles={"font-size": "0.85em", "color": "#555",
                                          "overflow": "hidden"})
         #: Progress of the running projection (hidden when idle).
@@ -35,7 +36,7 @@ class StatusView(StateView):
             bar_color="primary", margin=(0, 10),
         )
         #: The last projection's error (escaped ``state.error``; hidden when there is none).
-        self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
+        self.alert = resources.Alert("", alert_type="danger", visible=False,
                                    sizing_mode="stretch_width", margin=(4, 10))
         self.state.param.watch(self._update, ["busy", "progress", "status", "error"])
         self._update()

@@ -1,0 +1,223 @@
+"""The README's notebook example in a real JupyterLab 4, driven by Chromium as a user drives it.
+
+The notebook holds the README's first notebook code block, read from README.md (so the
+documented example is what is tested). The page runs it; the tests then check what the user
+sees (the scatter, the table, the settings, the hover image) and, through a second client of
+the same kernel, what the kernel holds (``projector.selection``, ``selected_dataframe``).
+The page is loaded with every request outside the local JupyterLab refused and recorded, as
+on a machine without internet.
+
+Points are found through BokehJS itself (the plot view's scales turn data coordinates into
+pixels), so the tests hover and drag where a person would.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "tests" / "screenshots"
+
+NOTEBOOK = "projector.ipynb"
+README_MARKER = "In a notebook, the same component:"
+
+# The projector's plot view (the one Bokeh figure with data ranges), its renderers' data and
+# its frame in page pixels.
+PLOT_JS = """
+() => {
+  const views = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range);
+  if (!views.length) return null;
+  const pv = views[0];
+  const rect = pv.el.getBoundingClientRect();
+  const sources = pv.model.renderers
+    .filter(r => r.data_source && r.data_source.data.x)
+    .map(r => ({n: r.data_source.data.x.length,
+                x: Array.from(r.data_source.data.x),
+                y: Array.from(r.data_source.data.y),
+                selected: Array.from(r.data_source.selected.indices)}));
+  const f = pv.frame.bbox;
+  return {left: rect.left, top: rect.top, width: rect.width, height: rect.height,
+          frame: [f.left, f.top, f.width, f.height], sources,
+          loading: !!pv.el.closest('.pn-loading') || !!document.querySelector(
+            '.jp-OutputArea .pn-loading')};
+}
+"""
+TO_SCREEN_JS = """
+([x, y]) => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  const rect = pv.el.getBoundingClientRect();
+  return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
+}
+"""
+TO_DATA_JS = """
+([sx, sy]) => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  const rect = pv.el.getBoundingClientRect();
+  return [pv.frame.x_scale.invert(sx - rect.left), pv.frame.y_scale.invert(sy - rect.top)];
+}
+"""
+SCROLL_PLOT_JS = """
+() => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  pv.el.scrollIntoView({block: "center"});
+}
+"""
+HAS_PLOT_JS = (
+    "() => window.Bokeh && Bokeh.index && [...Bokeh.index.all_views()].some("
+    "v => v.frame && v.model.x_range && v.model.renderers.some("
+    "r => r.data_source && r.data_source.data.x && r.data_source.data.x.length))"
+)
+
+
+def readme_notebook_example() -> str:
+    """The first Python block after the README's notebook sentence."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    after = text.split(README_MARKER, 1)[1]
+    match = re.search(r"```python\n(.*?)```", after, re.S)
+    assert match, "README's notebook section lost its example"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def notebook(jupyter_lab, browser):
+    """The README example opened and run in JupyterLab; yields (page, kernel, requests)."""
+    jupyter_lab.write_notebook(NOTEBOOK, [readme_notebook_example()])
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    local = urlsplit(jupyter_lab.url).netloc
+    outside: list[str] = []
+
+    def gate(route) -> None:
+        # Offline: only the local JupyterLab answers; everything else is refused and recorded.
+        url = route.request.url
+        if urlsplit(url).netloc == local or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    context.route("**/*", gate)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.set_default_timeout(60_000)
+    page.goto(jupyter_lab.lab_url(NOTEBOOK))
+    page.wait_for_function("() => window.jupyterapp && jupyterapp.shell.currentWidget"
+                           " && jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
+    page.evaluate("() => jupyterapp.shell.currentWidget.sessionContext.ready")
+    kernel = jupyter_lab.kernel_client(NOTEBOOK)
+    page.evaluate("() => jupyterapp.commands.execute('notebook:run-all-cells')")
+    # The second client's request queues behind the cell: it returns once the cell has run.
+    kernel.run("projector.state.wait(timeout=120)", timeout=300)
+    try:
+        page.wait_for_function(HAS_PLOT_JS, timeout=60_000)
+    except Exception as exc:
+        shot(page, "not-rendered")
+        raise AssertionError(
+            f"The projector did not render in JupyterLab (screenshot in {SCREENSHOTS}); "
+            f"requests refused (outside the local server): {outside}; "
+            f"page errors: {page.js_errors}"
+        ) from exc
+    page.evaluate(SCROLL_PLOT_JS)
+    page.wait_for_timeout(500)
+    try:
+        yield page, kernel, outside
+    finally:
+        kernel.close()
+        context.close()
+
+
+def plot_state(page) -> dict:
+    page.wait_for_function(HAS_PLOT_JS, timeout=60_000)
+    return page.evaluate(PLOT_JS)
+
+
+def output(page):
+    """The first cell's output area (where the projector is shown)."""
+    return page.locator(".jp-Cell-outputArea").first
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"notebook-{name}.png"))
+
+
+def test_renders_scatter_table_and_settings_with_nothing_from_outside(notebook):
+    page, kernel, outside = notebook
+    state = plot_state(page)
+    assert state["sources"][0]["n"] == kernel.value("len(projector.state.frame)") == 1797
+    area = output(page)
+    area.locator(".tabulator-row").nth(4).wait_for()  # the table's first page
+    assert area.get_by_text("Embedding columns").count()  # the settings
+    assert area.get_by_role("button", name="Compute").count()
+    assert area.get_by_text(re.compile(r"1,797 of 1,797 rows")).count()
+    shot(page, "loaded")
+    assert not outside, f"requests outside the local server: {outside}"
+    assert not page.js_errors, page.js_errors
+
+
+def test_hover_shows_the_rows_image(notebook):
+    page, kernel, _ = notebook
+    state = plot_state(page)
+    page.evaluate(SCROLL_PLOT_JS)
+    xs, ys = state["sources"][0]["x"], state["sources"][0]["y"]
+    # The median point lies inside the cloud, where a hover is sure to hit a row.
+    order = sorted(range(len(xs)), key=lambda i: (xs[i] - sorted(xs)[len(xs) // 2]) ** 2
+                   + (ys[i] - sorted(ys)[len(ys) // 2]) ** 2)
+    sx, sy = page.evaluate(TO_SCREEN_JS, [xs[order[0]], ys[order[0]]])
+    tooltip = page.locator(".bk-Tooltip, .bk-tooltip").filter(has=page.locator("img"))
+    for dx in (0, 1, -1, 2):  # a couple of pointer moves, as a hand makes
+        page.mouse.move(sx + dx, sy + dx)
+        page.wait_for_timeout(300)
+    tooltip.first.wait_for(state="visible", timeout=20_000)
+    assert tooltip.first.locator("img").first.get_attribute("src").startswith(
+        "data:image/png;base64,")
+    shot(page, "hover")
+    page.mouse.move(5, 5)
+
+
+def test_selection_from_python_shows_in_the_page(notebook):
+    page, kernel, _ = notebook
+    kernel.run("projector.selection = [0, 1, 2]")
+    page.wait_for_function(
+        """() => [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0]
+          .model.renderers.some(r => r.data_source && r.data_source.data.x &&
+            [...r.data_source.selected.indices].sort().join() === '0,1,2')""",
+        timeout=20_000,
+    )
+    output(page).get_by_role("button", name="Clear selection (3)").wait_for(timeout=20_000)
+    assert kernel.value("projector.selected_dataframe.index.tolist()") == [0, 1, 2]
+    assert kernel.value("projector.selected_dataframe.columns[:2].tolist()") == ["x", "y"]
+    shot(page, "python-selection")
+    kernel.run("projector.selection = []")
+
+
+def test_umap_from_python_replaces_the_plot(notebook):
+    page, kernel, _ = notebook
+    before = plot_state(page)["sources"][0]["x"][:50]
+    kernel.run("projector.state.param.update(method='umap'); "
+               "projector.state.param.trigger('compute'); projector.state.wait(timeout=240)",
+               timeout=300)
+    assert kernel.value("projector.state.projection.method") == "umap"
+    page.wait_for_function(
+        """(before) => {
+          const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+          const r = pv.model.renderers.find(r => r.data_source && r.data_source.data.x);
+          return r && Array.from(r.data_source.data.x).slice(0, 50).some(
+            (x, i) => Math.abs(x - before[i]) > 1e-6);
+        }""",
+        arg=before, timeout=60_000,
+    )
+    output(page).get_by_text(re.compile(r"rows · UMAP")).first.wait_for(timeout=30_000)
+    shot(page, "umap")
+
+
+
+def test_nothing_was_asked_from_outside_during_the_whole_session(notebook):
+    # After hovering, selecting and a new projection (panes updated, the plot replaced).
+    page, _, outside = notebook
+    assert not outside, f"requests outside the local server: {outside}"
+    assert not page.js_errors, page.js_errors
