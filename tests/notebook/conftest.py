@@ -19,6 +19,7 @@ read-only extension manager (nothing asks the internet from the browser or the s
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -164,28 +165,36 @@ class KernelClient:
         self._client.start_channels(hb=False)
         self._client.wait_for_ready(timeout=60)
 
-    def run(self, code: str, timeout: float = 120) -> str:
-        """Execute ``code``; its stdout, or an AssertionError with the kernel's traceback."""
-        out: list[str] = []
+    def run(self, code: str, timeout: float = 120, **expressions: str) -> dict:
+        """Execute ``code``; the values of ``expressions`` (name -> Python expression).
+
+        Values come back in the execute reply (``user_expressions``), as JSON, not through
+        printed output, whose routing a comm callback running in the kernel can change.
+        """
         errors: list[str] = []
 
         def hook(message: dict) -> None:
-            content = message["content"]
-            if message["msg_type"] == "stream" and content.get("name") == "stdout":
-                out.append(content["text"])
-            elif message["msg_type"] == "error":
-                errors.append("\n".join(content.get("traceback", [])))
+            if message["msg_type"] == "error":
+                errors.append("\n".join(message["content"].get("traceback", [])))
 
-        reply = self._client.execute_interactive(code, timeout=timeout, output_hook=hook,
-                                                 store_history=False)
-        if reply["content"]["status"] != "ok" or errors:
-            raise AssertionError(re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors)) or reply)
-        return "".join(out)
+        reply = self._client.execute_interactive(
+            code, timeout=timeout, output_hook=hook, store_history=False,
+            user_expressions={name: f"__import__('json').dumps({expression})"
+                              for name, expression in expressions.items()},
+        )
+        content = reply["content"]
+        if content["status"] != "ok" or errors:
+            raise AssertionError(re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors)) or content)
+        values = {}
+        for name, result in content.get("user_expressions", {}).items():
+            if result.get("status") != "ok":
+                raise AssertionError(f"{expressions[name]}: {result}")
+            values[name] = json.loads(ast.literal_eval(result["data"]["text/plain"]))
+        return values
 
     def value(self, expression: str, timeout: float = 120):
-        """The JSON value of a Python expression evaluated in the kernel."""
-        text = self.run(f"import json as _j; print(_j.dumps({expression}))", timeout=timeout)
-        return json.loads(text.strip().splitlines()[-1])
+        """The value of a Python expression evaluated in the kernel (as JSON)."""
+        return self.run("", timeout=timeout, value=expression)["value"]
 
     def close(self) -> None:
         self._client.stop_channels()

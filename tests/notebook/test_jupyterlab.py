@@ -60,6 +60,12 @@ TO_DATA_JS = """
   return [pv.frame.x_scale.invert(sx - rect.left), pv.frame.y_scale.invert(sy - rect.top)];
 }
 """
+ACTIVATE_BOX_SELECT_JS = """
+() => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  pv.model.toolbar.tools.find(t => t.type === "BoxSelectTool").active = true;
+}
+"""
 SCROLL_PLOT_JS = """
 () => {
   const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
@@ -192,6 +198,62 @@ def test_selection_from_python_shows_in_the_page(notebook):
     assert kernel.value("projector.selected_dataframe.index.tolist()") == [0, 1, 2]
     assert kernel.value("projector.selected_dataframe.columns[:2].tolist()") == ["x", "y"]
     shot(page, "python-selection")
+    kernel.run("projector.selection = []")
+
+
+def drag_box(page, fractions: tuple[float, float, float, float]) -> tuple[float, ...]:
+    """Box-select over a part of the plot frame; returns the box in data coordinates."""
+    page.evaluate(SCROLL_PLOT_JS)
+    page.wait_for_timeout(300)
+    state = page.evaluate(PLOT_JS)
+    left, top, width, height = state["frame"]
+    x0, y0 = state["left"] + left + fractions[0] * width, state["top"] + top + fractions[1] * height
+    x1, y1 = state["left"] + left + fractions[2] * width, state["top"] + top + fractions[3] * height
+    # Activated through BokehJS: clicking the toolbar button again would switch it off.
+    page.evaluate(ACTIVATE_BOX_SELECT_JS)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+    (dx0, dy0), (dx1, dy1) = (page.evaluate(TO_DATA_JS, [x0, y0]),
+                              page.evaluate(TO_DATA_JS, [x1, y1]))
+    return min(dx0, dx1), min(dy0, dy1), max(dx0, dx1), max(dy0, dy1)
+
+
+def points_inside(page, box: tuple[float, ...]) -> int:
+    source = page.evaluate(PLOT_JS)["sources"][0]
+    x0, y0, x1, y1 = box
+    return sum(x0 <= x <= x1 and y0 <= y <= y1 for x, y in zip(source["x"], source["y"]))
+
+
+def settled_selection(kernel, page, expected: int) -> int:
+    """The kernel's selection size, once it has held ``expected`` rows for 3 s (or not)."""
+    deadline = 20_000
+    while deadline > 0 and kernel.value("len(projector.selection)") != expected:
+        page.wait_for_timeout(250)
+        deadline -= 250
+    page.wait_for_timeout(3000)  # the table's page selection came back 1-1.5 s later
+    return kernel.value("len(projector.selection)")
+
+
+def test_box_selections_stick_with_every_point_inside_the_box(notebook):
+    page, kernel, _ = notebook
+    kernel.run("projector.selection = []")
+    for fractions in [(0.1, 0.1, 0.8, 0.9), (0.2, 0.3, 0.6, 0.7)]:  # a drag, then another
+        box = drag_box(page, fractions)
+        inside = points_inside(page, box)
+        assert inside > 10  # more than one table page
+        assert settled_selection(kernel, page, inside) == inside
+        output(page).get_by_role("button", name=f"Clear selection ({inside:,})").wait_for(
+            timeout=20_000)
+    shot(page, "box-selected")
+    # A drag after a selection made from Python.
+    kernel.run("projector.selection = [0, 1, 2]")
+    page.wait_for_timeout(1000)
+    box = drag_box(page, (0.15, 0.15, 0.85, 0.85))
+    inside = points_inside(page, box)
+    assert settled_selection(kernel, page, inside) == inside
     kernel.run("projector.selection = []")
 
 
