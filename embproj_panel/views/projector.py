@@ -45,6 +45,10 @@ PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
 ]
 
 
+#: The narrowest the scatter gets in a Projector before the table wraps below it.
+_MIN_PLOT_WIDTH = 480
+
+
 def build_parts(state: ProjectorState, **params: Any) -> dict[str, pn.viewable.Viewer]:
     """One of each of :data:`PARTS` over ``state``.
 
@@ -205,9 +209,19 @@ class Projector(pn.viewable.Viewer):
 
     # -- layout -------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
+        # The gear, the scatter and the table wrap onto new lines when the output is narrow
+        # (a notebook cell beside JupyterLab's file browser is ~1,000 px): the scatter keeps
+        # at least 480 px and grows into the room left, the table goes below it, and the
+        # gear above, instead of a side-by-side row that squeezed the scatter to 235 px.
         gear = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings", width=300,
-                       collapsible=True, margin=(5, 5))
-        return pn.Row(gear, main_area(self.parts), sizing_mode="stretch_width")
+                       collapsible=True, margin=(5, 5), styles={"flex": "0 0 auto"})
+        plot = pn.Column(*_region(self.parts, "plot"), sizing_mode="stretch_width",
+                         min_width=_MIN_PLOT_WIDTH, height=720, margin=0,
+                         styles={"flex": f"1 1 {_MIN_PLOT_WIDTH}px"})
+        side = pn.Column(*_region(self.parts, "side"), width=460, height=720, margin=0,
+                         styles={"flex": "0 1 460px"})
+        return pn.FlexBox(gear, plot, side, flex_wrap="wrap", align_items="flex-start",
+                          sizing_mode="stretch_width")
 
 
 # -- the state's parameters as properties of the Projector -------------------------------------

@@ -3,7 +3,8 @@
 Status and error messages can carry user text (column names, file names), so they are
 escaped before they reach the HTML and Alert panes. The line is two lines tall whatever its
 text: a status that wraps differently would resize the plot, and a raster resize is a
-re-aggregation and a new image.
+re-aggregation and a new image. A longer message scrolls inside those two lines (in a
+narrow notebook cell it used to be cut mid-sentence with no way to read the rest).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class StatusView(StateView):
         #: The status line (escaped ``state.status``).
         self.line = resources.HTML("", sizing_mode="stretch_width", margin=(2, 10), height=36,
                                  styles={"font-size": "0.85em", "color": "#555",
-                                         "overflow": "hidden"})
+                                         "overflow-y": "auto"})
         #: Progress of the running projection (hidden when idle).
         self.progress = pn.indicators.Progress(
             value=0, max=100, visible=False, sizing_mode="stretch_width", height=12,

@@ -165,6 +165,33 @@ def test_renders_scatter_table_and_settings_with_nothing_from_outside(notebook):
     assert not page.js_errors, page.js_errors
 
 
+LAYOUT_JS = """
+() => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  const status = [...Bokeh.index.all_views()].find(
+    v => v.model.type.endsWith("HTML") && (v.model.text || "").includes("rows ·"));
+  const el = status.el, style = getComputedStyle(el);
+  return {frame: [pv.frame.bbox.width, pv.frame.bbox.height],
+          status_fits: el.scrollHeight <= el.clientHeight + 1,
+          status_scrolls: ["auto", "scroll"].includes(style.overflowY),
+          loading: [...Bokeh.index.all_views()].filter(
+            v => v.el && v.el.classList && v.el.classList.contains("pn-loading")).length};
+}
+"""
+
+
+def test_layout_fits_a_cell_beside_the_file_browser(notebook):
+    # 1600 x 1000 with JupyterLab's file browser open: the cell is about 1,000 px wide.
+    page, kernel, _ = notebook
+    layout = page.evaluate(LAYOUT_JS)
+    assert layout["frame"][0] >= 400, layout  # the scatter was 235 px wide
+    assert layout["frame"][1] >= 300, layout
+    # The status line is never cut without a way to read it all: it fits, or it scrolls.
+    assert layout["status_fits"] or layout["status_scrolls"], layout
+    # The loading state in the page agrees with the kernel's.
+    assert layout["loading"] == 0 and kernel.value("projector.scatter.pane.loading") is False
+
+
 def test_hover_shows_the_rows_image(notebook):
     page, kernel, _ = notebook
     state = plot_state(page)
