@@ -7,30 +7,15 @@ receives them.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
 import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
+from _loop import in_loop
 from panel.models.tabulator import SelectionEvent
 
 import embproj_panel as ep
 from embproj_panel import datasets
-
-
-def in_loop(test):
-    """Run a synchronous test body inside a running asyncio loop (as a notebook kernel)."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        async def body():
-            return test(*args, **kwargs)
-
-        return asyncio.run(body())
-
-    return wrapper
 
 
 @pytest.fixture(scope="module")

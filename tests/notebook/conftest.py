@@ -24,21 +24,15 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from _browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, mark_folder, stop
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-# The flags of tests/ui/conftest.py: no background requests of Chromium's own.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-]
 SCREENSHOTS = ROOT / "tests" / "screenshots"
 KERNEL_NAME = "embproj-test"
 
@@ -53,15 +47,7 @@ LAB_SETTINGS = {
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.notebook)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    mark_folder(items, Path(__file__).parent, "notebook")
 
 
 def _isolated_env(base: Path) -> dict[str, str]:
@@ -212,7 +198,7 @@ def jupyter_lab(tmp_path_factory, numba_warm):
     env["EMBPROJ_DIR"] = str(base / "embproj-runs")
     _write_kernel_spec(Path(env["JUPYTER_DATA_DIR"]), env)
     _write_lab_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log_path = base / "jupyterlab.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
@@ -244,11 +230,7 @@ def jupyter_lab(tmp_path_factory, numba_warm):
                 time.sleep(0.5)
         yield lab
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
         print(log_path.read_text()[-3000:])
 

@@ -7,21 +7,11 @@ Google font).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from _browser_support import offline_gate
 
 
 def test_the_served_page_loads_nothing_from_outside(served_app, page):
-    local = urlsplit(served_app).netloc
-    outside: list[str] = []
-
-    def gate(route) -> None:
-        url = route.request.url
-        if urlsplit(url).netloc == local or url.startswith(("data:", "blob:")):
-            route.continue_()
-        else:
-            outside.append(url)
-            route.abort()
-
+    gate, outside = offline_gate(served_app)
     page.context.route("**/*", gate)
     page.goto(served_app)
     page.wait_for_selector("text=/rows · PCA/", timeout=60_000)
