@@ -22,6 +22,10 @@ from _browser_support import offline_gate
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "screenshots"
 
+# The first test also starts JupyterLab, the kernel and the first projection (90-120 s on a
+# loaded 2-core machine); every wait below has its own shorter bound.
+pytestmark = pytest.mark.timeout(600)
+
 NOTEBOOK = "projector.ipynb"
 README_MARKER = "In a notebook, the same component:"
 
