@@ -44,6 +44,7 @@ _LAZY = {
     # how far to trust a map (a module named faithfulness would shadow the function)
     "faithfulness": "embproj_panel.trust",
     # app
+    "extension": "embproj_panel.resources",
     "Projector": "embproj_panel.views",
     "views": "embproj_panel.views",
     "ProjectorState": "embproj_panel.state",

@@ -31,6 +31,7 @@ from typing import Any
 import panel as pn
 import param
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.views import plots
@@ -161,9 +162,9 @@ class ProjectorApp(pn.viewable.Viewer):
             f"CSV, TSV, Parquet, NPY or NPZ, up to {megabytes:,} MB.",
             styles={"font-size": "0.8em", "color": "#666"}, margin=(0, 10),
         )
-        self._message = pn.pane.Alert("", alert_type="danger", visible=False,
+        self._message = resources.Alert("", alert_type="danger", visible=False,
                                       sizing_mode="stretch_width")
-        self._notes = pn.pane.Alert("", alert_type="warning", visible=False,
+        self._notes = resources.Alert("", alert_type="warning", visible=False,
                                     sizing_mode="stretch_width")
         self._upload.param.watch(self._on_upload, "value")
         self._source.param.watch(self._on_source, "value")
@@ -362,6 +363,7 @@ class ProjectorApp(pn.viewable.Viewer):
             main_layout=None,
             accent="#1f77b4",
             theme_toggle=False,
+            design=resources.Fast,  # no Google font: the page loads nothing from outside
         )
 
     def close(self) -> None:
