@@ -162,6 +162,11 @@ class Projector(pn.viewable.Viewer):
         elif state.dispatch is None:
             state.dispatch = session_dispatch()
         super().__init__(state=state)
+        # Compile UMAP's numba code now, in the background (once per process), so the first
+        # UMAP in a fresh kernel does not wait for it; the first projection is PCA anyway.
+        from embproj_panel import compute
+
+        compute.warm_up(background=True)
         parts = build_parts(state, **own)
         for name, part in parts.items():
             object.__setattr__(self, name, part)  # past __setattr__, which guards the parts
