@@ -58,3 +58,11 @@ def configure_numba_cache() -> Path:
 # numba's parallel runtime (the "workqueue" layer on machines without TBB or OpenMP) must not
 # be entered from two threads at once; two projections in two threads take turns per epoch.
 NUMBA_PARALLEL = threading.Lock()
+
+
+class Cancelled(Exception):  # noqa: N818 - the name reads as a state, like asyncio's
+    """The computation was cancelled by its ``cancel()`` callback.
+
+    Defined here, beside the other pieces the engines share, so that the neighbour index,
+    the engines and the reducers all raise the same class without importing one another.
+    """

@@ -77,15 +77,13 @@ CancelCheck = Callable[[], bool]
 
 
 def _n_threads() -> int:
-    try:  # the engines' shared module, once the UMAP/t-SNE engine split has landed
-        from embproj_panel._runtime import n_threads
-    except ImportError:
-        from embproj_panel.reducers import _n_threads as n_threads
+    from embproj_panel._runtime import n_threads
+
     return n_threads()
 
 
 def _cancelled_error(message: str = "Cancelled.") -> Exception:
-    from embproj_panel.reducers import Cancelled
+    from embproj_panel._runtime import Cancelled
 
     return Cancelled(message)
 

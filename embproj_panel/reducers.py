@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embproj_panel import _tsne_engine, _umap_engine
-from embproj_panel._runtime import configure_numba_cache
+from embproj_panel._runtime import Cancelled, configure_numba_cache
 from embproj_panel._sample_index import SampleIndex
 
 __all__ = [
@@ -68,10 +68,6 @@ TSNE_SAMPLE_SIZE = 25_000
 
 # Chunk of rows for the streaming PCA passes: bounded float64 temporaries.
 _PCA_CHUNK_ROWS = 65536
-
-
-class Cancelled(Exception):  # noqa: N818 - the name reads as a state, like asyncio's
-    """The computation was cancelled by its ``cancel()`` callback."""
 
 
 # -- parameter metadata -----------------------------------------------------------------------
