@@ -21,6 +21,7 @@ one :class:`JobSlot` per view, the only code that supersedes jobs; a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -261,8 +262,16 @@ class ProjectionCache:
 
     def _prune(self, directory: Path) -> None:
         files = []
+        torn_before = time.time() - _TORN_AGE
         for item in os.scandir(directory):
-            if item.name.endswith(".npz") and not item.name.startswith(".tmp-"):
+            if item.name.startswith(".tmp-"):
+                # A temporary file this old belongs to no live writer: a process killed in
+                # the middle of a write left it (never read, but it would fill the disk).
+                with contextlib.suppress(OSError):
+                    if item.stat().st_mtime < torn_before:
+                        os.unlink(item.path)
+                continue
+            if item.name.endswith(".npz"):
                 stat = item.stat()
                 files.append((stat.st_mtime, stat.st_size, item.path))
         total = sum(size for _, size, _ in files)
@@ -272,6 +281,9 @@ class ProjectionCache:
             Path(path).unlink(missing_ok=True)
             total -= size
 
+
+# Seconds after which a cache temporary file is taken as torn (its writer died mid-write).
+_TORN_AGE = 3600
 
 _CACHE_LOCK = threading.Lock()
 _CACHE: ProjectionCache | None = None
