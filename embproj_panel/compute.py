@@ -54,6 +54,7 @@ __all__ = [
     "ProjectionJob",
     "configure_numba_cache",
     "default_cache_dir",
+    "lower_thread_priority",
     "project",
     "project_async",
     "projection_cache",
@@ -589,13 +590,47 @@ _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
 
 
+#: How much lower (``nice`` steps) projection threads run than the server's own thread.
+PROJECTION_NICENESS = 10
+
+
+def lower_thread_priority(steps: int = PROJECTION_NICENESS) -> bool:
+    """Run the calling thread (and the threads it starts later) ``steps`` nice levels lower.
+
+    A UMAP keeps both cores busy for a minute; at the same priority the server's one event
+    loop thread, which answers every session's clicks, waits its turn behind numba's and
+    BLAS's workers, and a colour change took seconds (issue 16). Linux schedules threads
+    separately, so the projection threads alone are lowered: the server gets a core the
+    moment it has work, the projection runs at full speed the rest of the time. Threads
+    inherit the niceness of the thread that starts them, so numba's parallel workers, started
+    by the first projection (or the warm-up), run lower too. Elsewhere it does nothing (a
+    thread id is not a process id there).
+
+    Returns
+    -------
+    bool
+        Whether the priority was lowered.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux") or steps <= 0:
+        return False
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + steps)
+    except OSError:
+        return False
+    return True
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             # Two workers: a quick PCA need not wait behind a long t-SNE; more would only
             # make heavy jobs (each already multi-threaded) compete for the same cores.
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embproj-project")
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embproj-project",
+                                       initializer=lower_thread_priority)
         return _POOL
 
 
@@ -766,6 +801,7 @@ def _warm(future: Future) -> None:
     if not future.set_running_or_notify_cancel():
         return
     began = time.perf_counter()
+    lower_thread_priority()  # numba's workers start here: they inherit the lower priority
     try:
         from embproj_panel.reducers import TSNE, UMAP, _knn
 

@@ -221,3 +221,37 @@ def _listening(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+# -- the server's thread comes first ---------------------------------------------------------------
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_projection_threads_run_below_the_server_thread():
+    from embproj_panel.compute import PROJECTION_NICENESS, project_async
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    server = niceness()
+    seen: list[int] = []
+    project_async(blobs(50), "pca", cache=False).result(timeout=120)
+    probe = threading.Event()
+
+    def in_worker():  # the pool's threads run every projection
+        seen.append(niceness())
+        probe.set()
+
+    from embproj_panel.compute import _pool
+
+    _pool().submit(in_worker).result(timeout=60)
+    assert probe.is_set() and seen == [server + PROJECTION_NICENESS]
+    assert niceness() == server  # the caller's (the server's) thread is unchanged
+
+    # threads a projection thread starts (numba's workers) inherit its priority
+    def child_of_worker():
+        inner: list[int] = []
+        thread = threading.Thread(target=lambda: inner.append(niceness()))
+        thread.start()
+        thread.join()
+        return inner[0]
+
+    assert _pool().submit(child_of_worker).result(timeout=60) == server + PROJECTION_NICENESS
