@@ -3,7 +3,10 @@
 ``panel serve apps/projector.py`` runs ``create_app()`` once per browser session, so every
 session gets its own state, table and selection; nothing per-user lives at module level. The
 page is a ``FastListTemplate``: in the sidebar the source picker (the digits sample, every
-table logged to the local run store, or an uploaded file) and the parts of the ``"sidebar"``
+table logged to the local run store, or an uploaded file; a damaged table or run is listed,
+disabled, with what is wrong, never left out) and the bounded upload box
+(:class:`~embproj_panel.upload_widget.BoundedFileDropper`; serve with :func:`server_options`
+so no websocket message is larger than one upload chunk) and the parts of the ``"sidebar"``
 region (:data:`embproj_panel.views.PARTS`: the settings); in the main area the scatter and the
 table, laid out as in a :class:`~embproj_panel.views.Projector`. The session's state gets the
 session's dispatch (:func:`embproj_panel.views.session_dispatch`), so its results are applied
