@@ -615,9 +615,11 @@ def lower_thread_priority(steps: int = PROJECTION_NICENESS) -> bool:
 
     if not sys.platform.startswith("linux") or steps <= 0:
         return False
-    thread = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + steps)
+        # Relative to the process (its main thread), not to this thread: a thread started by
+        # an already lowered one inherits its niceness, and must not sink further.
+        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + steps)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), target)
     except OSError:
         return False
     return True
@@ -787,11 +789,10 @@ def warm_up(background: bool = True) -> Future:
             future = _WARM = Future()
             start = True
     if start:
-        if background:
-            threading.Thread(target=_warm, args=(future,), name="embproj-warm-up",
-                             daemon=True).start()
-        else:
-            _warm(future)
+        # Always in a thread of its own, even when waited for: it lowers its own priority
+        # (numba's workers, started there, inherit it), which must never be the caller's.
+        threading.Thread(target=_warm, args=(future,), name="embproj-warm-up",
+                         daemon=True).start()
     if not background:
         future.result()
     return future

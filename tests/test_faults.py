@@ -225,13 +225,14 @@ def _listening(port: int) -> bool:
 
 # -- the server's thread comes first ---------------------------------------------------------------
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
-def test_projection_threads_run_below_the_server_thread():
-    from embproj_panel.compute import PROJECTION_NICENESS, project_async
+def test_projection_threads_run_below_the_server_thread(numba_warm):
+    from embproj_panel.compute import PROJECTION_NICENESS, lower_thread_priority, project_async
 
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    server = niceness()
+    server = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert niceness() == server  # the warm-up (numba_warm) ran, but lowered only its thread
     seen: list[int] = []
     project_async(blobs(50), "pca", cache=False).result(timeout=120)
     probe = threading.Event()
@@ -244,6 +245,9 @@ def test_projection_threads_run_below_the_server_thread():
 
     _pool().submit(in_worker).result(timeout=60)
     assert probe.is_set() and seen == [server + PROJECTION_NICENESS]
+    # a thread already lowered that lowers itself again does not sink further
+    assert _pool().submit(lambda: (lower_thread_priority(), niceness())[1]).result(60) \
+        == server + PROJECTION_NICENESS
     assert niceness() == server  # the caller's (the server's) thread is unchanged
 
     # threads a projection thread starts (numba's workers) inherit its priority
