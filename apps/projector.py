@@ -6,10 +6,10 @@ browser session.
 
 from __future__ import annotations
 
-import panel as pn
-
+from embproj_panel import resources
 from embproj_panel.app import create_app
 
-pn.extension("tabulator", "filedropper", sizing_mode="stretch_width", notifications=False)
+# pn.extension with every browser resource from the installed packages (no CDN).
+resources.extension("filedropper", sizing_mode="stretch_width", notifications=False)
 
 create_app().servable()

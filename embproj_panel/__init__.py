@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "datasets": "embproj_panel.datasets",
+    "Dataset": "embproj_panel.dataset",  # lazy Parquet datasets (out of core, Dask)
     # run store
     "init": "embproj_panel.store",
     "log": "embproj_panel.store",
@@ -31,13 +32,19 @@ _LAZY = {
     "list_tables": "embproj_panel.store",
     "list_entries": "embproj_panel.store",
     "load_table": "embproj_panel.store",
+    # Weights & Biases tables (wandb itself stays optional)
+    "load_wandb": "embproj_panel.wandb_io",
+    "list_wandb": "embproj_panel.wandb_io",
     # projection engine
     "project": "embproj_panel.compute",
     "project_async": "embproj_panel.compute",
     "ProjectionJob": "embproj_panel.compute",
     "Projection": "embproj_panel.compute",
     "warm_up": "embproj_panel.compute",
+    # how far to trust a map (a module named faithfulness would shadow the function)
+    "faithfulness": "embproj_panel.trust",
     # app
+    "extension": "embproj_panel.resources",
     "Projector": "embproj_panel.views",
     "views": "embproj_panel.views",
     "ProjectorState": "embproj_panel.state",

@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import html
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import panel as pn
 import param
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.upload_widget import BoundedFileDropper
@@ -71,11 +73,13 @@ def server_options(chunk_size: int = UPLOAD_CHUNK_BYTES) -> dict[str, Any]:
     return {"websocket_max_message_size": int(chunk_size) + 2**20}
 
 
-def source_options(root: Any = None) -> dict[str, tuple[str, str, str] | None]:
+def source_options(root: Any = None) -> dict[str, tuple[str, ...] | None]:
     """Label -> logged table ``(project, run, key)`` (None for the digits sample).
 
     Every readable table of every run of every project in the store, newest runs first
-    (:func:`embproj_panel.store.list_entries`); :func:`unreadable_sources` lists the others.
+    (:func:`embproj_panel.store.list_entries`; :func:`unreadable_sources` lists the others),
+    then every W&B table under :func:`embproj_panel.wandb_io.default_wandb_dir` as
+    ``("wandb", name)``.
     """
     return _listing(root)[0]
 
@@ -88,10 +92,10 @@ def unreadable_sources(root: Any = None) -> dict[str, str]:
     return _listing(root)[1]
 
 
-def _listing(root: Any) -> tuple[dict[str, tuple[str, str, str] | None], dict[str, str]]:
-    from embproj_panel import store
+def _listing(root: Any) -> tuple[dict[str, tuple[str, ...] | None], dict[str, str]]:
+    from embproj_panel import store, wandb_io
 
-    options: dict[str, tuple[str, str, str] | None] = {SAMPLE: None}
+    options: dict[str, tuple[str, ...] | None] = {SAMPLE: None}
     unreadable: dict[str, str] = {}
     try:
         entries = store.list_entries(root)
@@ -102,6 +106,7 @@ def _listing(root: Any) -> tuple[dict[str, tuple[str, str, str] | None], dict[st
             options[entry.label] = entry.source
         else:
             unreadable[entry.label] = entry.reason or "it cannot be read"
+    options.update(wandb_io.source_options())
     return options, unreadable
 
 
@@ -114,14 +119,22 @@ def _plain_reason(exc: BaseException) -> str:
     return text.replace(root + "/", "").replace(root, "the store")
 
 
-def _load(source: tuple[str, str, str] | None) -> Table:
+def _load(source: tuple[str, ...] | None) -> tuple[Table, list[str]]:
+    """The source's table and the notes on what could not be kept (W&B files have some)."""
     if source is None:
         from embproj_panel import datasets
 
-        return datasets.digits()
+        return datasets.digits(), []
+    if source[0] == "wandb":
+        from embproj_panel.wandb_io import load_source
+
+        loaded = load_source(source[1])
+        return loaded.table, loaded.notes
+    from embproj_panel.sources import as_table
     from embproj_panel.store import load_table
 
-    return load_table(*source)
+    # a lazy Dataset (>= 1M rows) is read whole for now
+    return as_table(load_table(*source)), []
 
 
 def _query() -> dict[str, Any]:
@@ -157,6 +170,8 @@ class ProjectorApp(pn.viewable.Viewer):
     project = param.String(default="", doc="Project of the logged table shown.")
     run = param.String(default="", doc="Run of the logged table shown.")
     table = param.String(default="", doc="Key of the logged table shown.")
+    wandb = param.String(default="", doc="""
+        The W&B table shown, by its name in the W&B folder's listing (never a path).""")
     max_upload_bytes = param.Integer(default=None, allow_None=True, bounds=(1, None), doc="""
         Largest accepted upload in bytes (None: the uploads module's limit).""")
 
@@ -184,9 +199,9 @@ class ProjectorApp(pn.viewable.Viewer):
             f"CSV, TSV, Parquet, NPY or NPZ, up to {megabytes:,} MB.",
             styles={"font-size": "0.8em", "color": "#666"}, margin=(0, 10),
         )
-        self._message = pn.pane.Alert("", alert_type="danger", visible=False,
+        self._message = resources.Alert("", alert_type="danger", visible=False,
                                       sizing_mode="stretch_width")
-        self._notes = pn.pane.Alert("", alert_type="warning", visible=False,
+        self._notes = resources.Alert("", alert_type="warning", visible=False,
                                     sizing_mode="stretch_width")
         self._upload.param.watch(self._on_upload, "value")
         self._upload.param.watch(self._on_upload_refused, "error")
@@ -209,19 +224,22 @@ class ProjectorApp(pn.viewable.Viewer):
                 except Exception as exc:  # noqa: BLE001 - reported, the default stays
                     problems.append(f"{key}={query[key]!r} ({exc})")
         self._apply_method_settings(query, problems)
-        for name in ("project", "run", "table"):
+        for name in ("project", "run", "table", "wandb"):
             if name in query:
                 setattr(self, name, str(query[name]))
-        source = (self.project, self.run, self.table) if self.table else None
+        source = self._current_source()
         columns = {
             name: query[key] for name, key in _URL_COLUMNS.items() if key in query
         }
+        notes: list[str] = []
         try:
-            table = _load(source)
+            table, notes = _load(source)
         except (OSError, KeyError, ValueError, IndexError) as exc:
             problems.append(f"table {'/'.join(source or ())!r} ({_plain_reason(exc)})")
-            source, table = None, _load(None)
-            self.param.update(project="", run="", table="")
+            source = None
+            table, _ = _load(None)
+            self.param.update(project="", run="", table="", wandb="")
+        self._show_notes(notes)
         try:
             state.set_table(table, **columns)
         except (ValueError, TypeError) as exc:
@@ -250,7 +268,7 @@ class ProjectorApp(pn.viewable.Viewer):
         if location is None:
             return
         state = self.state
-        location.sync(self, ["project", "run", "table"])
+        location.sync(self, ["project", "run", "table", "wandb"])
         location.sync(state, {**_URL_STATE, **_URL_COLUMNS})
         self._synced_settings = state.settings[state.method]
         location.sync(self._synced_settings)
@@ -269,7 +287,12 @@ class ProjectorApp(pn.viewable.Viewer):
         self._synced_settings = self.state.settings[event.new]
         location.sync(self._synced_settings)
 
-    def _select_label(self, source: tuple[str, str, str] | None) -> None:
+    def _current_source(self) -> tuple[str, ...] | None:
+        if self.wandb:
+            return ("wandb", self.wandb)
+        return (self.project, self.run, self.table) if self.table else None
+
+    def _select_label(self, source: tuple[str, ...] | None) -> None:
         for label, value in self._options.items():
             if value == source:
                 self._source.value = label
@@ -288,18 +311,22 @@ class ProjectorApp(pn.viewable.Viewer):
         if event.new not in self._options:
             return  # an upload's label
         source = self._options[event.new]
-        if source == ((self.project, self.run, self.table) if self.table else None):
+        if source == self._current_source():
             return
         try:
-            table = _load(source)
+            table, notes = _load(source)
         except (OSError, KeyError, ValueError, IndexError) as exc:
             self._show_error(f"Could not open {event.new}: {_plain_reason(exc)} The "
                              "previous table is still shown.")
             return
         self._clear_messages()
-        project, run, key = source or ("", "", "")
-        self.param.update(project=project, run=run, table=key)
+        if source is not None and source[0] == "wandb":
+            self.param.update(project="", run="", table="", wandb=source[1])
+        else:
+            project, run, key = source or ("", "", "")
+            self.param.update(project=project, run=run, table=key, wandb="")
         self.state.set_table(table)
+        self._show_notes(notes)
 
     def _on_refresh(self, event: Any) -> None:
         current = self._source.value
@@ -330,15 +357,20 @@ class ProjectorApp(pn.viewable.Viewer):
                 "The previous table is still shown."
             )
             return
-        label = f"Upload: {upload.display_name} ({len(upload.table):,} rows)"
-        self.param.update(project="", run="", table="")
+        self.show_table(upload.table, f"Upload: {upload.display_name}", upload.notes)
+
+    def show_table(self, table: Table, label: str, notes: Sequence[str] = ()) -> None:
+        """Show a table that is not in the source list (an upload, ``embproj serve FILE``).
+
+        ``label`` (shown as text, with the row count) becomes the picker's current choice;
+        ``notes`` say what was changed or left out on the way in.
+        """
+        label = f"{label} ({len(table):,} rows)"
+        self.param.update(project="", run="", table="", wandb="")
         self._list_sources([label])
         self._source.value = label
-        self.state.set_table(upload.table)
-        if upload.notes:
-            self._notes.param.update(
-                object=html.escape(" ".join(upload.notes)), visible=True
-            )
+        self.state.set_table(table)
+        self._show_notes(notes)
 
     def _on_upload_refused(self, event: Any) -> None:
         if event.new:  # refused while arriving (over the limit, out of order)
@@ -348,6 +380,9 @@ class ProjectorApp(pn.viewable.Viewer):
     # -- messages -----------------------------------------------------------------------------
     def _show_error(self, message: str) -> None:
         self._message.param.update(object=html.escape(message), visible=True)
+
+    def _show_notes(self, notes: Sequence[str]) -> None:
+        self._notes.param.update(object=html.escape(" ".join(notes)), visible=bool(notes))
 
     def _clear_messages(self) -> None:
         self._message.visible = False
@@ -378,6 +413,7 @@ class ProjectorApp(pn.viewable.Viewer):
             main_layout=None,
             accent="#1f77b4",
             theme_toggle=False,
+            design=resources.Fast,  # no Google font: the page loads nothing from outside
         )
 
     def close(self) -> None:
@@ -385,8 +421,16 @@ class ProjectorApp(pn.viewable.Viewer):
         self.state.close()
 
 
-def create_app() -> pn.template.FastListTemplate:
+def create_app(table: Table | None = None, label: str = "Table", notes: Sequence[str] = (),
+               **params: Any) -> pn.template.FastListTemplate:
     """Build one session's page (call it once per session, e.g. from ``apps/projector.py``).
+
+    Parameters
+    ----------
+    table, label, notes
+        A table to show first (``embproj serve FILE``), see :meth:`ProjectorApp.show_table`.
+    **params
+        :class:`ProjectorApp` parameters, e.g. ``wandb=name`` to open a W&B table.
 
     Returns
     -------
@@ -396,7 +440,10 @@ def create_app() -> pn.template.FastListTemplate:
 
     compute.warm_up(background=True)  # once per process; later calls return at once
     _warm_up_rasters()
-    return ProjectorApp().template()
+    app = ProjectorApp(**params)
+    if table is not None:
+        app.show_table(table, label, notes)
+    return app.template()
 
 
 _RASTER_WARM_UP = threading.Lock()

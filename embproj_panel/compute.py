@@ -22,6 +22,7 @@ one :class:`JobSlot` per view, the only code that supersedes jobs; a
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from embproj_panel.dataset import Dataset
 from embproj_panel.features import Features, prepare_features
 from embproj_panel.reducers import (
     Cancelled,
@@ -299,17 +301,33 @@ def projection_cache() -> ProjectionCache:
         return _CACHE
 
 
+# The third-party code each method runs (pynndescent is never called: neighbours come from
+# scikit-learn's exact search or openTSNE's vendored Annoy; see _umap_engine.knn).
+_METHOD_PACKAGES = {
+    "pca": ("numpy", "scikit-learn"),  # covariance + eigh in numpy; sklearn's SVD when wide
+    "umap": ("umap-learn", "openTSNE", "numba", "scikit-learn", "scipy", "numpy"),
+    "tsne": ("openTSNE", "scikit-learn", "scipy", "numpy"),
+}
+# Our modules whose source decides the coordinates: any edit to them is a new key, so a
+# changed engine never serves a layout computed by the old one.
+_ENGINE_MODULES = ("reducers.py", "_umap_engine.py", "_tsne_engine.py", "_sample_index.py")
+
+
+@functools.cache
 def _versions(method: str) -> dict[str, str]:
+    """Versions of everything that computes ``method``'s coordinates (cached per process)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {"pca": ["scikit-learn"], "umap": ["umap-learn", "pynndescent"],
-                "tsne": ["openTSNE"]}[method]
     found = {}
-    for name in packages:
+    for name in ("embproj-panel", *_METHOD_PACKAGES[method]):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "?"
+    source = hashlib.sha256()
+    for module in _ENGINE_MODULES:
+        source.update((Path(__file__).parent / module).read_bytes())
+    found["engine source"] = source.hexdigest()[:16]
     return found
 
 
@@ -326,9 +344,9 @@ def _cache_key(features: Features, method: str, params: dict[str, Any]) -> str:
     if method == "tsne":
         # openTSNE's multithreaded gradients give (reproducibly) different results for
         # different thread counts.
-        from embproj_panel.reducers import _n_threads
+        from embproj_panel._runtime import n_threads
 
-        header["threads"] = _n_threads()
+        header["threads"] = n_threads()
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     # The whole matrix, not a sample; hashlib releases the GIL on large buffers.
     digest.update(memoryview(np.ascontiguousarray(features.matrix)).cast("B"))
@@ -375,6 +393,11 @@ def project(
 
 
 def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
+    if isinstance(data, Dataset):  # a lazy Parquet dataset: out of core, with Dask
+        from embproj_panel._dask_engine import project as project_dataset
+
+        return Projection(**project_dataset(data, method, columns, _resolve_cache(cache), params,
+                                            progress, cancel, _versions(method)))
     start = time.perf_counter()
     reducer = get_reducer(method, **params)  # unknown method/parameter: fail before work
     requested = reducer.validated_params()  # out of bounds: fail before reading the data
@@ -804,14 +827,18 @@ def _warm(future: Future) -> None:
     began = time.perf_counter()
     lower_thread_priority()  # numba's workers start here: they inherit the lower priority
     try:
-        from embproj_panel.reducers import TSNE, UMAP, _knn
+        from embproj_panel._sample_index import SampleIndex
+        from embproj_panel._umap_engine import knn
+        from embproj_panel.reducers import TSNE, UMAP
 
         configure_numba_cache()
         tiny = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
         # Imports umap-learn, loads (or compiles) the fuzzy-set functions and the SGD
         # kernel, runs the exact-neighbour path, the graph and the spectral start.
         UMAP(n_neighbors=5, n_epochs=10).fit_transform(tiny)
-        _knn(tiny, 5, "euclidean", 0, keep_index=True)  # the Annoy path (larger inputs)
+        knn(tiny, 5, "euclidean", 0, exact=False)  # the Annoy path (larger inputs)
+        index = SampleIndex(tiny, "euclidean", 0)  # placement beside a sample fit
+        list(index.search(tiny, np.arange(len(tiny)), 5))
         TSNE(n_iter=250).fit_transform(tiny)  # imports openTSNE
     except BaseException as err:  # reported through the future
         future.set_exception(err)

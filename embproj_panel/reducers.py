@@ -28,16 +28,16 @@ position.
 
 from __future__ import annotations
 
-import functools
 import math
-import threading
-import warnings as _warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from embproj_panel import _tsne_engine, _umap_engine
+from embproj_panel._runtime import configure_numba_cache
+from embproj_panel._sample_index import SampleIndex
 
 __all__ = [
     "MIN_ROWS_NONLINEAR",
@@ -59,12 +59,12 @@ Cancel = Callable[[], bool] | None
 #: neighbourhood graphs need a few neighbours per point to mean anything.
 MIN_ROWS_NONLINEAR = 5
 
-# Row counts above which the exact (brute-force) neighbour search gives way to
-# pynndescent's approximate one; below it the exact search is both faster and exact.
-_EXACT_KNN_MAX_ROWS = 4096
-
-# UMAP graphs with fewer edges than this (about 10,000 points) are optimised on one thread.
-_PARALLEL_MIN_EDGES = 200_000
+# Rows fitted by default when UMAP / t-SNE sample (their ``sample_size``): on the 1,000,000 x
+# 64 blobs a 20,000-row UMAP fit placed the rest with trustworthiness 0.979, as a 100,000-row
+# fit did; the fit is most of the time, so these sizes keep a million rows within a minute
+# (UMAP) and three (t-SNE) on two cores.
+UMAP_SAMPLE_SIZE = 50_000
+TSNE_SAMPLE_SIZE = 25_000
 
 # Chunk of rows for the streaming PCA passes: bounded float64 temporaries.
 _PCA_CHUNK_ROWS = 65536
@@ -157,10 +157,10 @@ def _full_fit_spec(what: str) -> ParamSpec:
                      doc=f"Fit {what} on every row even above sample_size rows (slow).")
 
 
-def _sample_size_spec() -> ParamSpec:
-    return ParamSpec("sample_size", 100_000, "int", bounds=(1_000, 10_000_000), step=1_000,
+def _sample_size_spec(default: int) -> ParamSpec:
+    return ParamSpec("sample_size", default, "int", bounds=(1_000, 10_000_000), step=1_000,
                      doc="Above this many rows, fit on a sample this large and place the "
-                         "other rows with the library's out-of-sample method.")
+                         "other rows from their nearest neighbours in it (stated).")
 
 
 # -- base class -------------------------------------------------------------------------------
@@ -449,17 +449,19 @@ class UMAP(Reducer):
     pca_dims
         Inputs wider than this are first reduced with PCA (default 50; None: never).
     full_fit, sample_size
-        Above ``sample_size`` rows (default 100,000) UMAP is fitted on a random sample of
-        that size and the other rows are placed as umap-learn's ``UMAP.transform`` places
-        new points (same steps: search the fitted index, fuzzy memberships, start at the
-        neighbours' weighted mean, 1/3 of the epochs at 1/4 of the learning rate, the fit
-        fixed), which ``warnings_`` says. ``full_fit=True`` fits every row.
+        Above ``sample_size`` rows (default 50,000) UMAP is fitted on a seeded random sample
+        of that size and every other row is placed from its ``n_neighbors`` approximate
+        nearest sample rows (an inverted-file search, recall about 0.7): umap-learn's
+        ``transform`` memberships, a start at their weighted mean, then a few epochs
+        (``_umap_engine.PLACE_EPOCHS``) of the kernel at a quarter of the learning rate with
+        the sample fixed, in place of ``transform``'s full search and n_epochs / 3 epochs.
+        ``warnings_`` says so. ``full_fit=True`` fits every row.
 
     Notes
     -----
     The steps are umap-learn's: nearest neighbours, ``fuzzy_simplicial_set``,
     ``spectral_layout``, then the stochastic gradient descent. The neighbours are exact up
-    to 4,096 rows and come from a seeded Annoy forest above (see ``_knn``: pynndescent,
+    to 4,096 rows and come from a seeded Annoy forest above (see ``_umap_engine.knn``: pynndescent,
     umap-learn's choice, recompiles for ~25 s in every new process). The descent is this
     module's own numba kernel, written to be reproducible *and* parallel: umap-learn can only be reproducible single-threaded (with a seed it turns its
     parallel mode off, since threads race on shared points). Here each epoch reads the
@@ -493,13 +495,13 @@ class UMAP(Reducer):
         _seed_spec(),
         _pca_dims_spec(),
         _full_fit_spec("UMAP"),
-        _sample_size_spec(),
+        _sample_size_spec(UMAP_SAMPLE_SIZE),
     )
 
     def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, spread: float = 1.0,
                  metric: str = "euclidean", n_epochs: int | str = "auto",
                  random_state: int | None = 0, pca_dims: int | None = 50,
-                 full_fit: bool = False, sample_size: int = 100_000) -> None:
+                 full_fit: bool = False, sample_size: int = UMAP_SAMPLE_SIZE) -> None:
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.spread = spread
@@ -528,11 +530,16 @@ class UMAP(Reducer):
         X, metric = self._pre_reduce(X, metric, params, report, (0.0, 0.05))
         n = X.shape[0]
         seed = params["random_state"]
-        sample = self._fit_sample(n, params, "UMAP's transform")
+        fitted = n if params["full_fit"] else min(n, params["sample_size"])
+        k = min(params["n_neighbors"], fitted - 1)
+        sample = self._fit_sample(
+            n, params,
+            f"their {k} approximate nearest neighbours in the sample (each starts at the "
+            f"neighbours' membership-weighted mean, then {_umap_engine.PLACE_EPOCHS} epochs "
+            "move it with the sample fixed)",
+        )
         fit_X = X if sample is None else X[sample]
-        k = params["n_neighbors"]
-        if k > fit_X.shape[0] - 1:
-            k = fit_X.shape[0] - 1
+        if k < params["n_neighbors"]:
             self.warnings_.append(
                 f"n_neighbors {params['n_neighbors']} lowered to {k} for {fit_X.shape[0]} rows."
             )
@@ -541,17 +548,19 @@ class UMAP(Reducer):
         if n_epochs == "auto":
             n_epochs = 500 if fit_X.shape[0] <= 10_000 else 200
         self.effective_params_["n_epochs"] = n_epochs
-        fit_span = (0.05, 1.0) if sample is None else (0.05, 0.6)
-        model = _umap_fit(fit_X, k, metric, params["min_dist"], params["spread"], n_epochs,
-                          seed, report.sub(*fit_span), self.warnings_,
-                          keep_index=sample is not None)
+        fit_span = (0.05, 1.0) if sample is None else (0.05, 0.75)
+        model = _umap_engine.fit(fit_X, k, metric, params["min_dist"], params["spread"],
+                                 n_epochs, seed, report.sub(*fit_span), self.warnings_)
         if sample is None:
             return model.embedding
+        index = SampleIndex(fit_X, metric, seed)
         rest = np.ones(n, dtype=bool)
         rest[sample] = False
         coords = np.empty((n, 2), dtype=np.float32)
         coords[sample] = model.embedding
-        coords[rest] = _umap_transform(model, X[rest], n_epochs, seed, report.sub(0.6, 1.0))
+        coords[rest] = _umap_engine.place(model, index, X, np.flatnonzero(rest),
+                                          _umap_engine.PLACE_EPOCHS, seed,
+                                          report.sub(0.75, 1.0))
         return coords
 
 
@@ -579,10 +588,11 @@ class TSNE(Reducer):
     pca_dims
         Inputs wider than this are first reduced with PCA (default 50; None: never).
     full_fit, sample_size
-        Above ``sample_size`` rows (default 100,000) t-SNE is fitted on a random sample of
-        that size and the other rows are placed with openTSNE's ``prepare_partial`` and
-        ``optimize`` (the steps and settings of ``TSNEEmbedding.transform``), which
-        ``warnings_`` says. ``full_fit=True`` fits every row.
+        Above ``sample_size`` rows (default 25,000) t-SNE is fitted on a seeded random
+        sample of that size and every other row is placed at the weighted mean of its 15
+        approximate nearest sample rows, not optimised further (openTSNE's ``transform``
+        would optimise each for 250 iterations). ``warnings_`` says so. ``full_fit=True``
+        fits every row.
 
     Notes
     -----
@@ -612,14 +622,14 @@ class TSNE(Reducer):
         _seed_spec(),
         _pca_dims_spec(),
         _full_fit_spec("t-SNE"),
-        _sample_size_spec(),
+        _sample_size_spec(TSNE_SAMPLE_SIZE),
     )
 
     def __init__(self, perplexity: float = 30.0, learning_rate: float | str = "auto",
                  n_iter: int = 750, early_exaggeration: float = 12.0,
                  metric: str = "euclidean", random_state: int | None = 0,
                  pca_dims: int | None = 50, full_fit: bool = False,
-                 sample_size: int = 100_000) -> None:
+                 sample_size: int = TSNE_SAMPLE_SIZE) -> None:
         self.perplexity = perplexity
         self.learning_rate = learning_rate
         self.n_iter = n_iter
@@ -633,7 +643,11 @@ class TSNE(Reducer):
     def _embed(self, X: np.ndarray, params: dict[str, Any], report: _Progress) -> np.ndarray:
         X, metric = self._pre_reduce(X, params["metric"], params, report, (0.0, 0.05))
         n = X.shape[0]
-        sample = self._fit_sample(n, params, "openTSNE's out-of-sample method")
+        sample = self._fit_sample(
+            n, params,
+            f"the weighted mean of the positions of their {_tsne_engine.PLACE_NEIGHBOURS} "
+            "approximate nearest neighbours in the sample (not optimised further)",
+        )
         fit_X = X if sample is None else X[sample]
         m = fit_X.shape[0]
         perplexity = params["perplexity"]
@@ -645,21 +659,22 @@ class TSNE(Reducer):
                 f"perplexity {params['perplexity']:g} lowered to {perplexity:g} for {m} rows."
             )
         self.effective_params_["perplexity"] = perplexity
-        fit_span = (0.05, 1.0) if sample is None else (0.05, 0.7)
+        fit_span = (0.05, 1.0) if sample is None else (0.05, 0.9)
         # openTSNE's own rule: Barnes-Hut below 10,000 rows, where the FFT's fixed grid cost
         # dominates (digits: 2.6 s against 19 s), FFT interpolation above.
         gradient = "fft" if m >= 10_000 else "bh"
         self.effective_params_["negative_gradient_method"] = gradient
-        embedding = _tsne_fit(fit_X, perplexity, params, metric, gradient,
-                              report.sub(*fit_span))
+        embedding = np.asarray(_tsne_engine.fit(fit_X, perplexity, params, metric, gradient,
+                                                 report.sub(*fit_span)), dtype=np.float32)
         if sample is None:
-            return np.asarray(embedding)
+            return embedding
+        index = SampleIndex(fit_X, metric, params["random_state"])
         rest = np.ones(n, dtype=bool)
         rest[sample] = False
         coords = np.empty((n, 2), dtype=np.float32)
-        placed = _tsne_transform(embedding, X[rest], report.sub(0.7, 1.0))
-        coords[sample] = np.asarray(embedding)  # transform re-centres the fitted embedding
-        coords[rest] = placed
+        coords[sample] = embedding
+        coords[rest] = _tsne_engine.place(embedding, index, X, np.flatnonzero(rest),
+                                          report.sub(0.9, 1.0))
         return coords
 
 
@@ -874,424 +889,3 @@ def _flip_signs(vectors: np.ndarray) -> np.ndarray:
     signs = np.sign(vectors[biggest, np.arange(vectors.shape[1])])
     signs[signs == 0] = 1.0
     return vectors * signs
-
-
-# -- UMAP engine ------------------------------------------------------------------------------
-
-
-def configure_numba_cache() -> Path:
-    """Give numba a persistent on-disk cache, unless ``NUMBA_CACHE_DIR`` is already set.
-
-    umap-learn's and pynndescent's code (and this module's UMAP kernel) is compiled by numba
-    on first use: tens of seconds. With a persistent cache directory that happens once per
-    machine instead of once per process. The default is
-    ``$XDG_CACHE_HOME/embproj-panel/numba`` (``~/.cache/embproj-panel/numba``); when it
-    cannot be created, a per-user folder in the temporary directory.
-
-    Called by UMAP before umap-learn is imported, and by ``warm_up``; never at
-    ``import embproj_panel``. It sets an environment variable of this process, which every
-    numba user in the process shares (harmless: the cache is keyed by function and source).
-
-    Returns
-    -------
-    pathlib.Path
-        The cache directory in use.
-    """
-    import os
-    import sys
-    import tempfile
-
-    configured = os.environ.get("NUMBA_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "embproj-panel" / "numba"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        path = Path(tempfile.gettempdir()) / f"embproj-panel-numba-{os.getuid()}"
-        path.mkdir(parents=True, exist_ok=True)
-    os.environ["NUMBA_CACHE_DIR"] = str(path)
-    if "numba" in sys.modules:  # imported earlier by someone else: make it re-read the env
-        sys.modules["numba"].config.reload_config()
-    return path
-
-# numba's parallel runtime (the "workqueue" layer on machines without TBB or OpenMP) must not
-# be entered from two threads at once; two projections in two threads take turns per epoch.
-_NUMBA_PARALLEL = threading.Lock()
-
-
-@dataclass
-class _UMAPModel:
-    """What the sample-fit path needs to place the remaining rows."""
-
-    embedding: np.ndarray
-    a: float
-    b: float
-    n_neighbors: int
-    search_index: _AnnoyIndex | None = None
-
-
-def _umap_fit(X, k, metric, min_dist, spread, n_epochs, seed, report, notes,
-              keep_index=False) -> _UMAPModel:
-    from sklearn.utils import check_random_state
-
-    _cache_umap_functions()
-    from umap.umap_ import find_ab_params, fuzzy_simplicial_set, make_epochs_per_sample
-
-    random_state = check_random_state(seed)
-    report(0.0)
-    knn_indices, knn_dists, index = _knn(X, k, metric, seed, keep_index)
-    report(0.15)
-    graph, _, _ = fuzzy_simplicial_set(
-        X, k, random_state, metric, knn_indices=knn_indices, knn_dists=knn_dists
-    )
-    graph = graph.tocsr()
-    graph.sum_duplicates()
-    # umap-learn drops edges too weak to be sampled even once in n_epochs.
-    graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
-    graph.eliminate_zeros()
-    a, b = find_ab_params(spread, min_dist)
-    embedding = _spectral_start(X, graph, random_state, metric, notes)
-    report(0.25)
-    epochs_per_sample = make_epochs_per_sample(graph.data, n_epochs)
-    rng_state = random_state.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3)
-    _optimize(embedding, None, graph, epochs_per_sample, a, b, rng_state.astype(np.int64),
-              n_epochs, initial_alpha=1.0, attract_scale=2.0, report=report.sub(0.25, 1.0))
-    return _UMAPModel(embedding, float(a), float(b), k, index)
-
-
-@functools.cache
-def _cache_umap_functions() -> None:
-    """Let numba cache umap-learn's fuzzy-set functions on disk.
-
-    umap-learn compiles ``smooth_knn_dist`` and ``compute_membership_strengths`` without
-    ``cache=True``, so every new process spent ~4 s recompiling them. They are plain
-    module-level functions, which numba can cache; enabling it (numba's own
-    ``Dispatcher.enable_caching``) changes nothing but where the machine code comes from.
-    """
-    configure_numba_cache()
-    from umap import umap_
-
-    for function in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
-        enable = getattr(function, "enable_caching", None)
-        if enable is not None:
-            enable()
-
-
-def _knn(X, k, metric, seed, keep_index=False):
-    """k nearest neighbours of every row, itself first at distance 0 (umap-learn's layout).
-
-    Up to 4,096 rows: exact (brute force). Above: Annoy, the approximate index openTSNE
-    ships, rather than umap-learn's pynndescent: pynndescent's numba code cannot all be
-    cached on disk and cost ~25 s of compilation in every new process, and it is
-    reproducible for a seed only single-threaded. The Annoy forest is built
-    single-threaded from the seed (so it is the same every time) and queried in parallel.
-    Returns ``(indices, distances, index)``; ``index`` is None for the exact search.
-    """
-    n = X.shape[0]
-    if n <= _EXACT_KNN_MAX_ROWS and not keep_index:
-        from sklearn.neighbors import NearestNeighbors
-
-        search = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(X)
-        dists, indices = search.kneighbors(X)
-        indices, dists = _self_first(indices, dists, k)
-        return indices, dists, None
-    index = _AnnoyIndex(X, metric, seed)
-    indices, dists = index.query(None, k)
-    indices, dists = _self_first(indices, dists, k)
-    return indices, dists, index
-
-
-def _self_first(indices: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Put each row itself first at distance 0, then its k - 1 nearest *other* rows.
-
-    Float rounding (or an approximate search) can rank a very close point ahead of the
-    row itself, or miss it.
-    """
-    own = np.arange(indices.shape[0])
-    others = np.argsort(indices == own[:, None], axis=1, kind="stable")[:, : k - 1]
-    indices = np.hstack([own[:, None], np.take_along_axis(indices, others, axis=1)])
-    dists = np.hstack([np.zeros((len(own), 1)), np.take_along_axis(dists, others, axis=1)])
-    return indices.astype(np.int32), dists.astype(np.float32)
-
-
-class _AnnoyIndex:
-    """A seeded Annoy forest over ``X`` (euclidean or manhattan) with parallel queries."""
-
-    def __init__(self, X: np.ndarray, metric: str, seed: int) -> None:
-        from openTSNE.dependencies.annoy import AnnoyIndex
-
-        n = X.shape[0]
-        # About umap-learn's rule for pynndescent's trees, doubled: recall ~0.95 at k = 15.
-        self.n_trees = int(min(64, max(10, 5 + round(math.sqrt(n) / 10))))
-        self.index = AnnoyIndex(X.shape[1], metric)
-        self.index.set_seed(int(seed) % (2**31 - 1))
-        for i in range(n):
-            self.index.add_item(i, X[i])
-        self.index.build(self.n_trees, n_jobs=1)  # one thread: the same forest every time
-        self.n = n
-
-    def query(self, X_new: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest indexed rows of each row of ``X_new`` (None: of the indexed rows).
-
-        Missing neighbours (Annoy may return fewer than k) are -1 at distance inf, which
-        umap-learn's graph construction skips.
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        m = self.n if X_new is None else X_new.shape[0]
-        k = min(k, self.n)
-        indices = np.full((m, k), -1, dtype=np.int64)
-        dists = np.full((m, k), np.inf, dtype=np.float32)
-
-        def work(bounds: tuple[int, int]) -> None:
-            for i in range(*bounds):
-                if X_new is None:
-                    found, far = self.index.get_nns_by_item(i, k, include_distances=True)
-                else:
-                    found, far = self.index.get_nns_by_vector(X_new[i], k,
-                                                              include_distances=True)
-                indices[i, : len(found)] = found
-                dists[i, : len(far)] = far
-
-        step = 2048
-        chunks = [(start, min(m, start + step)) for start in range(0, m, step)]
-        # Each query is independent and read-only, so the thread count cannot change results.
-        with ThreadPoolExecutor(max_workers=_n_threads()) as pool:
-            list(pool.map(work, chunks))
-        return indices, dists
-
-
-def _spectral_start(X, graph, random_state, metric, notes) -> np.ndarray:
-    """umap-learn's spectral initialisation, scaled into [0, 10] as umap-learn does."""
-    from umap.spectral import spectral_layout
-    from umap.umap_ import noisy_scale_coords
-
-    # umap-learn reports a failed eigensolver with a warning and starts from random points;
-    # keep that message for the user instead of letting it escape to the console. (Note:
-    # catch_warnings is process-wide; this block is short and only records.)
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        embedding = spectral_layout(X, graph, 2, random_state, metric=metric, metric_kwds={})
-    for item in caught:
-        text = str(item.message).split("\n")[0]
-        notes.append(f"UMAP initialisation: {text}")
-    embedding = noisy_scale_coords(embedding, random_state, max_coord=10, noise=0.0001)
-    low, high = embedding.min(axis=0), embedding.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    return (10.0 * (embedding - low) / span).astype(np.float32, order="C")
-
-
-def _optimize(head, tail, graph, epochs_per_sample, a, b, rng_state, n_epochs, initial_alpha,
-              attract_scale, report) -> None:
-    """Run the SGD epochs in place on ``head``; ``tail=None`` means head vs itself (a fit)."""
-    epoch = _sgd_kernel()
-    negative_rate = 5.0
-    per_negative = epochs_per_sample / negative_rate
-    next_sample = epochs_per_sample.copy()
-    next_negative = per_negative.copy()
-    # umap-learn seeds a per-point generator from the seed and the point's first coordinate.
-    rng = (np.full((head.shape[0], 3), rng_state, dtype=np.int64)
-           + head[:, 0].astype(np.float64).view(np.int64).reshape(-1, 1))
-    indptr = graph.indptr.astype(np.int64)
-    indices = graph.indices.astype(np.int64)
-    fixed_tail = tail is not None
-    n_tail = tail.shape[0] if fixed_tail else head.shape[0]
-    import numba
-
-    # Small graphs run on one thread: their epochs last about a millisecond, and on a busy
-    # machine waiting for a second thread every epoch cost more than the work (digits: 0.8 s
-    # alone, up to 4 s with two threads). The result is the same either way (see UMAP).
-    # numba's thread count is per calling thread, so other projections are not affected.
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1 if graph.nnz < _PARALLEL_MIN_EDGES else previous)
-    try:
-        for n in range(n_epochs):
-            report(n / n_epochs)
-            alpha = initial_alpha * (1.0 - n / n_epochs)
-            snapshot = tail if fixed_tail else head.copy()
-            with _NUMBA_PARALLEL:
-                epoch(head, snapshot, indptr, indices, epochs_per_sample, per_negative,
-                      next_sample, next_negative, rng, a, b, 1.0, alpha, attract_scale,
-                      float(n), n_tail)
-    finally:
-        numba.set_num_threads(previous)
-
-
-def _umap_transform(model: _UMAPModel, X_new, n_epochs, seed, report) -> np.ndarray:
-    """Place new rows as umap-learn's ``UMAP.transform`` does, against the fixed fit.
-
-    The steps are ``transform``'s: neighbours among the fitted rows, fuzzy memberships
-    with local connectivity 0, a start at the membership-weighted mean of the neighbours'
-    positions, then n_epochs / 3 epochs at a quarter of the learning rate moving only the
-    new points.
-    """
-    import scipy.sparse
-    from sklearn.utils import check_random_state
-
-    _cache_umap_functions()
-    from umap.umap_ import (
-        compute_membership_strengths,
-        make_epochs_per_sample,
-        smooth_knn_dist,
-    )
-
-    k = model.n_neighbors
-    report(0.0)
-    indices, dists = model.search_index.query(X_new, k)
-    report(0.3)
-    sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
-    rows, cols, vals, _ = compute_membership_strengths(indices.astype(np.int32), dists,
-                                                       sigmas, rhos, bipartite=True)
-    graph = scipy.sparse.coo_matrix((vals, (rows, cols)),
-                                    shape=(X_new.shape[0], model.embedding.shape[0])).tocsr()
-    graph.eliminate_zeros()
-    weights = np.asarray(graph.sum(axis=1)).ravel()
-    embedding = np.asarray(graph @ model.embedding, dtype=np.float64)
-    placed = weights > 0
-    embedding[placed] /= weights[placed, None]
-    embedding[~placed] = model.embedding[indices[~placed, 0]]  # no weight: nearest neighbour
-    embedding = embedding.astype(np.float32, order="C")
-    epochs = max(1, int(n_epochs // 3))
-    graph.data[graph.data < graph.data.max() / float(epochs)] = 0.0
-    graph.eliminate_zeros()
-    epochs_per_sample = make_epochs_per_sample(graph.data, epochs)
-    rng_state = check_random_state(seed).randint(np.iinfo(np.int32).min,
-                                                 np.iinfo(np.int32).max, 3)
-    _optimize(embedding, model.embedding, graph, epochs_per_sample, model.a, model.b,
-              rng_state.astype(np.int64), epochs, initial_alpha=0.25, attract_scale=1.0,
-              report=report.sub(0.35, 1.0))
-    return embedding
-
-
-@functools.cache
-def _sgd_kernel():
-    """Compile (or load from numba's on-disk cache) the UMAP epoch kernel.
-
-    Defined inside a function so that importing this module does not import numba; it is
-    self-contained (no calls to other jitted functions) so that numba can cache it.
-    """
-    configure_numba_cache()
-    import numba
-
-    @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def epoch(head, tail, indptr, indices, epochs_per_sample, per_negative, next_sample,
-              next_negative, rng, a, b, gamma, alpha, attract_scale, n, n_tail):
-        # One thread owns each head point and its edges (CSR row); other points are read
-        # from ``tail`` (a snapshot, or a fixed embedding), so threads never share memory.
-        for j in numba.prange(head.shape[0]):
-            x0 = head[j, 0]
-            x1 = head[j, 1]
-            for e in range(indptr[j], indptr[j + 1]):
-                if next_sample[e] > n:
-                    continue
-                k = indices[e]
-                d0 = x0 - tail[k, 0]
-                d1 = x1 - tail[k, 1]
-                dsq = d0 * d0 + d1 * d1
-                if dsq > 0.0:
-                    powered = dsq ** b  # one pow: dsq ** (b - 1) is powered / dsq
-                    coeff = -2.0 * a * b * powered / (dsq * (a * powered + 1.0))
-                    g0 = min(4.0, max(-4.0, coeff * d0))
-                    g1 = min(4.0, max(-4.0, coeff * d1))
-                    x0 += attract_scale * g0 * alpha
-                    x1 += attract_scale * g1 * alpha
-                next_sample[e] += epochs_per_sample[e]
-                n_negative = int((n - next_negative[e]) / per_negative[e])
-                for _ in range(n_negative):
-                    # umap-learn's Tausworthe generator (tau_rand_int), per head point.
-                    s = rng[j]
-                    s[0] = (((s[0] & 4294967294) << 12) & 0xFFFFFFFF) ^ (
-                        (((s[0] << 13) & 0xFFFFFFFF) ^ s[0]) >> 19)
-                    s[1] = (((s[1] & 4294967288) << 4) & 0xFFFFFFFF) ^ (
-                        (((s[1] << 2) & 0xFFFFFFFF) ^ s[1]) >> 25)
-                    s[2] = (((s[2] & 4294967280) << 17) & 0xFFFFFFFF) ^ (
-                        (((s[2] << 3) & 0xFFFFFFFF) ^ s[2]) >> 11)
-                    k = (s[0] ^ s[1] ^ s[2]) % n_tail
-                    d0 = x0 - tail[k, 0]
-                    d1 = x1 - tail[k, 1]
-                    dsq = d0 * d0 + d1 * d1
-                    if dsq > 0.0:
-                        coeff = 2.0 * gamma * b / ((0.001 + dsq) * (a * dsq ** b + 1.0))
-                        x0 += min(4.0, max(-4.0, coeff * d0)) * alpha
-                        x1 += min(4.0, max(-4.0, coeff * d1)) * alpha
-                next_negative[e] += n_negative * per_negative[e]
-            head[j, 0] = x0
-            head[j, 1] = x1
-
-    return epoch
-
-
-# -- t-SNE engine -----------------------------------------------------------------------------
-
-
-def _n_threads() -> int:
-    """CPUs this process may use (its affinity mask where the OS has one)."""
-    import os
-
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def _tsne_fit(X, perplexity, params, metric, gradient, report):
-    from openTSNE import TSNEEmbedding, affinity, initialization
-
-    seed = params["random_state"]
-    n = X.shape[0]
-    # Barnes-Hut (below 10,000 rows) runs single-threaded: its iterations are too short
-    # to gain from threads, and on a busy 2-core machine two threads made digits 4x slower
-    # (4.8 s against 17.7 s). The FFT iterations are long enough to use every core.
-    threads = 1 if gradient == "bh" else _n_threads()
-    report(0.0)
-    affinities = affinity.PerplexityBasedNN(
-        X, perplexity=perplexity, metric=metric, n_jobs=threads, random_state=seed,
-        verbose=False,
-    )
-    report(0.2)
-    start = initialization.pca(X, random_state=seed, verbose=False)
-    n_iter = params["n_iter"]
-    early = min(250, n_iter // 3)
-    every = int(min(25, max(2, 200_000 // max(n, 1))))
-    done = [0]
-
-    def callback(iteration, error, embedding):
-        del error, embedding
-        report.check()
-        report(0.22 + 0.78 * (done[0] + iteration) / n_iter)
-        return False
-
-    embedding = TSNEEmbedding(
-        start, affinities, negative_gradient_method=gradient, n_jobs=threads,
-        ints_in_interval=2, random_state=seed, callbacks=[callback],
-        callbacks_every_iters=every, verbose=False,
-    )
-    learning_rate = params["learning_rate"]
-    embedding.optimize(n_iter=early, exaggeration=params["early_exaggeration"], momentum=0.8,
-                       learning_rate=learning_rate, inplace=True, propagate_exception=True)
-    done[0] = early
-    embedding.optimize(n_iter=n_iter - early, momentum=0.8, learning_rate=learning_rate,
-                       inplace=True, propagate_exception=True)
-    return embedding
-
-
-def _tsne_transform(embedding, X_new, report) -> np.ndarray:
-    """openTSNE's ``TSNEEmbedding.transform``, step by step so that it reports and cancels."""
-    every = int(min(25, max(2, 200_000 // max(X_new.shape[0], 1))))
-    n_iter = 250
-
-    def callback(iteration, error, new):
-        del error, new
-        report(0.2 + 0.8 * iteration / n_iter)
-        return False
-
-    # transform() centres the reference embedding first; so do we.
-    embedding -= (np.max(embedding, axis=0) + np.min(embedding, axis=0)) / 2
-    report(0.0)
-    partial = embedding.prepare_partial(X_new, initialization="median", k=25, perplexity=5)
-    report(0.2)
-    partial.optimize(n_iter=n_iter, learning_rate=0.1, exaggeration=1.5, momentum=0.8,
-                     max_grad_norm=0.25, max_step_norm=None, inplace=True,
-                     propagate_exception=True, callbacks=[callback], callbacks_every_iters=every)
-    return np.asarray(partial)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from embproj_panel.table import Table
+from embproj_panel.wandb_live import is_wandb_table
 
 __all__ = ["as_table"]
 
@@ -21,9 +22,10 @@ def as_table(source: Any) -> Table | None:
     Parameters
     ----------
     source
-        A Table; a pandas DataFrame; a 2-D numeric ndarray (one vector column
+        A Table; a ``wandb.Table``; a pandas DataFrame; a 2-D numeric ndarray (one vector column
         ``"embedding"``); a logged table as ``(project, run, key)`` or
-        ``(project, run, key, step)``; or None.
+        ``(project, run, key, step)``; an :class:`~embproj_panel.dataset.Dataset` (read
+        whole, for now); or None.
 
     Raises
     ------
@@ -32,6 +34,10 @@ def as_table(source: Any) -> Table | None:
     """
     if source is None or isinstance(source, Table):
         return source
+    if is_wandb_table(source):
+        return Table.from_wandb(source)
+    if hasattr(source, "to_table"):  # a lazy Dataset: read whole until the app draws lazily
+        return source.to_table()
     if isinstance(source, pd.DataFrame):
         return Table(dataframe=source)
     if isinstance(source, np.ndarray):
@@ -49,7 +55,7 @@ def as_table(source: Any) -> Table | None:
         from embproj_panel.store import load_table
 
         project, run, key, *step = source
-        return load_table(project, run, key, *step)
+        return as_table(load_table(project, run, key, *step))  # a Dataset (>= 1M rows): whole
     raise TypeError(
         "source must be a Table, a DataFrame, a 2-D ndarray or a logged table "
         f"(project, run, key); got {type(source).__name__}"

@@ -43,6 +43,7 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ import pyarrow.parquet as pq
 
 from embproj_panel.arrow import table_from_arrow, table_to_arrow
 from embproj_panel.columns import STORAGE_TYPES
+from embproj_panel.dataset import Dataset, dataset_min_rows, write_dataset
 from embproj_panel.table import Table
+from embproj_panel.wandb_live import is_wandb_table
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -477,6 +480,7 @@ class Run:
         prepared = []
         for key, value in data.items():
             validate_name(key, "table key")
+            value = Table.from_wandb(value) if is_wandb_table(value) else value
             if isinstance(value, pd.DataFrame):
                 try:
                     value = Table(dataframe=value)
@@ -485,7 +489,7 @@ class Run:
             elif not isinstance(value, Table):
                 raise TypeError(
                     f"Cannot log {key!r}: the store keeps tables, and this value is a "
-                    f"{type(value).__name__}; pass an embproj_panel.Table or a pandas DataFrame"
+                    f"{type(value).__name__}; pass an embproj_panel.Table, a wandb.Table or a pandas DataFrame"
                 )
             try:
                 arrow, specs = table_to_arrow(value)
@@ -503,7 +507,10 @@ class Run:
                     steps = manifest["tables"].setdefault(key, [])
                     relative = _table_file(key, len(steps))
                     path = self.dir / relative
-                    _write_parquet(path, arrow)
+                    if arrow.num_rows >= dataset_min_rows():  # large: a lazy dataset folder
+                        write_dataset(arrow, path)
+                    else:
+                        _write_parquet(path, arrow)
                     written.append(path)
                     steps.append(
                         {
@@ -520,7 +527,7 @@ class Run:
                 # wrote are unreachable from it, so they go rather than linger as orphans.
                 for path in written:
                     with contextlib.suppress(OSError):
-                        path.unlink()
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
                 raise
 
     def finish(self) -> None:
@@ -679,6 +686,8 @@ def _step_problem(run_dir: Path, key: str, entry: Any) -> str | None:
         relative = _table_file(key, entry["step"])
     except (TypeError, ValueError):
         return f"the {MANIFEST} entry of table {key!r} names no valid step"
+    if (run_dir / relative).is_dir():  # a partitioned dataset: Dataset() checks its files
+        return None
     try:
         metadata = pq.read_metadata(run_dir / relative)
     except FileNotFoundError:
@@ -887,6 +896,8 @@ def load_table(
     if problem is not None:
         raise unreadable(problem)
     relative = _table_file(key, entry["step"])
+    if (run_dir / relative).is_dir():  # logged as a partitioned dataset: read it lazily
+        return Dataset(run_dir / relative)
     try:
         stored = pq.read_table(run_dir / relative)
         if stored.num_columns != len(entry["columns"]) or stored.num_rows != entry["rows"]:

@@ -132,6 +132,13 @@ class Table:
         column = self._columns[name]
         return column.storage, column.values, column.nulls
 
+    @classmethod
+    def from_wandb(cls, table: Any) -> Table:
+        """A Table holding a live ``wandb.Table``; see :func:`embproj_panel.wandb_live.table_from_wandb`."""
+        from embproj_panel.wandb_live import table_from_wandb  # never imports wandb or us
+
+        return table_from_wandb(table, cls)
+
     # -- construction -------------------------------------------------------------------------
     def _init_from_dataframe(self, frame: pd.DataFrame) -> None:
         names = list(frame.columns)

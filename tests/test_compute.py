@@ -142,6 +142,31 @@ def test_cache_hit_then_misses_for_a_parameter_and_a_cell(isolated_store, numba_
     assert len(files) == 3 and default_cache_dir() == isolated_store / ".cache" / "projections"
 
 
+def test_cache_key_records_the_code_that_runs(monkeypatch):
+    from importlib.metadata import version
+
+    from embproj_panel import compute
+    from embproj_panel.features import prepare_features
+
+    umap_versions = compute._versions("umap")
+    for name in ("umap-learn", "openTSNE", "numba", "scikit-learn", "numpy", "embproj-panel"):
+        assert umap_versions[name] == version(name)
+    assert "pynndescent" not in umap_versions  # never called: Annoy or an exact search
+    assert {"openTSNE", "numpy"} <= set(compute._versions("tsne"))
+    # An edit to an engine module is a new key, without anyone remembering to bump a number.
+    features = prepare_features(blobs(50))
+    before = compute._cache_key(features, "umap", {"n_epochs": 30})
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (
+        b"# edited" if self.name == "_umap_engine.py" else b""))
+    compute._versions.cache_clear()
+    try:
+        assert compute._cache_key(features, "umap", {"n_epochs": 30}) != before
+    finally:
+        monkeypatch.undo()
+        compute._versions.cache_clear()
+
+
 def test_disk_copy_serves_a_new_process_memory(isolated_store):
     X = blobs(100)
     first = project(X, "pca")
@@ -253,12 +278,16 @@ def test_newer_request_for_the_same_view_supersedes(numba_warm):
 
 
 def test_cancel_stops_a_long_tsne_within_seconds(numba_warm):
+    # No wall-clock bound (the machine may be busy; bench_reducers times it): the job stops
+    # where it was, far from the end of its 5,000 iterations.
     job = project_async(blobs(3000, 10), "tsne", n_iter=5000, cache=False)
     while job.progress < 0.25 and not job.done:
         time.sleep(0.05)
     assert job.cancel()
-    with pytest.raises(Cancelled):  # how fast: benchmarks/bench_cancel.py
-        job.result(timeout=10)
+    at_cancel = job.progress
+    with pytest.raises(Cancelled):
+        job.result(timeout=120)
+    assert job.progress < at_cancel + 0.1
     assert job.status == "cancelled" and not job.cancel()
 
 

@@ -7,8 +7,6 @@ rendered plot runs inside an asyncio loop (as a notebook kernel or ``panel serve
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import io
 
 import holoviews as hv
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
+from _loop import in_loop
 from bokeh.models import ColorBar, GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scatter
 
 import embproj_panel as ep
@@ -43,17 +42,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportW
 HOSTILE = "<img src=x onerror=window.__xss=1>"
 
 
-def in_loop(test):
-    """Run a synchronous test body inside a running asyncio loop."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        async def body():
-            return test(*args, **kwargs)
-
-        return asyncio.run(body())
-
-    return wrapper
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +377,8 @@ def test_selected_dataframe_delegates_to_the_state(digits):
 def test_projector_is_its_public_parts_over_one_state(digits):
     view = projector(digits)
     assert [view.parts[name] for name, _cls, _region in ep.views.PARTS] == [
-        view.settings, view.status, view.scatter, view.table, view.downloads
+        view.settings, view.status, view.search_box, view.scatter, view.table,
+        view.neighbors_panel, view.downloads,
     ]
     assert all(part.state is view.state for part in view.parts.values())
     assert ep.Projector is Projector and ep.views.ScatterView is ScatterView

@@ -16,6 +16,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
@@ -52,7 +53,7 @@ class DownloadsView(StateView):
             color="default", variant="outline", width=90, margin=(5, 5),
         )
         #: Why the last download failed or was refused (hidden otherwise).
-        self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
+        self.alert = resources.Alert("", alert_type="danger", visible=False,
                                    sizing_mode="stretch_width", margin=(4, 10))
         self.rows.param.watch(self._on_rows, "value")
 

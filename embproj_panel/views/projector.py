@@ -21,10 +21,13 @@ import pandas as pd
 import panel as pn
 import param
 
+from embproj_panel.finder import find_state
 from embproj_panel.sources import as_table
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.downloads import DownloadsView
+from embproj_panel.views.neighbors import NeighborsView
 from embproj_panel.views.scatter import ScatterView
+from embproj_panel.views.search import SearchView
 from embproj_panel.views.session import session_dispatch
 from embproj_panel.views.settings import SettingsView
 from embproj_panel.views.status import StatusView
@@ -39,10 +42,16 @@ __all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_c
 PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("settings", SettingsView, "sidebar"),
     ("status", StatusView, "plot"),
+    ("search_box", SearchView, "plot"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
+    ("neighbors_panel", NeighborsView, "side"),
     ("downloads", DownloadsView, "side"),
 ]
+
+
+#: The narrowest the scatter gets in a Projector before the table wraps below it.
+_MIN_PLOT_WIDTH = 480
 
 
 def build_parts(state: ProjectorState, **params: Any) -> dict[str, pn.viewable.Viewer]:
@@ -153,11 +162,47 @@ class Projector(pn.viewable.Viewer):
         elif state.dispatch is None:
             state.dispatch = session_dispatch()
         super().__init__(state=state)
-        self.parts = build_parts(state, **own)
-        for name, part in self.parts.items():
-            setattr(self, name, part)
+        # Compile UMAP's numba code now, in the background (once per process), so the first
+        # UMAP in a fresh kernel does not wait for it; the first projection is PCA anyway.
+        from embproj_panel import compute
+
+        compute.warm_up(background=True)
+        parts = build_parts(state, **own)
+        for name, part in parts.items():
+            object.__setattr__(self, name, part)  # past __setattr__, which guards the parts
+        self.parts = parts
 
     # -- Python API ---------------------------------------------------------------------------
+    def compute(self) -> None:
+        """Run the pending projection (what the Compute button does); returns at once.
+
+        PCA recomputes by itself; UMAP and t-SNE run when asked (unless ``auto_compute``).
+        Call :meth:`wait` to block until the result is shown.
+        """
+        self.state.param.trigger("compute")
+
+    def wait(self, timeout: float | None = 120) -> Projector:
+        """Block until the running projection is done and shown; returns the projector.
+
+        Raises
+        ------
+        TimeoutError
+            If that takes longer than ``timeout`` seconds.
+        """
+        self.state.wait(timeout=timeout)
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A state setting assigned here used to land in the instance's __dict__ and do
+        # nothing (``projector.method = "umap"``): the settings are properties now (see
+        # _state_property), and a public name that exists nowhere is refused, not stored.
+        if not name.startswith("_") and getattr(self, "parts", None) is not None:
+            if name in self.parts:
+                raise AttributeError(_part_message(name))
+            if not hasattr(type(self), name) and name not in self.__dict__:
+                raise AttributeError(_unknown_message(name))
+        super().__setattr__(name, value)
+
     @property
     def selection(self) -> list[int]:
         """The selected rows (table row positions); assign a list to select from Python."""
@@ -172,8 +217,86 @@ class Projector(pn.viewable.Viewer):
         """The selected rows with their ``x`` and ``y`` coordinates (a copy)."""
         return self.state.selected_dataframe
 
+    def search(self, query: str, column: Any = None, regex: bool = False) -> Any:
+        """Highlight and return the rows matching ``query`` (see :meth:`FindState.search`)."""
+        return find_state(self.state).search(query, column, regex)
+
+    def neighbors(self, row: int, k: int = 10, metric: str = "cosine") -> pd.DataFrame:
+        """The ``k`` nearest rows of ``row`` in the embedding (see :meth:`FindState.neighbors`)."""
+        return find_state(self.state).neighbors(row, k, metric)
+
     # -- layout -------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
+        # The gear, the scatter and the table wrap onto new lines when the output is narrow
+        # (a notebook cell beside JupyterLab's file browser is ~1,000 px): the scatter keeps
+        # at least 480 px and grows into the room left, the table goes below it, and the
+        # gear above, instead of a side-by-side row that squeezed the scatter to 235 px.
         gear = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings", width=300,
-                       collapsible=True, margin=(5, 5))
-        return pn.Row(gear, main_area(self.parts), sizing_mode="stretch_width")
+                       collapsible=True, margin=(5, 5), styles={"flex": "0 0 auto"})
+        plot = pn.Column(*_region(self.parts, "plot"), sizing_mode="stretch_width",
+                         min_width=_MIN_PLOT_WIDTH, height=720, margin=0,
+                         styles={"flex": f"1 1 {_MIN_PLOT_WIDTH}px"})
+        side = pn.Column(*_region(self.parts, "side"), width=460, height=720, margin=0,
+                         styles={"flex": "0 1 460px"})
+        return pn.FlexBox(gear, plot, side, flex_wrap="wrap", align_items="flex-start",
+                          sizing_mode="stretch_width")
+
+
+# -- the state's parameters as properties of the Projector -------------------------------------
+
+#: State parameters that are read-only on the Projector: computed, or changed through a method.
+_OUTPUTS = ("projection", "color", "frame", "progress", "busy", "stale", "error")
+#: State parameters whose names are parts of the Projector (``projector.table`` is the table
+#: view), or that are not settings.
+_NOT_PROPERTIES = ("name", "compute", "selection", "dispatch", "settings", "table", "status")
+
+
+def _state_property(name: str) -> property:
+    doc = ProjectorState.param[name].doc or ""
+
+    def get(self: Projector) -> Any:
+        return getattr(self.state, name)
+
+    def set_(self: Projector, value: Any) -> None:
+        if name in _OUTPUTS:
+            raise AttributeError(
+                f"projector.{name} is computed (read-only); change the settings and call "
+                "projector.compute()"
+            )
+        setattr(self.state, name, value)
+
+    return property(get, set_, doc=f"``state.{name}``: {' '.join(doc.split())}")
+
+
+def _settings_names() -> list[str]:
+    return [name for name in ProjectorState.param
+            if name not in _NOT_PROPERTIES and name not in _OUTPUTS]
+
+
+def _part_message(name: str) -> str:
+    hints = {
+        "table": "to show another table use projector.state.set_table(table)",
+        "status": "the status text is projector.state.status",
+        "settings": "a method's settings are projector.state.settings[method], e.g. "
+                    "projector.state.settings['umap'].n_neighbors = 30",
+    }
+    hint = hints.get(name, "")
+    return f"projector.{name} is a part of the projector (a view){'; ' + hint if hint else ''}"
+
+
+def _unknown_message(name: str) -> str:
+    from embproj_panel.reducers import REDUCERS
+    from embproj_panel.state import settings_class
+
+    owners = [method for method in REDUCERS if name in settings_class(method).param]
+    if owners:
+        return (f"{name!r} is a setting of {', '.join(owners)}: set it with "
+                f"projector.state.settings[{owners[0]!r}].{name} = ...")
+    return (f"Projector has no setting {name!r}; the settings are "
+            f"{', '.join(_settings_names())} (and selection)")
+
+
+for _name in ProjectorState.param:
+    if _name not in _NOT_PROPERTIES and not hasattr(Projector, _name):
+        setattr(Projector, _name, _state_property(_name))
+del _name

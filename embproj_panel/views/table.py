@@ -55,7 +55,21 @@ class _IndexLabels(Mapping):
 
 
 class _Tabulator(pn.widgets.Tabulator):
-    """Panel's Tabulator without a per-row Python dict (see :class:`_IndexLabels`)."""
+    """Panel's Tabulator without a per-row Python dict (see :class:`_IndexLabels`), and
+    without the browser's restatement of its page selection (see :meth:`_process_events`).
+    """
+
+    def _process_events(self, events: dict[str, Any]) -> None:
+        # With remote pagination the browser's ``source.selected.indices`` holds the
+        # selected rows *of its page* only, and Panel's tabulator.ts reassigns it after
+        # every patch (our page thumbnails are patches): Panel 1.9 then takes those page
+        # rows for the whole selection, and a 794-row plot selection collapsed to the 10
+        # rows of the visible page, 1-1.5 s after the drag, in JupyterLab. A person's clicks
+        # never come this way (remote pagination sends them as SelectionEvents, handled in
+        # _process_event), so the restatement is dropped.
+        if self.pagination == "remote":
+            events = {key: value for key, value in events.items() if key != "indices"}
+        super()._process_events(events)
 
     def _update_index_mapping(self) -> None:
         # Overrides a *private* method of Panel 1.9 (widgets/tables.py), whose only reader

@@ -9,33 +9,20 @@ machine without it) the tests are skipped; CI installs it, so there they always 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from _browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, mark_folder, stop
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "screenshots"
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.ui)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    mark_folder(items, Path(__file__).parent, "ui")
 
 
 def _wait_for(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -66,7 +53,7 @@ def ui_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def served_app(ui_store, numba_warm):
     """``panel serve apps/projector.py`` on a free port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EMBPROJ_DIR": str(ui_store), "PYTHONPATH": str(ROOT)}
     log = open(tmp_log := ui_store.parent / "panel-serve.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
@@ -80,11 +67,7 @@ def served_app(ui_store, numba_warm):
         _wait_for(url, process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout=10)
         log.close()
         print(Path(tmp_log).read_text()[-3000:])
 

@@ -1,0 +1,214 @@
+"""Benchmark the out-of-core path: a generated Parquet dataset, opened lazily and projected.
+
+Generates (once, in a child process, so its memory does not count) ``--rows`` rows of a
+``--dim``-d float32 vector in 20 Gaussian blobs, a string label and an 8x8 PNG image with a
+caption per row, as the run store writes a large table (files of 1,048,576 rows, row groups
+of 65,536), into ``--folder``. Then, in this process:
+
+* PCA end to end (open, the one-pass sums, placing every row, writing the cache): target
+  90 s at 10,000,000 x 128;
+* UMAP: the sample fit (``--sample-size``, default 100,000) plus the transform of the rest,
+  piece by piece: target 15 minutes;
+* reopening with the projection cached (a new ``ep.Dataset`` and ``ep.project``): target 10 s;
+* the peak RSS of this process over those steps: target under 3 GB and under the data on disk;
+
+and, where the data fit in memory (``--baseline-gb``, default 2 GB of vectors), the plain
+calls on the same data: ``pyarrow.parquet.read_table`` + scikit-learn's PCA, and the in-memory
+``ep.project`` (UMAP with the same sample size). The app figures of the issue (first plot,
+hover, box select) are not measured here: the app does not open a Dataset yet.
+
+Run with::
+
+    python benchmarks/bench_dataset.py --folder /tmp/bench-10m               # 10M x 128
+    python benchmarks/bench_dataset.py --rows 200000 --folder /tmp/bench-200k
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+TARGETS = {"pca": 90.0, "umap": 15 * 60.0, "reopen": 10.0, "rss_gb": 3.0}
+FILE_ROWS = 1_048_576
+CLASSES = 20
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KB on Linux
+
+
+def generate(folder: Path, rows: int, dim: int) -> None:
+    """Write the dataset (vectors, label, image) file by file with bounded memory."""
+    import pyarrow as pa
+    from PIL import Image as PILImage
+
+    from embproj_panel.dataset import part_name, write_part
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    centres = (rng.standard_normal((CLASSES, dim)) * 4).astype(np.float32)
+    glyphs = []
+    for k in range(CLASSES):
+        pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+        pixels[k % 8, :, 0] = 255
+        pixels[:, k // 8 * 3, 1] = 255
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels).save(buffer, format="PNG")
+        glyphs.append(buffer.getvalue())
+    names = np.array([f"class_{k}" for k in range(CLASSES)], dtype=object)
+    for index, start in enumerate(range(0, rows, FILE_ROWS)):
+        n = min(FILE_ROWS, rows - start)
+        labels = rng.integers(0, CLASSES, n)
+        vectors = rng.standard_normal((n, dim), dtype=np.float32)
+        vectors += centres[labels]
+        table = pa.table({
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+            "label": pa.array(names[labels], pa.string()),
+            "image": pa.StructArray.from_arrays(
+                [pa.array([glyphs[k] for k in labels], pa.binary()),
+                 pa.array(names[labels], pa.string())], names=["png", "caption"]),
+        })
+        write_part(table, folder / part_name(index))
+        del table, vectors
+    (folder / "_bench.json").write_text(json.dumps({"rows": rows, "dim": dim}))
+
+
+def line(name: str, seconds: float, target: float | None = None, ratio: str = "") -> None:
+    verdict = ""
+    if target is not None:
+        verdict = f"target {target:>6.0f} s  {'OK' if seconds <= target else 'MISSED'}"
+    print(f"  {name:<42} {seconds:9.2f} s  {verdict}  {ratio}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="where the dataset is (generated if absent); default a temp dir")
+    parser.add_argument("--methods", default="pca,umap")
+    parser.add_argument("--sample-size", type=int, default=100_000)
+    parser.add_argument("--baseline-gb", type=float, default=2.0,
+                        help="run the in-memory baselines when the vectors fit in this")
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+
+    temporary = None
+    if args.folder is None:
+        temporary = tempfile.TemporaryDirectory(prefix="bench-dataset-")
+        args.folder = Path(temporary.name) / "data"
+    marker = args.folder / "_bench.json"
+    if args.generate_only:
+        generate(args.folder, args.rows, args.dim)
+        return 0
+    wanted = {"rows": args.rows, "dim": args.dim}
+    if not (marker.is_file() and json.loads(marker.read_text()) == wanted):
+        if args.folder.exists() and any(args.folder.iterdir()):
+            print(f"{args.folder} holds other data; pass an empty or new folder.")
+            return 2
+        started = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--generate-only", "--rows", str(args.rows),
+                        "--dim", str(args.dim), "--folder", str(args.folder)], check=True)
+        print(f"generated {args.rows:,} x {args.dim} in {time.perf_counter() - started:.0f} s")
+
+    # The benchmark's own cache, emptied below: every run measures a cold projection first.
+    os.environ["EMBPROJ_CACHE_DIR"] = str(args.folder.parent / "bench-cache")
+    import embproj_panel as ep
+    from embproj_panel import compute
+    from embproj_panel.compute import default_cache_dir
+
+    cache_dir = default_cache_dir() / "datasets"
+    for stale in cache_dir.glob("*") if cache_dir.is_dir() else []:
+        stale.unlink()
+    disk_gb = sum(p.stat().st_size for p in args.folder.glob("*.parquet")) / 2**30
+    print(f"bench_dataset: {args.rows:,} rows x {args.dim} float32 + label + 8x8 PNG, "
+          f"{disk_gb:.2f} GB on disk in {len(list(args.folder.glob('*.parquet')))} files; "
+          f"load average before {os.getloadavg()[0]:.2f}")
+
+    started = time.perf_counter()
+    dataset = ep.Dataset(args.folder)
+    opened = time.perf_counter() - started
+    line("open (footers only)", opened)
+    results = {}
+    stages: dict[str, float] = {}
+    for method in methods:
+        marks: dict[float, float] = {}
+        start = time.perf_counter()
+
+        def progress(fraction, marks=marks, start=start):
+            for edge in (0.3, 0.5):
+                if fraction >= edge and edge not in marks:
+                    marks[edge] = time.perf_counter() - start
+
+        params = {"sample_size": args.sample_size} if method != "pca" else {}
+        # ep.project's own path, with a progress callback (which ep.project does not take)
+        result = compute._run(dataset, method, None, True, params, progress, None)
+        elapsed = time.perf_counter() - start
+        results[method] = result
+        stages[method] = elapsed
+        line(f"{method.upper()} end to end", elapsed, TARGETS.get(method))
+        if method != "pca" and 0.5 in marks:
+            print(f"    pass 1 (sums + sample) {marks.get(0.3, 0):.1f} s, sample fit "
+                  f"{marks[0.5] - marks.get(0.3, 0):.1f} s, placing the rest "
+                  f"{elapsed - marks[0.5]:.1f} s")
+        assert result.coords.shape == (args.rows, 2) and np.isfinite(result.coords).all()
+
+    for method in methods:
+        start = time.perf_counter()
+        again = ep.project(ep.Dataset(args.folder), method,
+                           **({"sample_size": args.sample_size} if method != "pca" else {}))
+        elapsed = time.perf_counter() - start
+        assert again.cached and np.array_equal(again.coords, results[method].coords)
+        line(f"reopen {method.upper()} with the cache", elapsed, TARGETS["reopen"])
+    peak = peak_rss_gb()
+    print(f"  {'peak RSS of this process so far':<42} {peak:9.2f} GB  target < "
+          f"{TARGETS['rss_gb']:.0f} GB {'OK' if peak <= TARGETS['rss_gb'] else 'MISSED'}; "
+          f"{'below' if peak < disk_gb else 'above'} the {disk_gb:.2f} GB on disk")
+
+    vector_gb = args.rows * args.dim * 4 / 2**30
+    if vector_gb <= args.baseline_gb:
+        import pyarrow.parquet as pq
+        from sklearn.decomposition import PCA as SkPCA
+
+        start = time.perf_counter()
+        table = pq.read_table(args.folder, columns=["vector"])
+        column = table.column("vector").combine_chunks()
+        X = column.values.to_numpy().reshape(-1, args.dim)
+        loaded = time.perf_counter() - start
+        if "pca" in methods:
+            start = time.perf_counter()
+            SkPCA(2, svd_solver="covariance_eigh").fit_transform(X)
+            plain = loaded + time.perf_counter() - start
+            line("plain: read_table + sklearn PCA", plain,
+                 ratio=f"(lazy PCA / plain = {stages['pca'] / plain:.2f}x)")
+        for method in (m for m in methods if m != "pca"):
+            start = time.perf_counter()
+            ep.project(X, method, cache=False, sample_size=args.sample_size)
+            plain = loaded + time.perf_counter() - start
+            line(f"in memory: read_table + ep.project {method}", plain,
+                 ratio=f"(lazy / in memory = {stages[method] / plain:.2f}x)")
+        print(f"  peak RSS with the in-memory baselines       {peak_rss_gb():9.2f} GB")
+    else:
+        print(f"  (in-memory baselines skipped: the vectors alone are {vector_gb:.1f} GB > "
+              f"--baseline-gb {args.baseline_gb:g})")
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if temporary is not None:
+        temporary.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""``FindState``: what the user is looking for on one projector, as parameters; no widgets.
+
+It sits beside a :class:`~embproj_panel.state.ProjectorState` and reads only its ``table``,
+``projection`` and ``selection``: a text search (:meth:`FindState.search`, hits that are
+highlighted without changing the selection until :meth:`FindState.select_hits`) and the
+nearest rows of one row in the original space (:meth:`FindState.neighbors`). Both look only
+among the projected rows, so on an isolated projection they stay inside it; row numbers are
+always the table's positions.
+
+The indexes behind them are built once and kept: one :class:`~embproj_panel.search.TableSearch`
+per table, one :class:`~embproj_panel.neighbors.NeighborIndex` per projection and metric (the
+cached one faithfulness also uses, see :func:`~embproj_panel.neighbors.projection_index`);
+a forest too big to answer exactly is built in the background and queries stay exact until
+it is ready.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import param
+
+from embproj_panel.neighbors import (
+    DEFAULT_K,
+    K_MAX,
+    METRICS,
+    NeighborIndex,
+    clamp_k,
+    neighbors_frame,
+    projection_index,
+)
+from embproj_panel.search import TableSearch
+
+__all__ = ["FindState", "find_state"]
+
+
+class FindState(param.Parameterized):
+    """Search and nearest neighbours over one projector state.
+
+    Parameters
+    ----------
+    state
+        The :class:`~embproj_panel.state.ProjectorState` whose table and projection are
+        searched and whose selection :meth:`select_hits` sets.
+    """
+
+    state = param.Parameter(default=None, constant=True, doc="""
+        The ProjectorState searched (its table, projection and selection).""")
+
+    # -- search -------------------------------------------------------------------------------
+    query = param.String(default="", doc="""
+        The text searched for (case-insensitive); empty means no search.""")
+    column = param.Parameter(default=None, doc="""
+        The column searched; None searches every text and categorical column.""")
+    regex = param.Boolean(default=False, doc="""
+        Read the query as a regular expression (case-insensitive ``re.search``).""")
+    hits = param.List(default=[], item_type=int, constant=True, doc="""
+        Table positions of the projected rows that match, ascending.""")
+    search_message = param.String(default="", constant=True, doc="""
+        "124 of 1,797 rows match", or why the query could not run (plain text).""")
+
+    # -- neighbours ---------------------------------------------------------------------------
+    k = param.Integer(default=DEFAULT_K, bounds=(1, K_MAX), doc="""
+        How many nearest rows to list.""")
+    metric = param.Selector(default="cosine", objects=list(METRICS), doc="""
+        Distance in the original space.""")
+    query_row = param.Integer(default=None, allow_None=True, constant=True, doc="""
+        The table row whose neighbours are shown (None: none).""")
+    neighbor_rows = param.List(default=[], item_type=int, constant=True, doc="""
+        Table positions of its neighbours, nearest first.""")
+    neighbor_table = param.DataFrame(default=None, allow_None=True, constant=True, doc="""
+        The neighbours: row, distance and the rows' columns, nearest first.""")
+    neighbor_message = param.String(default="", constant=True, doc="""
+        What the neighbour list is (or why there is none), as plain text.""")
+
+    def __init__(self, state: Any = None, **params: Any) -> None:
+        if state is not None:
+            params["state"] = state
+        super().__init__(**params)
+        self._search: tuple[Any, TableSearch] | None = None
+        self._indexes: dict[tuple[int, str], NeighborIndex] = {}
+        self._projection: Any = None
+        self._error = False  # the last search failed (its message is search_message)
+        self.state.param.watch(self._on_projection, ["projection", "table"])
+
+    # -- search -------------------------------------------------------------------------------
+    def search(self, query: str, column: Any = None, regex: bool = False) -> np.ndarray:
+        """Highlight and return the projected rows matching ``query`` (sorted table positions).
+
+        The selection is not changed (see :meth:`select_hits`). ``column=None`` searches every
+        text and categorical column.
+
+        Raises
+        ------
+        ValueError
+            A bad regular expression (a readable message), or an unknown column.
+        """
+        wanted = {"query": query, "column": column, "regex": bool(regex)}
+        if all(getattr(self, name) == value for name, value in wanted.items()):
+            self._run_search()  # the same search again: the table may have changed
+        else:
+            self.param.update(**wanted)
+        if self._error:
+            raise ValueError(self.search_message)
+        return np.asarray(self.hits, dtype=np.int64)
+
+    def select_hits(self) -> None:
+        """Make the current hits the selection."""
+        self.state.select(self.hits)
+
+    @param.depends("query", "column", "regex", watch=True)
+    def _on_query(self) -> None:
+        self._run_search()
+
+    def _run_search(self) -> None:
+        self._error = False
+        table, projection = self.state.table, self.state.projection
+        if not self.query or table is None or projection is None:
+            self._show_hits([], "")
+            return
+        try:
+            found = self._table_search(table).search(self.query, self.column, self.regex)
+        except ValueError as err:
+            self._error = True
+            self._show_hits([], str(err))
+            return
+        rows = np.asarray(projection.rows, dtype=np.int64)
+        found = found[np.isin(found, rows, assume_unique=True)]
+        n = len(rows)
+        noun = "row matches" if len(found) == 1 and n == 1 else "rows match"
+        self._show_hits(found.tolist(), f"{len(found):,} of {n:,} {noun}")
+
+    def _show_hits(self, hits: list[int], message: str) -> None:
+        with param.edit_constant(self):
+            self.param.update(hits=hits, search_message=message)
+
+    def _table_search(self, table: Any) -> TableSearch:
+        if self._search is None or self._search[0] is not table:
+            self._search = (table, TableSearch(table))
+        return self._search[1]
+
+    # -- neighbours ---------------------------------------------------------------------------
+    def neighbors(self, row: int, k: int | None = None, metric: str | None = None,
+                  ) -> pd.DataFrame:
+        """Show and return the ``k`` nearest projected rows of table ``row``, nearest first.
+
+        The DataFrame has ``row`` (table position), ``distance`` and the rows' columns; the
+        query row itself is not listed. k outside 1-100 is clamped with a warning.
+
+        Raises
+        ------
+        ValueError
+            The row was left out of the projection (saying why) or does not exist; there is
+            no projection yet.
+        """
+        if k is not None:
+            k_used, _ = clamp_k(k)
+            self.k = k_used
+        if metric is not None:
+            self.metric = metric
+        table, projection = self.state.table, self.state.projection
+        if projection is None:
+            raise ValueError("There is no projection yet, so no neighbours.")
+        index = self._index(table, projection, self.metric)
+        found = index.query(row, k if k is not None else self.k)
+        frame = neighbors_frame(table, found)
+        where = "" if found.exact else " (approximate index)"
+        message = (f"{len(found.rows)} nearest rows to row {found.row} by {found.metric} "
+                   f"distance{where}.")
+        if found.note:
+            message = f"{found.note} {message}"
+        with param.edit_constant(self):
+            self.param.update(query_row=found.row, neighbor_rows=found.rows.tolist(),
+                              neighbor_table=frame, neighbor_message=message)
+        return frame
+
+    def clear_neighbors(self) -> None:
+        """Show no neighbour list."""
+        with param.edit_constant(self):
+            self.param.update(query_row=None, neighbor_rows=[], neighbor_table=None,
+                              neighbor_message="")
+
+    def _index(self, table: Any, projection: Any, metric: str) -> NeighborIndex:
+        key = (id(projection), metric)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = projection_index(table, projection, metric)
+            if not index.exact_queries:
+                index.build_async()  # queries stay exact (slower) until it is ready
+        return index
+
+    def _on_projection(self, *events: Any) -> None:
+        if self.state.projection is not self._projection:
+            self._projection = self.state.projection
+            self._indexes.clear()
+            self.clear_neighbors()
+        self._run_search()
+
+
+_FINDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def find_state(state: Any) -> FindState:
+    """The one :class:`FindState` of a projector state (made on first use).
+
+    The search box and the neighbours panel are separate parts over the same state; they
+    share this object. Weakly keyed: it goes when the state (its session) goes.
+    """
+    found = _FINDERS.get(state)
+    if found is None:
+        found = _FINDERS[state] = FindState(state)
+    return found
