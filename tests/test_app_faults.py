@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-import panel as pn
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -157,51 +155,9 @@ def test_an_oversize_upload_is_refused_while_arriving_and_the_page_goes_on():
     assert app._source.value == "Upload: ok.csv (6 rows)" and len(app.state.table) == 6
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _send_frame(port: int, size: int, wait: float) -> bool:
-    """Whether the server keeps a websocket open after a ``size``-byte binary message."""
-    from bokeh.util.token import generate_jwt_token, generate_session_id
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    token = generate_jwt_token(generate_session_id())
-    request = HTTPRequest(f"ws://localhost:{port}/app/ws", connect_timeout=60,
-                          request_timeout=60)
-    connection = await websocket_connect(request, subprotocols=["bokeh", token])
-    try:
-        await asyncio.wait_for(connection.read_message(), 60)  # the server's ACK
-        connection.write_message(b"\0" * size, binary=True)
-        # An accepted (meaningless) frame gets no answer: a closed socket answers None.
-        try:
-            return await asyncio.wait_for(connection.read_message(), wait) is not None
-        except asyncio.TimeoutError:
-            return True
-    finally:
-        connection.close()
-
-
-def test_the_server_refuses_a_message_larger_than_one_upload_chunk():
-    options = server_options()
-    limit = options["websocket_max_message_size"]
-    assert UPLOAD_CHUNK_BYTES < limit < 20 * 2**20  # a chunk fits; far below Bokeh's 20 MB
-    port = _free_port()
-    pn.serve({"app": lambda: pn.pane.Markdown("x")}, port=port, threaded=True, show=False,
-             **options)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("localhost", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    # disconnected, not held (given a minute to say so on a busy machine)
-    assert asyncio.run(_send_frame(port, limit + 1, wait=60)) is False
-    assert asyncio.run(_send_frame(port, 1000, wait=5)) is True  # a small message is fine
+def test_server_options_bound_a_websocket_message_to_one_upload_chunk():
+    limit = server_options()["websocket_max_message_size"]
+    assert UPLOAD_CHUNK_BYTES < limit <= UPLOAD_CHUNK_BYTES + 2**20 < 20 * 2**20  # Bokeh: 20 MB
 
 
 # -- 3. bad files through the app's upload -----------------------------------------------------
