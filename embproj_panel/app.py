@@ -3,7 +3,10 @@
 ``panel serve apps/projector.py`` runs ``create_app()`` once per browser session, so every
 session gets its own state, table and selection; nothing per-user lives at module level. The
 page is a ``FastListTemplate``: in the sidebar the source picker (the digits sample, every
-table logged to the local run store, or an uploaded file) and the parts of the ``"sidebar"``
+table logged to the local run store, or an uploaded file; a damaged table or run is listed,
+disabled, with what is wrong, never left out) and the bounded upload box
+(:class:`~embproj_panel.upload_widget.BoundedFileDropper`; serve with :func:`server_options`
+so no websocket message is larger than one upload chunk) and the parts of the ``"sidebar"``
 region (:data:`embproj_panel.views.PARTS`: the settings); in the main area the scatter and the
 table, laid out as in a :class:`~embproj_panel.views.Projector`. The session's state gets the
 session's dispatch (:func:`embproj_panel.views.session_dispatch`), so its results are applied
@@ -34,6 +37,7 @@ import param
 from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
+from embproj_panel.upload_widget import BoundedFileDropper
 from embproj_panel.views import plots
 from embproj_panel.views.projector import (
     build_parts,
@@ -43,7 +47,8 @@ from embproj_panel.views.projector import (
 )
 from embproj_panel.views.session import session_dispatch
 
-__all__ = ["SAMPLE", "ProjectorApp", "create_app", "source_options"]
+__all__ = ["SAMPLE", "UPLOAD_CHUNK_BYTES", "ProjectorApp", "create_app", "server_options",
+           "source_options", "unreadable_sources"]
 
 #: The source label of the bundled sample.
 SAMPLE = "Sample: digits (1,797 rows, with images)"
@@ -53,33 +58,65 @@ _URL_STATE = {"method": "method", "point_size": "size", "alpha": "alpha",
               "colormap": "colormap", "auto_compute": "auto"}
 _URL_COLUMNS = {"color_by": "color", "hover_image": "image"}
 
+#: Bytes per upload chunk the browser sends (one websocket message each).
+UPLOAD_CHUNK_BYTES = 4 * 2**20
+
+
+def server_options(chunk_size: int = UPLOAD_CHUNK_BYTES) -> dict[str, Any]:
+    """Options for ``pn.serve`` (and ``embproj serve``) that bound what a client can send.
+
+    ``websocket_max_message_size``: one upload chunk plus 1 MB for the message's JSON, in
+    place of Bokeh's 20 MB; a client that skips the browser and sends a bigger message is
+    disconnected by Tornado before the message is held (the upload box then holds at most the
+    upload limit plus this one message, see :class:`~embproj_panel.upload_widget.BoundedFileDropper`).
+    """
+    return {"websocket_max_message_size": int(chunk_size) + 2**20}
+
 
 def source_options(root: Any = None) -> dict[str, tuple[str, ...] | None]:
     """Label -> logged table ``(project, run, key)`` (None for the digits sample).
 
-    Every table of every run of every project in the store, newest runs first, then every
-    W&B table under :func:`embproj_panel.wandb_io.default_wandb_dir` as ``("wandb", name)``.
-    A run that cannot be read is skipped (it may be being written).
+    Every readable table of every run of every project in the store, newest runs first
+    (:func:`embproj_panel.store.list_entries`; :func:`unreadable_sources` lists the others),
+    then every W&B table under :func:`embproj_panel.wandb_io.default_wandb_dir` as
+    ``("wandb", name)``.
     """
+    return _listing(root)[0]
+
+
+def unreadable_sources(root: Any = None) -> dict[str, str]:
+    """Label -> why that table or run of the store cannot be opened (store-relative names).
+
+    The picker lists them, disabled, rather than leaving them out silently.
+    """
+    return _listing(root)[1]
+
+
+def _listing(root: Any) -> tuple[dict[str, tuple[str, ...] | None], dict[str, str]]:
     from embproj_panel import store, wandb_io
 
-    options: dict[str, tuple[str, str, str] | None] = {SAMPLE: None}
-    for project in store.list_projects(root):
-        try:
-            runs = store.list_runs(project, root)
-        except (OSError, ValueError):
-            continue
-        for run in reversed(runs):
-            try:
-                tables = store.list_tables(project, run, root)
-            except (OSError, ValueError, KeyError):
-                continue
-            for key, steps in tables.items():
-                rows = steps[-1].rows if steps else 0
-                label = f"{project} / {run} / {key} ({rows:,} rows)"
-                options[label] = (project, run, key)
+    options: dict[str, tuple[str, ...] | None] = {SAMPLE: None}
+    unreadable: dict[str, str] = {}
+    try:
+        entries = store.list_entries(root)
+    except OSError as exc:  # the store folder itself cannot be listed
+        return options, {"Run store: unreadable": _plain_reason(exc)}
+    for entry in entries:
+        if entry.source is not None:
+            options[entry.label] = entry.source
+        else:
+            unreadable[entry.label] = entry.reason or "it cannot be read"
     options.update(wandb_io.source_options())
-    return options
+    return options, unreadable
+
+
+def _plain_reason(exc: BaseException) -> str:
+    """``exc`` as a message without the server's store path (shown to every user)."""
+    from embproj_panel.store import default_root
+
+    text = str(exc) or type(exc).__name__
+    root = str(default_root())
+    return text.replace(root + "/", "").replace(root, "the store")
 
 
 def _load(source: tuple[str, ...] | None) -> tuple[Table, list[str]]:
@@ -146,16 +183,16 @@ class ProjectorApp(pn.viewable.Viewer):
             self.max_upload_bytes = max_upload_bytes()
         self.state = ProjectorState(dispatch=session_dispatch())
         self.parts = build_parts(self.state)
-        self._options = source_options()
-        self._source = pn.widgets.Select(label="Table", options=list(self._options),
-                                         sizing_mode="stretch_width")
+        self._options, self._unreadable = _listing(None)
+        self._source = pn.widgets.Select(label="Table", sizing_mode="stretch_width")
+        self._list_sources()
         self._refresh = pn.widgets.Button(label="↻ Refresh list", color="light",
                                           sizing_mode="stretch_width")
         self._refresh.on_click(self._on_refresh)
         megabytes = max(1, self.max_upload_bytes // 2**20)
-        self._upload = pn.widgets.FileDropper(
+        self._upload = BoundedFileDropper(
+            max_bytes=self.max_upload_bytes, multiple=False, chunk_size=UPLOAD_CHUNK_BYTES,
             accepted_filetypes=[".csv", ".tsv", ".parquet", ".pq", ".npy", ".npz"],
-            max_file_size=f"{megabytes}MB", multiple=False, chunk_size=4 * 2**20,
             layout="compact", sizing_mode="stretch_width", height=90,
         )
         self._upload_help = pn.pane.HTML(
@@ -167,6 +204,7 @@ class ProjectorApp(pn.viewable.Viewer):
         self._notes = resources.Alert("", alert_type="warning", visible=False,
                                     sizing_mode="stretch_width")
         self._upload.param.watch(self._on_upload, "value")
+        self._upload.param.watch(self._on_upload_refused, "error")
         self._source.param.watch(self._on_source, "value")
         self._open_from_url()
         doc = pn.state.curdoc
@@ -197,7 +235,7 @@ class ProjectorApp(pn.viewable.Viewer):
         try:
             table, notes = _load(source)
         except (OSError, KeyError, ValueError, IndexError) as exc:
-            problems.append(f"table {'/'.join(source or ())!r} ({exc})")
+            problems.append(f"table {'/'.join(source or ())!r} ({_plain_reason(exc)})")
             source = None
             table, _ = _load(None)
             self.param.update(project="", run="", table="", wandb="")
@@ -260,6 +298,15 @@ class ProjectorApp(pn.viewable.Viewer):
                 self._source.value = label
                 return
 
+    def _list_sources(self, extra: tuple[str, ...] | list[str] = ()) -> None:
+        """Every table of the store in the picker; the unreadable ones listed but disabled.
+
+        An unreadable entry's label says why (store-relative names); Panel refuses a disabled
+        value from the browser or from Python, so it can never replace the table shown.
+        """
+        labels = [*self._options, *self._unreadable, *extra]
+        self._source.param.update(options=labels, disabled_options=list(self._unreadable))
+
     def _on_source(self, event: Any) -> None:
         if event.new not in self._options:
             return  # an upload's label
@@ -269,7 +316,8 @@ class ProjectorApp(pn.viewable.Viewer):
         try:
             table, notes = _load(source)
         except (OSError, KeyError, ValueError, IndexError) as exc:
-            self._show_error(f"Could not open {event.new}: {exc}")
+            self._show_error(f"Could not open {event.new}: {_plain_reason(exc)} The "
+                             "previous table is still shown.")
             return
         self._clear_messages()
         if source is not None and source[0] == "wandb":
@@ -282,11 +330,9 @@ class ProjectorApp(pn.viewable.Viewer):
 
     def _on_refresh(self, event: Any) -> None:
         current = self._source.value
-        self._options = source_options()
-        labels = list(self._options)
-        if current not in labels:
-            labels.append(current)
-        self._source.options = labels
+        self._options, self._unreadable = _listing(None)
+        known = current in self._options or current in self._unreadable
+        self._list_sources([] if known or current is None else [current])
 
     async def _on_upload(self, event: Any) -> None:
         from embproj_panel.uploads import UploadError, parse_upload
@@ -295,7 +341,6 @@ class ProjectorApp(pn.viewable.Viewer):
         if not files:
             return
         filename, content = next(iter(files.items()))
-        # FileDropper hands text/* files over decoded; parse the bytes that were sent.
         data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         self._upload.value = {}  # drop the server's copy as soon as it is taken
         self._clear_messages()
@@ -322,10 +367,15 @@ class ProjectorApp(pn.viewable.Viewer):
         """
         label = f"{label} ({len(table):,} rows)"
         self.param.update(project="", run="", table="", wandb="")
-        self._source.options = [*self._options, label]
+        self._list_sources([label])
         self._source.value = label
         self.state.set_table(table)
         self._show_notes(notes)
+
+    def _on_upload_refused(self, event: Any) -> None:
+        if event.new:  # refused while arriving (over the limit, out of order)
+            self._notes.visible = False
+            self._show_error(f"{event.new} The previous table is still shown.")
 
     # -- messages -----------------------------------------------------------------------------
     def _show_error(self, message: str) -> None:

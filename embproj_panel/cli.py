@@ -317,12 +317,15 @@ def _serve(args: argparse.Namespace) -> int:
     page = _page_factory(source)
     import panel as pn
 
+    from embproj_panel.app import server_options
+
     pn.extension("tabulator", "filedropper", sizing_mode="stretch_width", notifications=False)
     origins = args.allow_websocket_origin or None
     print(f"Serving on http://{args.address}:{args.port}/ (Ctrl+C to stop)", flush=True)
     try:
         pn.serve({"/": page}, port=args.port, address=args.address, show=args.show,
-                 websocket_origin=origins, title="embproj-panel", threaded=False)
+                 websocket_origin=origins, title="embproj-panel", threaded=False,
+                 **server_options())
     except OSError as exc:  # the port is taken, the address is not ours
         raise CommandError(f"cannot serve on {args.address}:{args.port}: {exc}") from None
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ one :class:`JobSlot` per view, the only code that supersedes jobs; a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -55,6 +56,7 @@ __all__ = [
     "ProjectionJob",
     "configure_numba_cache",
     "default_cache_dir",
+    "lower_thread_priority",
     "project",
     "project_async",
     "projection_cache",
@@ -263,8 +265,16 @@ class ProjectionCache:
 
     def _prune(self, directory: Path) -> None:
         files = []
+        torn_before = time.time() - _TORN_AGE
         for item in os.scandir(directory):
-            if item.name.endswith(".npz") and not item.name.startswith(".tmp-"):
+            if item.name.startswith(".tmp-"):
+                # A temporary file this old belongs to no live writer: a process killed in
+                # the middle of a write left it (never read, but it would fill the disk).
+                with contextlib.suppress(OSError):
+                    if item.stat().st_mtime < torn_before:
+                        os.unlink(item.path)
+                continue
+            if item.name.endswith(".npz"):
                 stat = item.stat()
                 files.append((stat.st_mtime, stat.st_size, item.path))
         total = sum(size for _, size, _ in files)
@@ -274,6 +284,9 @@ class ProjectionCache:
             Path(path).unlink(missing_ok=True)
             total -= size
 
+
+# Seconds after which a cache temporary file is taken as torn (its writer died mid-write).
+_TORN_AGE = 3600
 
 _CACHE_LOCK = threading.Lock()
 _CACHE: ProjectionCache | None = None
@@ -600,13 +613,49 @@ _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
 
 
+#: How much lower (``nice`` steps) projection threads run than the server's own thread.
+PROJECTION_NICENESS = 10
+
+
+def lower_thread_priority(steps: int = PROJECTION_NICENESS) -> bool:
+    """Run the calling thread (and the threads it starts later) ``steps`` nice levels lower.
+
+    A UMAP keeps both cores busy for a minute; at the same priority the server's one event
+    loop thread, which answers every session's clicks, waits its turn behind numba's and
+    BLAS's workers, and a colour change took seconds (issue 16). Linux schedules threads
+    separately, so the projection threads alone are lowered: the server gets a core the
+    moment it has work, the projection runs at full speed the rest of the time. Threads
+    inherit the niceness of the thread that starts them, so numba's parallel workers, started
+    by the first projection (or the warm-up), run lower too. Elsewhere it does nothing (a
+    thread id is not a process id there).
+
+    Returns
+    -------
+    bool
+        Whether the priority was lowered.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux") or steps <= 0:
+        return False
+    try:
+        # Relative to the process (its main thread), not to this thread: a thread started by
+        # an already lowered one inherits its niceness, and must not sink further.
+        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + steps)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), target)
+    except OSError:
+        return False
+    return True
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             # Two workers: a quick PCA need not wait behind a long t-SNE; more would only
             # make heavy jobs (each already multi-threaded) compete for the same cores.
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embproj-project")
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embproj-project",
+                                       initializer=lower_thread_priority)
         return _POOL
 
 
@@ -763,11 +812,10 @@ def warm_up(background: bool = True) -> Future:
             future = _WARM = Future()
             start = True
     if start:
-        if background:
-            threading.Thread(target=_warm, args=(future,), name="embproj-warm-up",
-                             daemon=True).start()
-        else:
-            _warm(future)
+        # Always in a thread of its own, even when waited for: it lowers its own priority
+        # (numba's workers, started there, inherit it), which must never be the caller's.
+        threading.Thread(target=_warm, args=(future,), name="embproj-warm-up",
+                         daemon=True).start()
     if not background:
         future.result()
     return future
@@ -777,6 +825,7 @@ def _warm(future: Future) -> None:
     if not future.set_running_or_notify_cancel():
         return
     began = time.perf_counter()
+    lower_thread_priority()  # numba's workers start here: they inherit the lower priority
     try:
         from embproj_panel._sample_index import SampleIndex
         from embproj_panel._umap_engine import knn

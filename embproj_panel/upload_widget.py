@@ -12,7 +12,7 @@ It overrides ``FileDropper._process_event``, a private method of Panel (checked 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import panel as pn
 import param
@@ -34,6 +34,11 @@ class BoundedFileDropper(pn.widgets.FileDropper):
 
     error = param.String(default="", doc="""
         Why the last upload was refused (plain text: escape it before rendering it), or ''.""")
+
+    # Server-side only: the browser's model has no such properties (rendering failed).
+    _rename: ClassVar[dict[str, str | None]] = {
+        **pn.widgets.FileDropper._rename, "max_bytes": None, "error": None,
+    }
 
     def __init__(self, **params: Any) -> None:
         if params.get("max_bytes") is None:

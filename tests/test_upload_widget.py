@@ -53,3 +53,12 @@ def test_collector_refuses_out_of_order_and_parallel_uploads():
         collector.add("a", 3, 3, b"x")
     assert collector.held_bytes == 0
     assert collector.add("b", 1, 1, b"x") == b"x"
+
+
+def test_the_box_renders_in_a_page():
+    # its own parameters stay on the server: the browser's FileDropper has no such properties
+    import panel as pn
+
+    model = pn.Column(BoundedFileDropper(max_bytes=1000)).get_root()
+    (dropper,) = [m for m in model.select({"type": object}) if type(m).__name__ == "FileDropper"]
+    assert dropper.max_file_size == "1KB"

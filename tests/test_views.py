@@ -15,7 +15,7 @@ import pandas as pd
 import panel as pn
 import pytest
 from _loop import in_loop
-from bokeh.models import GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scatter
+from bokeh.models import ColorBar, GlyphRenderer, HoverTool, ImageRGBA, Legend, Plot, Scatter
 
 import embproj_panel as ep
 from embproj_panel import datasets
@@ -455,3 +455,28 @@ def test_a_new_part_is_one_line_in_parts(digits, monkeypatch):
     assert isinstance(view.count, RowCount) and view.count.state is view.state
     assert view.count.scatter_overlay in view.scatter.overlays
     assert composition.side_column(view.parts).objects[-1].object == "0 selected"
+
+
+@in_loop
+def test_colour_colormap_and_tooltip_changes_keep_the_figure(digits):
+    """Same kind of colouring: the figure and its points renderer are updated, not rebuilt."""
+    view = projector(digits, color_by="pixel_3_3")
+    root = pn.panel(view).get_root()
+    plot_object = view.scatter.pane.object
+    (figure,) = [f for f in root.select({"type": Plot}) if f.renderers]
+    renderer = main_scatter(root)
+    for change in ({"color_by": "pixel_4_4"}, {"colormap": "plasma"},
+                   {"tooltip_columns": ["pixel_2_2"]}, {"hover_image": None}):
+        view.state.param.update(**change)
+        assert view.scatter.pane.object is plot_object
+        assert [f for f in root.select({"type": Plot}) if f.renderers] == [figure]
+        assert main_scatter(root) is renderer
+    colours = renderer.data_source.data[COLOR]
+    expected = digits.get_column("pixel_4_4", convert_to="numpy")[view.state.frame[ROW]]
+    assert np.allclose(np.asarray(colours, dtype=float), expected.astype(float))
+    (colorbar,) = root.select({"type": ColorBar})
+    assert colorbar.title == "pixel_4_4"  # follows the column
+    palette = renderer.glyph.fill_color["transform"].palette
+    assert palette == hv.plotting.util.process_cmap("plasma", len(palette))
+    (hover,) = root.select({"type": HoverTool})
+    assert [label for label, _ in hover.tooltips] == ["pixel_4_4", "pixel_2_2", "row"]

@@ -56,6 +56,12 @@ from embproj_panel.views.text import cell_text
 
 __all__ = ["ScatterView"]
 
+
+def hv_streams() -> Any:
+    import holoviews.streams
+
+    return holoviews.streams
+
 # Hover and tap reach this many screen pixels beyond a point's radius.
 _HIT_PX = 4
 
@@ -144,7 +150,8 @@ class ScatterView(StateView):
             position = self._index.nearest(x, y, *self._radii())
             if position is not None:
                 record = self._record(position, fields)
-        return plots.inspect_element(record, fields, tips, point_size=state.point_size)
+        element = plots.inspect_element(record, fields, tips, point_size=state.point_size)
+        return element.opts(hooks=[self._hover_tooltips])
 
     # -- structure ------------------------------------------------------------------------------
     def _structure_key(self) -> tuple | None:
@@ -153,15 +160,48 @@ class ScatterView(StateView):
         if frame is None:
             return None
         raster = len(frame) > state.datashade_threshold
-        return (
-            id(frame), raster, state.color.kind, tuple(state.color.color_key),
-            state.color_by, state.hover_image, tuple(state.tooltip_columns),
-        )
+        # Another colour column of the same kind, a colormap, tooltip columns or hover image
+        # update the plot in place (new glyph data and properties, the same figure): only a
+        # new projection, the glyph/raster switch and a new kind of colouring (legend vs
+        # colorbar: other Bokeh models) rebuild it. A raster's legend or colorbar is a layer
+        # of its own, rebuilt with the colour column.
+        return (id(state.projection), raster, state.color.kind,
+                state.color_by if raster else None)
 
     def _on_frame(self, *events: Any) -> None:
         key = self._structure_key()
         if key != self._structure:
             self._rebuild(key)
+        elif key is not None:
+            self._data_events.event()  # the points or the raster, with the new colours
+            self._refresh_hover()
+
+    def _refresh_hover(self) -> None:
+        """Re-run the hover element, so its tooltip lists the current fields."""
+        for stream in self._streams:
+            if isinstance(stream, hv_streams().PointerXY):
+                stream.event(x=stream.x, y=stream.y)
+
+    def _key_titles(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: the legend and colorbar titles follow the colour column.
+
+        HoloViews sets them when a plot is built; an in-place update keeps the old ones.
+        """
+        title = "" if self.state.color_by is None else str(self.state.color_by)
+        for name, colorbar in plot.handles.items():
+            # "color_colorbar" for a colour dimension (HoloViews prefixes the handle).
+            if name.endswith("colorbar") and colorbar.title != title:
+                colorbar.title = title  # canvas text: any column name is safe
+        for legend in plot.state.legend:
+            if legend.title != title:
+                legend.title = title
+
+    def _hover_tooltips(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: the hover tool lists the current tooltip fields."""
+        hover = plot.handles.get("hover")
+        tips = self._tooltip_fields()[1]
+        if hover is not None and hover.tooltips != tips:
+            hover.tooltips = tips
 
     @param.depends("overlays", watch=True)
     def _on_overlays(self) -> None:
@@ -242,10 +282,11 @@ class ScatterView(StateView):
             base = plots.scatter_element(state.frame, state.color, self.style,
                                          axis_label=self._axis_label())
             self._points_cache = (state.frame, base)
-        return plots.scatter_element(
+        element = plots.scatter_element(
             state.frame, state.color, self.style,
             selected=state.positions_of(state.selection).tolist(), base=base,
         )
+        return element.opts(hooks=[self._key_titles])
 
     # -- raster ---------------------------------------------------------------------------------
     def _raster_layers(self) -> list[Any]:
