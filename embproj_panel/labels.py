@@ -5,8 +5,10 @@ size) and its box in screen pixels, and the current view (data ranges and plot s
 pixels). It walks the labels from the highest priority down and keeps each one whose box
 overlaps no box kept before, until ``max_labels`` are kept. So labels never overlap, the
 largest clusters are named first, and zooming in (which spreads the anchors apart on screen
-while the boxes keep their pixel size) makes room for more. The result depends only on its
-arguments: the same view always shows the same labels.
+while the boxes keep their pixel size) makes room for more. A label whose anchor is in view
+but whose box would cross the plot's edge is nudged inside (so a cluster at the edge keeps
+its name). The result depends only on its arguments: the same view always shows the same
+labels.
 
 :func:`text_box` estimates a label's box from its text without a browser: wide (East Asian
 full-width) characters count double, and the estimate is generous (0.62 em per character) so
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MAX_LABELS", "layout_labels", "text_box"]
+__all__ = ["MAX_LABELS", "LabelLayout", "layout_labels", "text_box"]
 
 MAX_LABELS = 30
 _EM_PER_CHAR = 0.62
@@ -35,6 +38,14 @@ def text_box(text: str, font_px: float = 13.0, padding_px: float = 4.0) -> tuple
     return width, height
 
 
+class LabelLayout(NamedTuple):
+    """The labels to draw: their indices and where their boxes' centres go (data units)."""
+
+    index: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
 def layout_labels(
     x: Sequence[float] | np.ndarray,
     y: Sequence[float] | np.ndarray,
@@ -45,8 +56,8 @@ def layout_labels(
     y_range: tuple[float, float],
     size_px: tuple[int, int],
     max_labels: int = MAX_LABELS,
-) -> np.ndarray:
-    """The labels to draw in this view: indices, highest priority first.
+) -> LabelLayout:
+    """The labels to draw in this view, highest priority first.
 
     Parameters
     ----------
@@ -66,9 +77,11 @@ def layout_labels(
 
     Returns
     -------
-    numpy.ndarray
-        int64 indices into the inputs of the labels to draw. A label is drawn only when its
-        whole box lies inside the plot area and overlaps no higher-priority label drawn.
+    LabelLayout
+        ``index``: int64 indices into the inputs of the labels to draw; ``x``, ``y``: the
+        centres of their boxes in data units (the anchor, or nudged so that the box lies
+        inside the plot area). A label is drawn when its anchor is in view, its box fits the
+        plot and it overlaps no higher-priority label drawn.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -80,17 +93,22 @@ def layout_labels(
         raise ValueError("x, y, widths, heights and priority must have the same length")
     width_px, height_px = (float(v) for v in size_px)
     (x0, x1), (y0, y1) = (float(v) for v in x_range), (float(v) for v in y_range)
+    empty = LabelLayout(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
     if n == 0 or max_labels <= 0 or width_px <= 0 or height_px <= 0 or x1 <= x0 or y1 <= y0:
-        return np.zeros(0, dtype=np.int64)
+        return empty
     # Screen pixels, y down like the browser's (only overlaps matter, not the direction).
     sx = (x - x0) / (x1 - x0) * width_px
     sy = (y1 - y) / (y1 - y0) * height_px
-    left, right = sx - w / 2, sx + w / 2
-    top, bottom = sy - h / 2, sy + h / 2
     inside = (
-        np.isfinite(sx) & np.isfinite(sy)
-        & (left >= 0) & (right <= width_px) & (top >= 0) & (bottom <= height_px)
+        np.isfinite(sx) & np.isfinite(sy) & (sx >= 0) & (sx <= width_px) & (sy >= 0)
+        & (sy <= height_px) & (w <= width_px) & (h <= height_px)
     )
+    # Nudge boxes that cross an edge back inside the plot.
+    with np.errstate(invalid="ignore"):
+        cx = np.clip(sx, w / 2, width_px - w / 2)
+        cy = np.clip(sy, h / 2, height_px - h / 2)
+    left, right = cx - w / 2, cx + w / 2
+    top, bottom = cy - h / 2, cy + h / 2
     candidates = np.flatnonzero(inside)
     order = candidates[np.lexsort((candidates, -p[candidates]))]
     kept: list[int] = []
@@ -107,4 +125,8 @@ def layout_labels(
         kept.append(int(i))
         if len(kept) >= max_labels:
             break
-    return np.asarray(kept, dtype=np.int64)
+    if not kept:
+        return empty
+    index = np.asarray(kept, dtype=np.int64)
+    return LabelLayout(index, x0 + cx[index] / width_px * (x1 - x0),
+                       y1 - cy[index] / height_px * (y1 - y0))
