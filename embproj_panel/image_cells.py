@@ -12,6 +12,9 @@ view. Which ones is decided here, by a pure rule:
   ``MAX_IMAGES`` the cells whose best point ranks highest win. Because a point that wins a
   cell also wins every smaller cell it lies in, zooming in keeps the images already shown
   (while the cap is not reached) and adds more.
+* Two points in neighbouring cells can still lie a pixel apart; with ``gap_px`` (the
+  thumbnail's size) a cell's best point is skipped when its thumbnail would overlap one
+  already chosen, so thumbnails never cover one another.
 
 :class:`ImageCells` sorts the points by priority once per layout; a view change then scans the
 points in priority order and stops as soon as ``MAX_IMAGES`` cells are filled, so at a
@@ -98,21 +101,29 @@ class ImageCells:
 
     def pick(self, x_range: tuple[float, float], y_range: tuple[float, float],
              size_px: tuple[int, int], cell_px: float = CELL_PX,
-             max_images: int = MAX_IMAGES) -> np.ndarray:
+             max_images: int = MAX_IMAGES, gap_px: float | None = None) -> np.ndarray:
         """Positions (indices into ``coords``) of the points that show an image in this view.
 
-        At most one per cell, at most ``max_images``, highest priority first.
+        At most one per cell, at most ``max_images``, highest priority first. With
+        ``gap_px`` (at most ``cell_px``: the drawn thumbnail's size), a cell's best point is
+        also skipped when its ``gap_px`` square would overlap one already chosen, so the
+        thumbnails never cover one another.
         """
         if max_images <= 0:
             return np.zeros(0, dtype=np.int64)
+        if gap_px is not None and not 0 < gap_px <= cell_px:
+            raise ValueError(f"gap_px must be in (0, cell_px={cell_px}]; got {gap_px}")
         cw, ch = cell_size(x_range, y_range, size_px, cell_px)
         (x0, x1), (y0, y1) = x_range, y_range
         # Cell indices relative to the view's first cell keep the combined key small.
         ix0, iy0 = math.floor(x0 / cw), math.floor(y0 / ch)
         ny = math.floor(y1 / ch) - iy0 + 1
+        gap = None
+        if gap_px is not None:  # the gap in data units along each axis
+            gap = (gap_px * (x1 - x0) / size_px[0], gap_px * (y1 - y0) / size_px[1])
         seen: set[int] = set()
-        picked: list[np.ndarray] = []
-        count = 0
+        chosen_at: dict[tuple[int, int], tuple[float, float]] = {}
+        picked: list[int] = []
         for low in range(0, len(self._xy), _SCAN_CHUNK):
             xy = self._xy[low:low + _SCAN_CHUNK]
             inside = np.flatnonzero(
@@ -125,31 +136,38 @@ class ImageCells:
             keys = cx * ny + cy
             # First occurrence of each cell in this chunk = its best point (priority order).
             _, first = np.unique(keys, return_index=True)
-            first = np.sort(first)
-            new = [i for i in first if int(keys[i]) not in seen]
-            if not new:
-                continue
-            new = np.asarray(new[: max_images - count])
-            seen.update(int(k) for k in keys[new])
-            picked.append(self._order[low + inside[new]])
-            count += len(new)
-            if count >= max_images:
-                break
-        if not picked:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(picked).astype(np.int64)
+            for i in np.sort(first):
+                key = int(keys[i])
+                if key in seen:
+                    continue
+                seen.add(key)
+                if gap is not None:
+                    px, py = xy[inside[i]]
+                    cell = (int(cx[i]), int(cy[i]))
+                    # A thumbnail no larger than a cell can only meet one in the 3 x 3 cells
+                    # around its own.
+                    if any(abs(px - qx) < gap[0] and abs(py - qy) < gap[1]
+                           for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                           if (q := chosen_at.get((cell[0] + dx, cell[1] + dy))) is not None
+                           for qx, qy in (q,)):
+                        continue
+                    chosen_at[cell] = (px, py)
+                picked.append(int(self._order[low + inside[i]]))
+                if len(picked) >= max_images:
+                    return np.asarray(picked, dtype=np.int64)
+        return np.asarray(picked, dtype=np.int64)
 
 
 def pick_image_rows(coords: Any, x_range: tuple[float, float], y_range: tuple[float, float],
                     size_px: tuple[int, int], *, cell_px: float = CELL_PX,
-                    max_images: int = MAX_IMAGES, eligible: Any = None,
-                    seed: int = 0) -> np.ndarray:
+                    max_images: int = MAX_IMAGES, gap_px: float | None = None,
+                    eligible: Any = None, seed: int = 0) -> np.ndarray:
     """The points that show their image in this view (see :class:`ImageCells`).
 
     A pure function of its arguments: the same layout and view give the same points.
     """
     return ImageCells(coords, eligible=eligible, seed=seed).pick(
-        x_range, y_range, size_px, cell_px=cell_px, max_images=max_images
+        x_range, y_range, size_px, cell_px=cell_px, max_images=max_images, gap_px=gap_px
     )
 
 

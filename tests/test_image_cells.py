@@ -37,11 +37,13 @@ def cloud(n=20_000, seed=0):
 @settings(max_examples=120, deadline=None)
 @given(st.floats(-30, 20), st.floats(0.01, 60), st.floats(-15, 10), st.floats(0.01, 30),
        st.integers(64, 2000), st.integers(64, 1200), st.integers(0, 400),
-       st.integers(16, 128))
-def test_one_per_cell_in_view_capped(x0, dx, y0, dy, width, height, cap, cell_px):
+       st.integers(16, 128), st.floats(0.2, 1.0) | st.none())
+def test_one_per_cell_in_view_capped(x0, dx, y0, dy, width, height, cap, cell_px, gap):
     coords = cloud(3_000)
     x_range, y_range, size = (x0, x0 + dx), (y0, y0 + dy), (width, height)
-    rows = pick_image_rows(coords, x_range, y_range, size, cell_px=cell_px, max_images=cap)
+    gap_px = None if gap is None else gap * cell_px
+    rows = pick_image_rows(coords, x_range, y_range, size, cell_px=cell_px, max_images=cap,
+                           gap_px=gap_px)
     assert len(rows) <= cap and len(set(rows.tolist())) == len(rows)
     cells = cells_of(coords, rows, x_range, y_range, size, cell_px)
     assert len(set(cells)) == len(cells)  # at most one image per screen cell
@@ -49,9 +51,16 @@ def test_one_per_cell_in_view_capped(x0, dx, y0, dy, width, height, cap, cell_px
               & (coords[rows, 1] >= y0) & (coords[rows, 1] <= y0 + dy))
     assert inside.all()
     cw, ch = cell_size(x_range, y_range, size, cell_px)
-    assert cw / (dx / width) >= cell_px and ch / (dy / height) >= cell_px  # >= cell_px px
-    # every occupied cell is filled unless the cap was reached
-    if len(rows) < cap:
+    # cells of at least cell_px screen pixels
+    assert cw / (dx / width) >= cell_px * (1 - 1e-9) and ch / (dy / height) >= cell_px * (1 - 1e-9)
+    if gap_px is not None:  # thumbnails of gap_px never overlap
+        sx = coords[rows, 0] / dx * width
+        sy = coords[rows, 1] / dy * height
+        close = ((np.abs(sx[:, None] - sx[None]) < gap_px * (1 - 1e-9))
+                 & (np.abs(sy[:, None] - sy[None]) < gap_px * (1 - 1e-9)))
+        assert close.sum() == len(rows)  # only each one with itself
+    # every occupied cell is filled unless the cap was reached (or a thumbnail was in the way)
+    elif len(rows) < cap:
         view = np.flatnonzero((coords[:, 0] >= x0) & (coords[:, 0] <= x0 + dx)
                               & (coords[:, 1] >= y0) & (coords[:, 1] <= y0 + dy))
         occupied = set(cells_of(coords, view, x_range, y_range, size, cell_px))
