@@ -23,7 +23,10 @@ import param
 
 from embproj_panel.sources import as_table
 from embproj_panel.state import ProjectorState
+from embproj_panel.views.clusters import ClustersView
 from embproj_panel.views.downloads import DownloadsView
+from embproj_panel.views.gallery import GalleryView
+from embproj_panel.views.images import ImagesView
 from embproj_panel.views.scatter import ScatterView
 from embproj_panel.views.session import session_dispatch
 from embproj_panel.views.settings import SettingsView
@@ -38,10 +41,13 @@ __all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_c
 #: scatter's column, top to bottom) and ``"side"`` (the table's column beside it).
 PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("settings", SettingsView, "sidebar"),
+    ("clusters", ClustersView, "sidebar"),
+    ("images", ImagesView, "sidebar"),
     ("status", StatusView, "plot"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
     ("downloads", DownloadsView, "side"),
+    ("gallery", GalleryView, "tab"),
 ]
 
 
@@ -93,8 +99,14 @@ def plot_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
 
 def side_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
     """The table with its selection toggle, and the downloads (the ``"side"`` region)."""
-    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=460,
-                     min_height=300)
+    column = pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=460,
+                       min_height=300)
+    # Parts of the "tab" region (the gallery) are tabs beside the table, named by attribute.
+    tabs = [(name.title(), parts[name]) for name, _cls, where in PARTS
+            if where == "tab" and name in parts]
+    if not tabs:
+        return column
+    return pn.Tabs(("Table", column), *tabs, width=460, sizing_mode="stretch_height")
 
 
 def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
@@ -166,6 +178,28 @@ class Projector(pn.viewable.Viewer):
     @selection.setter
     def selection(self, rows: Any) -> None:
         self.state.select(rows)
+
+    def find_clusters(self, min_cluster_size: int | None = None,
+                      label_column: Any = None) -> Any:
+        """Cluster the layout now: one int64 cluster id per table row (-1: unclustered).
+
+        Adds (or updates) the table's ``cluster`` column; see :attr:`cluster_labels`.
+        """
+        return self.clusters.clusters.run(min_cluster_size, label_column)
+
+    @property
+    def cluster_labels(self) -> dict[int, str]:
+        """Cluster id -> its label text (plain text), ``-1`` for "unclustered"."""
+        return {cluster: label.text for cluster, label in self.clusters.clusters.labels.items()}
+
+    @property
+    def show_images(self) -> bool:
+        """Whether thumbnails are drawn at their points (assign to switch)."""
+        return self.images.show_images
+
+    @show_images.setter
+    def show_images(self, value: bool) -> None:
+        self.images.show_images = bool(value)
 
     @property
     def selected_dataframe(self) -> pd.DataFrame:
