@@ -39,7 +39,7 @@ SNAPSHOT_JS = """
 () => {
   const out = {images: null, raster: null};
   for (const view of Bokeh.index.all_views()) {
-    if (!view.frame || !view.model.renderers) continue;
+    if (!view.frame || !Array.isArray(view.model.renderers)) continue;
     for (const r of view.model.renderers) {
       if (!r.glyph || !r.data_source) continue;
       if (r.glyph.type === 'ImageURL' && r.data_source.data.row)
@@ -54,6 +54,7 @@ SNAPSHOT_JS = """
 ZOOM_JS = """
 ([x0, x1, y0, y1]) => {
   const pv = [...Bokeh.index.all_views()].find(v => v.frame && v.model.x_range
+      && Array.isArray(v.model.renderers)
       && v.model.renderers.some(r => r.glyph && r.glyph.type === 'ImageURL'));
   pv.model.x_range.setv({start: x0, end: x1});
   pv.model.y_range.setv({start: y0, end: y1});
@@ -124,8 +125,9 @@ def main() -> None:
                     (time.monotonic(), len(payload) if payload else 0))))
             page.goto(f"http://127.0.0.1:{port}/bench", timeout=300_000)
             page.wait_for_selector("text=/of [\\d,]+ rows · PCA/", timeout=300_000)
-            box = page.locator("label:has(input[type=checkbox])", has_text="Show images")
-            box.locator("input").check()
+            from tests.ui.test_structure_ui import CHECK_JS
+
+            assert page.evaluate(CHECK_JS, "Show images on the map") is True
             page.wait_for_function(
                 "() => { const s = (" + SNAPSHOT_JS + ")(); return s.images && s.images.length; }",
                 timeout=120_000)

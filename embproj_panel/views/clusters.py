@@ -90,6 +90,10 @@ class ClustersView(StateView):
             self.progress, self.line, self.labels_toggle, sizing_mode="stretch_width",
         )
 
+    def close(self) -> None:
+        """Stop a running search (the session ended)."""
+        self.clusters.close()
+
     def _update(self, *events: Any) -> None:
         clusters = self.clusters
         with pn.io.hold():

@@ -15,7 +15,6 @@ import numpy as np
 import panel as pn
 import param
 
-from embproj_panel.image_cells import THUMBNAIL_PX
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.base import StateView
 from embproj_panel.views.plots import _holoviews
@@ -25,6 +24,7 @@ from embproj_panel.views.thumbnails import thumbnail_points
 __all__ = ["GalleryView"]
 
 _CAPTION_CHARS = 14
+_TILE_PX = 64
 
 
 class GalleryView(StateView):
@@ -120,10 +120,11 @@ class GalleryView(StateView):
         urls = []
         for row in page:
             image = state.image(int(row))
-            urls.append("" if image is None else image.thumbnail_uri(THUMBNAIL_PX * 2))
+            urls.append("" if image is None else image.thumbnail_uri(_TILE_PX))
         colors = self._captions(page)
-        tiles = thumbnail_points(gx, gy + 0.08, urls, page, size_px=0.8, units="data",
-                                 border=False, label="Gallery")
+        # Tiles of a fixed screen size keep the images square whatever the plot's shape.
+        tiles = thumbnail_points(gx, gy + 0.08, urls, page, size_px=_TILE_PX, border=False,
+                                 label="Gallery")
         captions = hv.Labels({"x": gx, "y": gy - 0.42, "text": colors}, kdims=["x", "y"],
                              vdims=["text"]).opts(text_font_size="10px", text_color="#333333",
                                                   text_baseline="bottom")

@@ -20,7 +20,7 @@ GLYPH_DATA_JS = """
 (type) => {
   const out = [];
   for (const view of Bokeh.index.all_views()) {
-    if (!view.frame || !view.model.renderers) continue;
+    if (!view.frame || !Array.isArray(view.model.renderers)) continue;
     for (const r of view.model.renderers) {
       if (r.glyph && r.glyph.type === type && r.data_source) {
         const d = r.data_source.data;
@@ -60,15 +60,27 @@ def map_images(page, plot: str | None = None) -> list[dict]:
     return [d for d in glyphs(page, "ImageURL") if d["n"] and (plot is None or d["plot"] == plot)]
 
 
+# Clicks the checkbox whose label reads ``label`` (Bokeh widgets live in shadow roots).
+CHECK_JS = """
+(label) => {
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) { const found = walk(el.shadowRoot); if (found) return found; }
+      if (el.tagName === 'INPUT' && el.type === 'checkbox' && el.parentElement
+          && el.parentElement.textContent.trim() === label) return el;
+    }
+    return null;
+  };
+  const box = walk(document);
+  if (!box) return null;
+  if (!box.checked) box.click();
+  return box.checked;
+}
+"""
+
+
 def show_images(page) -> None:
-    box = page.get_by_text("Show images on the map")
-    box.scroll_into_view_if_needed()
-    page.locator("input[type=checkbox]").nth(_checkbox_index(page, "Show images on the map")).check()
-
-
-def _checkbox_index(page, label: str) -> int:
-    labels = page.locator("label:has(input[type=checkbox])").all_inner_texts()
-    return [text.strip() for text in labels].index(label)
+    assert page.evaluate(CHECK_JS, "Show images on the map") is True
 
 
 def test_find_clusters_draws_labels_and_a_click_selects_the_cluster(served_app, page,
@@ -94,7 +106,7 @@ def test_show_images_then_zoom_redraws_them(served_app, page, screenshot):
     open_app(page, served_app)
     show_images(page)
     page.wait_for_function(
-        "() => [...Bokeh.index.all_views()].some(v => v.model.renderers && v.model.renderers"
+        "() => [...Bokeh.index.all_views()].some(v => Array.isArray(v.model.renderers) && v.model.renderers"
         ".some(r => r.glyph && r.glyph.type === 'ImageURL' && r.data_source.data.url"
         " && r.data_source.data.url.length > 0))", timeout=30_000)
     before = map_images(page)[0]
@@ -146,10 +158,12 @@ def test_gallery_shows_the_selection_and_a_click_rings_the_point(served_app, pag
           return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
         }""", [gallery_plot, 0.5, -0.42])
     page.mouse.click(sx, sy)
+    # the red ring (GalleryView.ring) around one point of the scatter
     page.wait_for_function(
-        "() => [...Bokeh.index.all_views()].some(v => v.model.renderers && v.model.renderers"
+        "() => [...Bokeh.index.all_views()].some(v => Array.isArray(v.model.renderers) && v.model.renderers"
         ".some(r => r.glyph && r.glyph.type === 'Scatter' && r.data_source.data.x"
-        " && r.data_source.data.x.length === 1 && r.glyph.size && r.glyph.size.value === 22))",
+        " && r.data_source.data.x.length === 1"
+        " && JSON.stringify(r.glyph.line_color).includes('d62728')))",
         timeout=20_000)
     screenshot("gallery-highlight")
     assert not page.js_errors
