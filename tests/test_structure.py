@@ -125,12 +125,18 @@ def slow_find(monkeypatch, started: threading.Event):
     return release
 
 
-def test_cancel_stops_the_search_and_keeps_nothing_new(state, monkeypatch):
+def running_search(state, monkeypatch) -> tuple[ClusterState, threading.Event]:
+    """A ClusterState whose background search has started and waits for ``release``."""
     started = threading.Event()
-    slow_find(monkeypatch, started)
+    release = slow_find(monkeypatch, started)
     clusters = ClusterState(state)
     clusters.param.trigger("find")
     assert started.wait(10)
+    return clusters, release
+
+
+def test_cancel_stops_the_search_and_keeps_nothing_new(state, monkeypatch):
+    clusters, _ = running_search(state, monkeypatch)
     clusters.param.trigger("cancel")
     clusters.wait(10)
     assert not clusters.busy and clusters.clustering is None
@@ -138,11 +144,7 @@ def test_cancel_stops_the_search_and_keeps_nothing_new(state, monkeypatch):
 
 
 def test_a_result_for_an_old_layout_is_dropped(state, monkeypatch):
-    started = threading.Event()
-    release = slow_find(monkeypatch, started)
-    clusters = ClusterState(state)
-    clusters.param.trigger("find")
-    assert started.wait(10)
+    clusters, release = running_search(state, monkeypatch)
     state.embedding_columns = ["embedding"]  # same columns, but ask again: a new projection
     state.param.trigger("compute")
     state.wait()
@@ -182,11 +184,7 @@ def test_no_layout_yet_is_a_clear_message():
 
 
 def test_close_stops_a_running_search(state, monkeypatch):
-    started = threading.Event()
-    slow_find(monkeypatch, started)
-    clusters = ClusterState(state)
-    clusters.param.trigger("find")
-    assert started.wait(10)
+    clusters, _ = running_search(state, monkeypatch)
     clusters.close()
     deadline = time.monotonic() + 10
     while clusters._thread.is_alive() and time.monotonic() < deadline:

@@ -127,7 +127,9 @@ class GalleryView(StateView):
                                  label="Gallery")
         captions = hv.Labels({"x": gx, "y": gy - 0.42, "text": colors}, kdims=["x", "y"],
                              vdims=["text"]).opts(text_font_size="10px", text_color="#333333",
-                                                  text_baseline="bottom")
+                                                  text_baseline="bottom", default_tools=[],
+                                                  # a tap tool: without one no Tap event
+                                                  tools=["tap"])
         layers = tiles * captions
         if self.highlight is not None and self.highlight in set(page.tolist()):
             i = page.tolist().index(self.highlight)
@@ -137,8 +139,8 @@ class GalleryView(StateView):
         n_rows = self.rows_per_page
         return layers.opts(
             xlim=(0, cols), ylim=(-n_rows, 0), xaxis=None, yaxis=None, toolbar=None,
-            responsive=True, height=440, show_grid=False, default_tools=["tap"],
-            active_tools=[], show_frame=False, title="",
+            responsive=True, height=440, show_grid=False, active_tools=["tap"],
+            show_frame=False, title="",
         )
 
     def _captions(self, page: np.ndarray) -> list[str]:

@@ -66,8 +66,13 @@ CHECK_JS = """
   const walk = (root) => {
     for (const el of root.querySelectorAll('*')) {
       if (el.shadowRoot) { const found = walk(el.shadowRoot); if (found) return found; }
-      if (el.tagName === 'INPUT' && el.type === 'checkbox' && el.parentElement
-          && el.parentElement.textContent.trim() === label) return el;
+      if (el.tagName === 'INPUT' && el.type === 'checkbox') {
+        // the input may sit directly in a shadow root, its label text in a sibling
+        const scope = el.parentElement || el.getRootNode();
+        const texts = [...scope.querySelectorAll('span, label, div')]
+          .map(e => e.textContent.trim());
+        if (texts.includes(label)) return el;
+      }
     }
     return null;
   };
@@ -94,9 +99,14 @@ def test_find_clusters_draws_labels_and_a_click_selects_the_cluster(served_app, 
     # click the first (largest) label: its cluster is selected and listed
     sx, sy = to_screen(page, labels["x"][0], labels["y"][0])
     page.mouse.click(sx, sy)
+    # the scatter's own pick of the point under the label may land first; it is undone
     button = page.get_by_role("button", name=re.compile(r"Clear selection \((\d[\d,]*)"))
-    button.wait_for(timeout=20_000)
-    count = int(re.search(r"\(([\d,]+)", button.inner_text()).group(1).replace(",", ""))
+    count = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and count <= 30:
+        if button.count():
+            count = int(re.search(r"\(([\d,]+)", button.inner_text()).group(1).replace(",", ""))
+        page.wait_for_timeout(200)
     assert count > 30  # a cluster, not the one point under the label
     screenshot("label-clicked")
     assert not page.js_errors
@@ -177,7 +187,8 @@ def test_hostile_text_as_label_cluster_source_and_caption(served_app, ui_store, 
     images = np.empty(n, dtype=object)
     images[:] = [ep.Image(np.full((8, 8), i % 200, dtype=np.uint8)) for i in range(n)]
     frame = pd.DataFrame({
-        HOSTILE: [HOSTILE] * n,  # the hostile column name and values: the colour column
+        # the hostile column name and values (two of them: the default colour column)
+        HOSTILE: [HOSTILE, HOSTILE + " 2"] * (n // 2),
         "x": centres[:, 0] + rng.normal(size=n), "y": centres[:, 1] + rng.normal(size=n),
         "image": images,
     })
@@ -187,7 +198,7 @@ def test_hostile_text_as_label_cluster_source_and_caption(served_app, ui_store, 
     open_app(page, served_app, "?project=hostile-structure&run=run1&table=table1")
     find_clusters(page)  # named by the colour column: the hostile one
     labels = map_labels(page)
-    assert set(labels["text"]) == {HOSTILE + " (100%)"}
+    assert labels["text"] and all(t.startswith(HOSTILE) for t in labels["text"])
     show_images(page)
     box_select(page, (0.05, 0.05, 0.95, 0.95))
     page.get_by_role("button", name=re.compile(r"Clear selection \(\d")).wait_for(timeout=30_000)
