@@ -152,7 +152,7 @@ def test_gallery_pages_captions_and_highlight(digits):
     target = digits.get_column("target", convert_to="numpy")
     captions = element.get(1).dimension_values("text").tolist()
     assert captions == [str(target[row]) for row in range(24, 30)]
-    gallery._on_tap(2.5, -0.5)  # third tile of the first line
+    gallery._on_pick([2])  # the third tile clicked
     assert gallery.highlight == 26 and p.selection == list(range(30))
     ring = gallery.ring(26)
     x, y = ring.dimension_values("x")[0], ring.dimension_values("y")[0]

@@ -1,9 +1,10 @@
 """``GalleryView``: the selected rows' thumbnails in a paged grid, captioned with the colour.
 
-A tab beside the table. The grid is one small Bokeh plot (thumbnails as ``ImageURL`` tiles,
-captions as canvas text: user values stay text, never HTML), so a page of 24 costs 24 data
-URIs and nothing else. Clicking a thumbnail *highlights* its point on the map (a ring drawn
-by :meth:`scatter_overlay`) without changing the selection the gallery shows.
+A tab beside the table. The grid is one small Bokeh plot (thumbnails as ``ImageURL`` tiles
+over transparent clickable squares, captions as canvas text: user values stay text, never
+HTML), so a page of 24 costs 24 data URIs and nothing else. Clicking a thumbnail (a
+``Selection1D`` on the squares) *highlights* its point on the map (a ring drawn by
+:meth:`scatter_overlay`) without changing the selection the gallery shows.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ class GalleryView(StateView):
         #: "Page 1 of 3 · 60 selected" (numbers only, no user text).
         self.info = pn.pane.HTML("", margin=(8, 10))
         self._page_rows: np.ndarray = np.zeros(0, dtype=np.int64)
-        self._grid = hv.DynamicMap(self.grid, streams=[
-            hv.streams.Params(self, ["page", "columns", "rows_per_page", "highlight"]),
-            hv.streams.Params(self.state, ["selection", "hover_image", "color_by"]),
-        ])
-        tap = hv.streams.Tap(source=self._grid)
-        tap.add_subscriber(self._on_tap)
+        streams = [hv.streams.Params(self, ["page", "columns", "rows_per_page", "highlight"]),
+                   hv.streams.Params(self.state, ["selection", "hover_image", "color_by"])]
+        # The tiles alone in their DynamicMap: a Selection1D stream needs one element.
+        self._tiles = hv.DynamicMap(self.tiles, streams=streams)
+        self._extras = hv.DynamicMap(self.extras, streams=streams)
+        picks = hv.streams.Selection1D(source=self._tiles)
+        picks.add_subscriber(self._on_pick)
+        self._grid = (self._tiles * self._extras).opts(
+            xlim=(0, self.columns), ylim=(-self.rows_per_page, 0), xaxis=None, yaxis=None,
+            toolbar=None, responsive=True, height=440, show_grid=False, active_tools=["tap"],
+            show_frame=False, title="")
         self.pane = pn.pane.HoloViews(self._grid, sizing_mode="stretch_width", height=460,
                                       linked_axes=False)
         self.state.param.watch(self._on_selection, ["selection"])
@@ -105,43 +111,48 @@ class GalleryView(StateView):
         self.previous.disabled = self.page <= 1
         self.next.disabled = self.page >= self.n_pages
 
-    def grid(self, **ignored: Any) -> Any:
-        """The current page as an overlay of thumbnails, captions and the highlight frame."""
-        hv = _holoviews()
-
-        state = self.state
+    def _page(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The current page's rows and their tiles' centres (grid units, y down)."""
         rows = self._rows()
         start = (min(self.page, self.n_pages) - 1) * self.page_size
         page = np.asarray(rows[start:start + self.page_size], dtype=np.int64)
         self._page_rows = page
-        cols = self.columns
-        gx = (np.arange(len(page)) % cols) + 0.5
-        gy = -(np.arange(len(page)) // cols) - 0.5
+        gx = (np.arange(len(page)) % self.columns) + 0.5
+        gy = -(np.arange(len(page)) // self.columns) - 0.5
+        return page, gx, gy
+
+    def tiles(self, **ignored: Any) -> Any:
+        """The current page's thumbnails (clickable)."""
+        state = self.state
+        page, gx, gy = self._page()
         urls = []
         for row in page:
             image = state.image(int(row))
             urls.append("" if image is None else image.thumbnail_uri(_TILE_PX))
-        colors = self._captions(page)
         # Tiles of a fixed screen size keep the images square whatever the plot's shape.
-        tiles = thumbnail_points(gx, gy + 0.08, urls, page, size_px=_TILE_PX, border=False,
-                                 label="Gallery")
-        captions = hv.Labels({"x": gx, "y": gy - 0.42, "text": colors}, kdims=["x", "y"],
-                             vdims=["text"]).opts(text_font_size="10px", text_color="#333333",
-                                                  text_baseline="bottom", default_tools=[],
-                                                  # a tap tool: without one no Tap event
-                                                  tools=["tap"])
-        layers = tiles * captions
+        return thumbnail_points(gx, gy + 0.08, urls, page, size_px=_TILE_PX, border=False,
+                                label="Gallery", clickable=True)
+
+    def extras(self, **ignored: Any) -> Any:
+        """The captions (canvas text) and the highlighted tile's frame."""
+        hv = _holoviews()
+
+        page, gx, gy = self._page()
+        captions = hv.Labels({"x": gx, "y": gy - 0.42, "text": self._captions(page)},
+                             kdims=["x", "y"], vdims=["text"]).opts(
+            text_font_size="10px", text_color="#333333", text_baseline="bottom",
+            default_tools=[])
+        box = []
         if self.highlight is not None and self.highlight in set(page.tolist()):
             i = page.tolist().index(self.highlight)
-            layers = layers * hv.Rectangles([(gx[i] - 0.48, gy[i] - 0.48, gx[i] + 0.48,
-                                              gy[i] + 0.48)]).opts(
-                fill_alpha=0, line_color="#d62728", line_width=3)
-        n_rows = self.rows_per_page
-        return layers.opts(
-            xlim=(0, cols), ylim=(-n_rows, 0), xaxis=None, yaxis=None, toolbar=None,
-            responsive=True, height=440, show_grid=False, active_tools=["tap"],
-            show_frame=False, title="",
-        )
+            box = [(gx[i] - 0.48, gy[i] - 0.48, gx[i] + 0.48, gy[i] + 0.48)]
+        frame = hv.Rectangles(box).opts(fill_alpha=0, line_color="#d62728", line_width=3,
+                                        default_tools=[])
+        return captions * frame
+
+    def grid(self, **ignored: Any) -> Any:
+        """The current page: thumbnails, captions and the highlighted tile's frame."""
+        return self.tiles() * self.extras()
 
     def _captions(self, page: np.ndarray) -> list[str]:
         state = self.state
@@ -154,13 +165,10 @@ class GalleryView(StateView):
             out.append(text if len(text) <= _CAPTION_CHARS else text[:_CAPTION_CHARS - 1] + "\u2026")
         return out
 
-    def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
-        if x is None or y is None:
-            return
-        col, line = math.floor(x), math.floor(-y)
-        i = line * self.columns + col
-        if 0 <= col < self.columns and 0 <= i < len(self._page_rows):
-            self.highlight = int(self._page_rows[i])
+    def _on_pick(self, index: list[int] | None = None) -> None:
+        """A clicked thumbnail (its position on the page) rings its point on the map."""
+        if index and 0 <= index[0] < len(self._page_rows):
+            self.highlight = int(self._page_rows[index[0]])
 
     # -- the ring on the map ---------------------------------------------------------------------
     def scatter_overlay(self, scatter: Any) -> Any:

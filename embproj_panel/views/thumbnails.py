@@ -62,19 +62,23 @@ def _image_url_hook(size_px: float, units: str, border: bool) -> Any:
 def thumbnail_points(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
                      urls: Sequence[str], rows: Sequence[int] | np.ndarray,
                      size_px: float = 48, units: str = "screen", border: bool = True,
-                     label: str = "Thumbnails") -> Any:
+                     label: str = "Thumbnails", clickable: bool = False) -> Any:
     """An ``hv.Points`` that draws ``urls`` as ``size_px`` images centred at ``(x, y)``.
 
     ``units="data"`` sizes the images in data units instead (a grid of tiles).
+    ``clickable``: the transparent points become squares the size of the images with a tap
+    tool, so a ``Selection1D`` stream on the element reports which image was clicked.
     """
     hv = _holoviews()
 
     data = {"x": np.asarray(x, dtype=np.float64), "y": np.asarray(y, dtype=np.float64),
             "url": list(urls), "row": np.asarray(rows, dtype=np.int64)}
     points = hv.Points(data, kdims=["x", "y"], vdims=["url", "row"], label=label)
+    hit = dict(size=size_px, marker="square", tools=["tap"], nonselection_alpha=0,
+               selection_alpha=0) if clickable else dict(size=1, tools=[])
     return points.opts(
-        alpha=0, size=1, tools=[], default_tools=[], show_legend=False,
-        hooks=[_image_url_hook(size_px, units, border)],
+        alpha=0, default_tools=[], show_legend=False,
+        hooks=[_image_url_hook(size_px, units, border)], **hit,
     )
 
 
