@@ -34,11 +34,12 @@ from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
 
 __all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_column",
-           "side_column", "sidebar_parts"]
+           "side_column", "side_tabs", "sidebar_parts"]
 
 #: ``(attribute, Viewer class, region)`` of every part, in layout order. Regions:
 #: ``"sidebar"`` (the gear in a Projector, the page's sidebar in the app), ``"plot"`` (the
-#: scatter's column, top to bottom) and ``"side"`` (the table's column beside it).
+#: scatter's column, top to bottom), ``"side"`` (the table's column beside it) and ``"tab"``
+#: (tabs beside that column: the gallery).
 PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("settings", SettingsView, "sidebar"),
     ("clusters", ClustersView, "sidebar"),
@@ -99,19 +100,23 @@ def plot_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
 
 def side_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
     """The table with its selection toggle, and the downloads (the ``"side"`` region)."""
-    column = pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=460,
-                       min_height=300)
-    # Parts of the "tab" region (the gallery) are tabs beside the table, named by attribute.
+    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=460,
+                     min_height=300)
+
+
+def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
+    """The side column, with the ``"tab"`` region's parts (the gallery) as tabs beside it."""
     tabs = [(name.title(), parts[name]) for name, _cls, where in PARTS
             if where == "tab" and name in parts]
     if not tabs:
-        return column
-    return pn.Tabs(("Table", column), *tabs, width=460, sizing_mode="stretch_height")
+        return side_column(parts)
+    return pn.Tabs(("Table", side_column(parts)), *tabs, width=460,
+                   sizing_mode="stretch_height")
 
 
 def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
     """Scatter and table side by side, so a selection and its rows are seen together."""
-    return pn.Row(plot_column(parts), side_column(parts), sizing_mode="stretch_width",
+    return pn.Row(plot_column(parts), side_tabs(parts), sizing_mode="stretch_width",
                   height=760)
 
 
