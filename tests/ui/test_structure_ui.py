@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 
 import numpy as np
 import pandas as pd
@@ -195,7 +196,9 @@ def test_hostile_text_as_label_cluster_source_and_caption(served_app, ui_store, 
     with ep.init(project="hostile-structure", name="run1", dir=ui_store) as run:
         run.log({"table1": frame})
     page.add_init_script("window.__xss = undefined;")
-    open_app(page, served_app, "?project=hostile-structure&run=run1&table=table1")
+    # the hostile column colours the points, names the clusters and captions the gallery
+    open_app(page, served_app, "?project=hostile-structure&run=run1&table=table1&color="
+             + urllib.parse.quote(HOSTILE))
     find_clusters(page)  # named by the colour column: the hostile one
     labels = map_labels(page)
     assert labels["text"] and all(t.startswith(HOSTILE) for t in labels["text"])
