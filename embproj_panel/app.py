@@ -419,6 +419,9 @@ class ProjectorApp(pn.viewable.Viewer):
     def close(self) -> None:
         """Release the session's data and cancel its running projection."""
         self.state.close()
+        for part in self.parts.values():  # parts with background work of their own
+            if callable(getattr(part, "close", None)):
+                part.close()
 
 
 def create_app(table: Table | None = None, label: str = "Table", notes: Sequence[str] = (),

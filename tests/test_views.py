@@ -191,7 +191,7 @@ def test_colour_change_rebuilds_with_the_current_zoom(digits):
     (ranges,) = [s for s in _streams(view) if isinstance(s, hv.streams.RangeXY)]
     ranges.event(x_range=(-5.0, 5.0), y_range=(-4.0, 4.0))  # as the browser reports a zoom
     view.state.color_by = "pixel_3_3"
-    (figure,) = [f for f in root.select({"type": Plot}) if f.renderers]
+    (figure,) = [f for f in root.select({"type": Plot}) if main_scatter(root) in f.renderers]
     assert (figure.x_range.start, figure.x_range.end) == (-5.0, 5.0)
     assert (figure.y_range.start, figure.y_range.end) == (-4.0, 4.0)
     assert main_scatter(root).glyph.fill_color["transform"].palette  # now a colormap
@@ -377,8 +377,8 @@ def test_selected_dataframe_delegates_to_the_state(digits):
 def test_projector_is_its_public_parts_over_one_state(digits):
     view = projector(digits)
     assert [view.parts[name] for name, _cls, _region in ep.views.PARTS] == [
-        view.settings, view.status, view.search_box, view.scatter, view.table,
-        view.neighbors_panel, view.downloads,
+        view.settings, view.clusters, view.images, view.status, view.search_box, view.scatter,
+        view.table, view.neighbors_panel, view.downloads, view.gallery,
     ]
     assert all(part.state is view.state for part in view.parts.values())
     assert ep.Projector is Projector and ep.views.ScatterView is ScatterView

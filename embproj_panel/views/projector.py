@@ -24,7 +24,10 @@ import param
 from embproj_panel.finder import find_state
 from embproj_panel.sources import as_table
 from embproj_panel.state import ProjectorState
+from embproj_panel.views.clusters import ClustersView
 from embproj_panel.views.downloads import DownloadsView
+from embproj_panel.views.gallery import GalleryView
+from embproj_panel.views.images import ImagesView
 from embproj_panel.views.neighbors import NeighborsView
 from embproj_panel.views.scatter import ScatterView
 from embproj_panel.views.search import SearchView
@@ -34,19 +37,23 @@ from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
 
 __all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_column",
-           "side_column", "sidebar_parts"]
+           "side_column", "side_tabs", "sidebar_parts"]
 
 #: ``(attribute, Viewer class, region)`` of every part, in layout order. Regions:
 #: ``"sidebar"`` (the gear in a Projector, the page's sidebar in the app), ``"plot"`` (the
-#: scatter's column, top to bottom) and ``"side"`` (the table's column beside it).
+#: scatter's column, top to bottom), ``"side"`` (the table's column beside it) and ``"tab"``
+#: (tabs beside that column: the gallery).
 PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("settings", SettingsView, "sidebar"),
+    ("clusters", ClustersView, "sidebar"),
+    ("images", ImagesView, "sidebar"),
     ("status", StatusView, "plot"),
     ("search_box", SearchView, "plot"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
     ("neighbors_panel", NeighborsView, "side"),
     ("downloads", DownloadsView, "side"),
+    ("gallery", GalleryView, "tab"),
 ]
 
 
@@ -106,9 +113,19 @@ def side_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
                      min_height=300)
 
 
+def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
+    """The side column, with the ``"tab"`` region's parts (the gallery) as tabs beside it."""
+    tabs = [(name.title(), parts[name]) for name, _cls, where in PARTS
+            if where == "tab" and name in parts]
+    if not tabs:
+        return side_column(parts)
+    return pn.Tabs(("Table", side_column(parts)), *tabs, width=460,
+                   sizing_mode="stretch_height")
+
+
 def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
     """Scatter and table side by side, so a selection and its rows are seen together."""
-    return pn.Row(plot_column(parts), side_column(parts), sizing_mode="stretch_width",
+    return pn.Row(plot_column(parts), side_tabs(parts), sizing_mode="stretch_width",
                   height=760)
 
 
@@ -211,6 +228,28 @@ class Projector(pn.viewable.Viewer):
     @selection.setter
     def selection(self, rows: Any) -> None:
         self.state.select(rows)
+
+    def find_clusters(self, min_cluster_size: int | None = None,
+                      label_column: Any = None) -> Any:
+        """Cluster the layout now: one int64 cluster id per table row (-1: unclustered).
+
+        Adds (or updates) the table's ``cluster`` column; see :attr:`cluster_labels`.
+        """
+        return self.clusters.clusters.run(min_cluster_size, label_column)
+
+    @property
+    def cluster_labels(self) -> dict[int, str]:
+        """Cluster id -> its label text (plain text), ``-1`` for "unclustered"."""
+        return {cluster: label.text for cluster, label in self.clusters.clusters.labels.items()}
+
+    @property
+    def show_images(self) -> bool:
+        """Whether thumbnails are drawn at their points (assign to switch)."""
+        return self.images.show_images
+
+    @show_images.setter
+    def show_images(self, value: bool) -> None:
+        self.images.show_images = bool(value)
 
     @property
     def selected_dataframe(self) -> pd.DataFrame:

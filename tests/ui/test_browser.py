@@ -184,7 +184,7 @@ def test_progress_is_visible_while_tsne_runs(served_app, page):
     if compute.count():
         compute.first.click()
     # While openTSNE runs, the page shows a progress bar and stays responsive.
-    page.locator("progress").first.wait_for(state="visible", timeout=30_000)
+    page.locator("progress >> visible=true").first.wait_for(state="visible", timeout=30_000)
     assert page.get_by_role("button", name="PCA").is_enabled()
     page.wait_for_selector("text=/rows · t-SNE/", timeout=180_000)
 

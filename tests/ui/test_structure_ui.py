@@ -1,0 +1,229 @@
+"""Clusters, images on the map and the gallery in a real browser, with hostile text.
+
+Labels and thumbnails are canvas drawings, so they are found through BokehJS (the renderers'
+data sources) and clicked at the pixels the plot's own scales give.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.parse
+
+import numpy as np
+import pandas as pd
+
+import embproj_panel as ep
+from tests.ui.test_browser import HOSTILE, box_select, open_app, to_screen
+
+# The data of every renderer of a glyph type (ImageURL, Text, ...) in the page's plots.
+GLYPH_DATA_JS = """
+(type) => {
+  const out = [];
+  for (const view of Bokeh.index.all_views()) {
+    if (!view.frame || !Array.isArray(view.model.renderers)) continue;
+    for (const r of view.model.renderers) {
+      if (r.glyph && r.glyph.type === type && r.data_source) {
+        const d = r.data_source.data;
+        out.push({keys: Object.keys(d), n: (d.x || []).length,
+                  x: Array.from(d.x || []), y: Array.from(d.y || []),
+                  text: d.text ? Array.from(d.text) : null,
+                  url: d.url ? Array.from(d.url).map(u => String(u).slice(0, 30)) : null,
+                  row: d.row ? Array.from(d.row) : null, plot: view.model.id});
+      }
+    }
+  }
+  return out;
+}
+"""
+
+
+def glyphs(page, kind: str) -> list[dict]:
+    return page.evaluate(GLYPH_DATA_JS, kind)
+
+
+def find_clusters(page) -> None:
+    page.get_by_role("button", name="Find clusters").click()
+    page.wait_for_selector("text=/\\d+ clusters · /", timeout=60_000)
+
+
+def map_labels(page, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for data in glyphs(page, "Text"):
+            if data["text"] and any(t.endswith("%)") for t in data["text"]):
+                return data
+        page.wait_for_timeout(250)
+    raise AssertionError("no cluster labels drawn")
+
+
+def map_images(page, plot: str | None = None) -> list[dict]:
+    return [d for d in glyphs(page, "ImageURL") if d["n"] and (plot is None or d["plot"] == plot)]
+
+
+# Clicks the checkbox whose label reads ``label`` (Bokeh widgets live in shadow roots).
+CHECK_JS = """
+(label) => {
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) { const found = walk(el.shadowRoot); if (found) return found; }
+      if (el.tagName === 'INPUT' && el.type === 'checkbox') {
+        // the input may sit directly in a shadow root, its label text in a sibling
+        const scope = el.parentElement || el.getRootNode();
+        const texts = [...scope.querySelectorAll('span, label, div')]
+          .map(e => e.textContent.trim());
+        if (texts.includes(label)) return el;
+      }
+    }
+    return null;
+  };
+  const box = walk(document);
+  if (!box) return null;
+  if (!box.checked) box.click();
+  return box.checked;
+}
+"""
+
+
+def show_images(page) -> None:
+    assert page.evaluate(CHECK_JS, "Show images on the map") is True
+
+
+def test_find_clusters_draws_labels_and_a_click_selects_the_cluster(served_app, page,
+                                                                   screenshot):
+    open_app(page, served_app)
+    find_clusters(page)
+    labels = map_labels(page)
+    assert 0 < len(labels["text"]) <= 30
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("labels")
+    # click the first (largest) label: its cluster is selected and listed
+    sx, sy = to_screen(page, labels["x"][0], labels["y"][0])
+    page.mouse.click(sx, sy)
+    # the scatter's own pick of the point under the label may land first; it is undone
+    button = page.get_by_role("button", name=re.compile(r"Clear selection \((\d[\d,]*)"))
+    count = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and count <= 30:
+        if button.count():
+            count = int(re.search(r"\(([\d,]+)", button.inner_text()).group(1).replace(",", ""))
+        page.wait_for_timeout(200)
+    assert count > 30  # a cluster, not the one point under the label
+    screenshot("label-clicked")
+    assert not page.js_errors
+
+
+def test_show_images_then_zoom_redraws_them(served_app, page, screenshot):
+    open_app(page, served_app)
+    show_images(page)
+    page.wait_for_function(
+        "() => [...Bokeh.index.all_views()].some(v => Array.isArray(v.model.renderers) && v.model.renderers"
+        ".some(r => r.glyph && r.glyph.type === 'ImageURL' && r.data_source.data.url"
+        " && r.data_source.data.url.length > 0))", timeout=30_000)
+    before = map_images(page)[0]
+    assert 0 < before["n"] <= 200 and all(u.startswith("data:image/png") for u in before["url"])
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("images")
+    # zoom in with the mouse wheel over the middle of the plot: new images within seconds
+    sx, sy = to_screen(page, float(np.median(before["x"])), float(np.median(before["y"])))
+    page.mouse.move(sx, sy)
+    start = time.monotonic()
+    for _ in range(6):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(50)
+    rows_before = sorted(before["row"])
+    deadline = time.monotonic() + 20
+    after = before
+    while time.monotonic() < deadline:
+        found = map_images(page, before["plot"])
+        if found and sorted(found[0]["row"]) != rows_before:
+            after = found[0]
+            break
+        page.wait_for_timeout(100)
+    assert after is not before, "the images were not chosen again after the zoom"
+    print(f"images redrawn {time.monotonic() - start:.2f} s after the zoom began")
+    screenshot("images-zoomed")
+    assert not page.js_errors
+
+
+def test_gallery_shows_the_selection_and_a_click_rings_the_point(served_app, page,
+                                                                 screenshot):
+    open_app(page, served_app)
+    box_select(page)
+    page.get_by_role("button", name=re.compile(r"Clear selection \(\d")).wait_for(timeout=30_000)
+    page.get_by_text("Gallery", exact=True).click()
+    page.wait_for_selector("text=/Page 1 of \\d+ · [\\d,]+ selected/", timeout=20_000)
+    deadline = time.monotonic() + 20
+    tiles = []
+    while time.monotonic() < deadline and not tiles:
+        tiles = [d for d in map_images(page) if d["n"] and max(d["x"]) <= 6]
+        page.wait_for_timeout(200)
+    assert tiles and 0 < tiles[0]["n"] <= 24
+    screenshot("gallery")
+    # click the first tile (grid coordinates 0.5, -0.42 in the gallery's own plot)
+    gallery_plot = tiles[0]["plot"]
+    sx, sy = page.evaluate(
+        """([id, x, y]) => {
+          const pv = [...Bokeh.index.all_views()].find(v => v.model.id === id);
+          const rect = pv.el.getBoundingClientRect();
+          return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
+        }""", [gallery_plot, 0.5, -0.42])
+    page.mouse.click(sx, sy)
+    # the red ring (GalleryView.ring) around one point of the scatter
+    page.wait_for_function(
+        "() => [...Bokeh.index.all_views()].some(v => Array.isArray(v.model.renderers) && v.model.renderers"
+        ".some(r => r.glyph && r.glyph.type === 'Scatter' && r.data_source.data.x"
+        " && r.data_source.data.x.length === 1"
+        " && JSON.stringify(r.glyph.line_color).includes('d62728')))",
+        timeout=20_000)
+    screenshot("gallery-highlight")
+    assert not page.js_errors
+
+
+def test_hostile_text_as_label_cluster_source_and_caption(served_app, ui_store, page,
+                                                          screenshot):
+    rng = np.random.default_rng(0)
+    n = 300
+    centres = np.repeat(np.array([[0.0, 0.0], [30.0, 0.0], [0.0, 30.0]]), n // 3, axis=0)
+    images = np.empty(n, dtype=object)
+    images[:] = [ep.Image(np.full((8, 8), i % 200, dtype=np.uint8)) for i in range(n)]
+    frame = pd.DataFrame({
+        # the hostile column name and values (two of them: the default colour column)
+        HOSTILE: [HOSTILE, HOSTILE + " 2"] * (n // 2),
+        "x": centres[:, 0] + rng.normal(size=n), "y": centres[:, 1] + rng.normal(size=n),
+        "image": images,
+    })
+    with ep.init(project="hostile-structure", name="run1", dir=ui_store) as run:
+        run.log({"table1": frame})
+    page.add_init_script("window.__xss = undefined;")
+    # the hostile column colours the points, names the clusters and captions the gallery
+    open_app(page, served_app, "?project=hostile-structure&run=run1&table=table1&color="
+             + urllib.parse.quote(HOSTILE))
+    find_clusters(page)  # named by the colour column: the hostile one
+    labels = map_labels(page)
+    assert labels["text"] and all(t.startswith(HOSTILE) for t in labels["text"])
+    show_images(page)
+    box_select(page, (0.05, 0.05, 0.95, 0.95))
+    page.get_by_role("button", name=re.compile(r"Clear selection \(\d")).wait_for(timeout=30_000)
+    page.get_by_text("Gallery", exact=True).click()
+    page.wait_for_timeout(3000)
+    captions = [d for d in glyphs(page, "Text") if d["text"] and HOSTILE[:13] + "\u2026" in d["text"]]
+    assert captions  # the caption, cut to fit, as canvas text
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("hostile")
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("img[src='x']").count() == 0
+
+
+def test_screenshots_at_two_sizes(served_app, page, screenshot):
+    open_app(page, served_app)
+    find_clusters(page)
+    show_images(page)
+    page.wait_for_timeout(3000)
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("1400x900")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.wait_for_timeout(4000)
+    screenshot("1920x1080")
+    map_labels(page)
+    assert not page.js_errors
