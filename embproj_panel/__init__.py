@@ -39,6 +39,8 @@ _LAZY = {
     "warm_up": "embproj_panel.compute",
     # app
     "Projector": "embproj_panel.views",
+    "Compare": "embproj_panel.views",
+    "CompareState": "embproj_panel.comparison",
     "views": "embproj_panel.views",
     "ProjectorState": "embproj_panel.state",
 }
