@@ -30,6 +30,7 @@ from typing import Any
 import panel as pn
 import param
 
+from embproj_panel.compare_app import compare_link
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.views import plots
@@ -310,7 +311,7 @@ class ProjectorApp(pn.viewable.Viewer):
         """The sidebar's contents: data source, upload, settings."""
         source = pn.Card(
             self._source, self._refresh, self._upload, self._upload_help, self._message,
-            self._notes, title="Data", sizing_mode="stretch_width", collapsible=False,
+            self._notes, compare_link(self), title="Data", sizing_mode="stretch_width", collapsible=False,
         )
         settings = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings",
                            sizing_mode="stretch_width")
@@ -347,6 +348,9 @@ def create_app() -> pn.template.FastListTemplate:
 
     compute.warm_up(background=True)  # once per process; later calls return at once
     _warm_up_rasters()
+    if "compare" in _query():  # the compare mode: embproj_panel.compare_app
+        from embproj_panel.compare_app import CompareApp
+        return CompareApp().template()
     return ProjectorApp().template()
 
 

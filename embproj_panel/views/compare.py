@@ -38,9 +38,22 @@ from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
 from embproj_panel.views.text import escaped
 
-__all__ = ["Compare", "ComparePanel"]
+__all__ = ["PANEL_HEIGHT", "TABLE_HEIGHT", "Compare", "ComparePanel"]
+
+#: Height in pixels of a row of panels (two panels a row).
+PANEL_HEIGHT = 520
+
+#: Height in pixels of the table under the panels.
+TABLE_HEIGHT = 420
 
 _MOVE_COLOR = "#222222"
+
+# One line whatever the text: a line that wraps would resize the plot (and re-shade a raster).
+_ONE_LINE = {"white-space": "nowrap", "overflow": "hidden", "text-overflow": "ellipsis"}
+_SMALL = _ONE_LINE | {"font-size": "0.8em", "color": "#555"}
+
+# The title names at most this many embedding columns (64 pixel columns say "64 columns").
+_TITLE_COLUMNS = 2
 
 
 class ComparePanel(StateView):
@@ -65,21 +78,20 @@ class ComparePanel(StateView):
     def __init__(self, state: PanelState | None = None, **params: Any) -> None:
         super().__init__(state, **params)
         #: "2 · UMAP · vectors_b": escaped, it names user columns.
-        self.title = pn.pane.HTML("", margin=(4, 10, 0, 10), height=24,
-                                  styles={"font-weight": "600"})
+        self.title = pn.pane.HTML("", margin=(4, 10, 0, 10), height=22,
+                                  sizing_mode="stretch_width", styles=_ONE_LINE | {
+                                      "font-weight": "600"})
         #: How the shown layout was aligned to panel 1, or why not (no user text in it).
-        self.alignment = pn.pane.HTML("", margin=(0, 10), height=20,
-                                      styles={"font-size": "0.8em", "color": "#555"})
+        self.alignment = pn.pane.HTML("", margin=(0, 10), height=18,
+                                      sizing_mode="stretch_width", styles=_SMALL)
         #: What the moves overlay drew (or why it drew nothing); empty when off.
-        self.moves_note = pn.pane.HTML("", margin=(0, 10), height=20,
-                                       styles={"font-size": "0.8em", "color": "#555"})
+        self.moves_note = pn.pane.HTML("", margin=(0, 10), height=18,
+                                       sizing_mode="stretch_width", styles=_SMALL)
         self.status = StatusView(self.state)
         overlays = [self.moves] if self.number > 1 else []
         self.scatter = ScatterView(self.state, overlays=overlays)
+        #: The panel's method, parameters and embedding columns (laid out by the Compare).
         self.settings = SettingsView(self.state)
-        self._settings_card = pn.Card(self.settings, title="⚙ Method and embedding",
-                                      collapsed=True, sizing_mode="stretch_width",
-                                      margin=(0, 5))
         self.state.param.watch(self._on_title, ["method", "embedding_columns", "projection"])
         self.state.param.watch(self._on_alignment, ["alignment_note"])
         self._on_title()
@@ -87,12 +99,20 @@ class ComparePanel(StateView):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self.title, self.alignment, self.status, self.scatter, self.moves_note,
-                         self._settings_card, sizing_mode="stretch_both", min_height=380,
+                         sizing_mode="stretch_width", height=PANEL_HEIGHT - 10,
                          styles={"border": "1px solid #e0e0e0", "border-radius": "4px"})
+
+    def settings_card(self) -> pn.Card:
+        """The settings, folded, titled with the panel's number."""
+        return pn.Card(self.settings, title=f"⚙ Panel {self.number}: method and embedding",
+                       collapsed=True, sizing_mode="stretch_width", margin=(5, 5))
 
     def _on_title(self, *events: Any) -> None:
         state = self.state
-        columns = ", ".join(str(name) for name in state.embedding_columns)
+        names = [str(name) for name in state.embedding_columns]
+        columns = ", ".join(names)
+        if len(names) > _TITLE_COLUMNS:
+            columns = f"{len(names)} columns ({', '.join(names[:_TITLE_COLUMNS])}, …)"
         params = state.settings[state.method].changed_params()
         shown = ", ".join(f"{key}={value}" for key, value in params.items()
                           if key != "random_state")
@@ -196,13 +216,14 @@ class Compare(pn.viewable.Viewer):
         table_params = {} if page_size is None else {"page_size": page_size}
         self.table = TableView(state.reference, **table_params)
         self.align_toggle = pn.widgets.Checkbox.from_param(
-            state.param.align, name="Align panels to panel 1", margin=(12, 10))
+            state.param.align, name="Align panels to panel 1", margin=(8, 10))
         self.moves_toggle = pn.widgets.Checkbox.from_param(
             state.param.show_moves, name="Where did it move (lines from panel 1)",
-            margin=(12, 10))
+            margin=(8, 10))
         # The first panel's colour widget: the comparison keeps it equal in every panel.
         self.color_select = pn.widgets.Select.from_param(
-            state.reference.param.color_by, name="Color by", width=220, margin=(0, 10))
+            state.reference.param.color_by, name="Color by", sizing_mode="stretch_width",
+            margin=(5, 10))
 
     # -- Python API ---------------------------------------------------------------------------
     @property
@@ -229,21 +250,27 @@ class Compare(pn.viewable.Viewer):
 
     # -- layout -------------------------------------------------------------------------------
     @property
-    def controls(self) -> pn.Row:
-        """Colour, alignment and the moves overlay, in one row."""
-        return pn.Row(self.color_select, self.align_toggle, self.moves_toggle,
-                      sizing_mode="stretch_width", height=60)
+    def controls(self) -> list[pn.viewable.Viewable]:
+        """Colour, alignment, the moves overlay, then each panel's folded settings."""
+        return [self.color_select, self.align_toggle, self.moves_toggle,
+                *(panel.settings_card() for panel in self.panels)]
 
-    def grid(self) -> pn.GridBox:
-        """The panels, two per row."""
-        return pn.GridBox(*self.panels, ncols=2, sizing_mode="stretch_both", min_height=400)
+    def main_area(self) -> pn.viewable.Viewable:
+        """The panels two per row, and the one table: in the free cell beside the last panel
+        when there are three, else under the panels (the panels get the page's width)."""
+        panels: list[Any] = list(self.panels)
+        table = pn.Column(self.table, sizing_mode="stretch_width",
+                          height=PANEL_HEIGHT - 10 if len(panels) % 2 else TABLE_HEIGHT)
+        if len(panels) % 2:
+            panels.append(table)
+        rows = (len(panels) + 1) // 2
+        grid = pn.GridBox(*panels, ncols=2, sizing_mode="stretch_width",
+                          height=rows * PANEL_HEIGHT)
+        if len(self.panels) % 2:
+            return grid
+        return pn.Column(grid, table, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
-        side = pn.Column(self.table, sizing_mode="stretch_height", width=420, min_height=300)
-        height = 480 if len(self.panels) <= 2 else 900
-        return pn.Column(
-            self.controls,
-            pn.Row(self.grid(), side, sizing_mode="stretch_width", height=height),
-            sizing_mode="stretch_width",
-        )
+        gear = pn.Column(*self.controls, width=300)
+        return pn.Row(gear, self.main_area(), sizing_mode="stretch_width")
 
