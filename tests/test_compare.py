@@ -273,3 +273,38 @@ def test_a_hostile_column_name_and_labels_stay_text_in_every_panel():
     assert titles and not any("<img" in title for title in titles)
     assert view.panels[0].title.object.endswith("&lt;img src=x onerror=window.__xss=1&gt;")
     assert view.panels[0].state.color.color_key.keys() >= {HOSTILE}  # a label, drawn as text
+
+
+# -- the app's compare mode ---------------------------------------------------------------------
+
+def test_the_compare_query_value_is_parsed_with_clear_messages():
+    from embproj_panel.compare_app import DEFAULT_VIEWS, compare_href, parse_views
+
+    assert parse_views("") == DEFAULT_VIEWS
+    views = [{"method": "pca"}, {"method": "umap", "n_neighbors": 30}]
+    assert parse_views(views) == views                 # Panel's location decodes JSON itself
+    assert parse_views('[{"method": "pca"}, {"method": "tsne"}]')[1] == {"method": "tsne"}
+    for bad, message in (("[{", "not JSON"), ('{"method": "pca"}', "list of views"),
+                         ('[{"method": "pca"}]', "2 to 4"), ("[" + "1," * 3000 + "1]", "longer")):
+        with pytest.raises(ValueError, match=message):
+            parse_views(bad)
+    href = compare_href("p", "r", "t", views)
+    assert href.startswith("?project=p&run=r&table=t&compare=")
+    hostile = compare_href(views=[{"method": "pca", "embedding_columns": [HOSTILE]},
+                                  {"method": "pca"}])
+    assert "<" not in hostile and "%3Cimg" in hostile   # percent-encoded, then href-escaped
+
+
+def test_compare_app_opens_the_default_comparison_outside_a_session():
+    from embproj_panel.compare_app import CompareApp
+
+    app = CompareApp()
+    try:
+        assert [p.state.method for p in app.compare.panels] == ["pca", "umap"]
+        assert app.views == '[{"method":"pca"},{"method":"umap"}]'
+        app.compare.panels[1].state.settings["umap"].n_neighbors = 30
+        app.compare.panels[1].state.embedding_columns = ["pixel_3_3", "pixel_4_4"]
+        assert '"n_neighbors":30' in app.views and '"pixel_3_3"' in app.views
+        assert app.single_view_href() == "?"
+    finally:
+        app.close()
