@@ -105,7 +105,11 @@ async def measure(table: Any, labels: np.ndarray, panels: int, repeats: int) -> 
 
     import embproj_panel as ep
 
+    from embproj_panel.views import plots
+
     out: dict[str, Any] = {}
+    # As ``panel serve`` does at start (app.create_app): compile Datashader's kernels first.
+    out["warm_up_seconds"] = plots.warm_up()
     views = [{"method": "pca", "embedding_columns": [column]}
              for column in ("ckpt_a", "ckpt_b", "ckpt_c", "ckpt_a")[:panels]]
     if panels == 4:
@@ -189,6 +193,8 @@ def main() -> None:
         return (f"{name:<44} median {statistics.median(values):7.3f} s   "
                 f"min {min(values):7.3f} s")
 
+    print(f"Datashader warm-up (as the served app does at start): "
+          f"{out['warm_up_seconds']:.1f} s")
     print(f"{args.panels} PCA panels opened (3 projections + alignment) in "
           f"{out['open_seconds']:.1f} s")
     for note in out["alignment"]:
