@@ -104,7 +104,6 @@ async def measure(table: Any, labels: np.ndarray, panels: int, repeats: int) -> 
     from bokeh.document import Document
 
     import embproj_panel as ep
-
     from embproj_panel.views import plots
 
     out: dict[str, Any] = {}
