@@ -46,6 +46,8 @@ _LAZY = {
     # app
     "extension": "embproj_panel.resources",
     "Projector": "embproj_panel.views",
+    "Compare": "embproj_panel.views",
+    "CompareState": "embproj_panel.comparison",
     "views": "embproj_panel.views",
     "ProjectorState": "embproj_panel.state",
 }

@@ -35,6 +35,7 @@ import panel as pn
 import param
 
 from embproj_panel import resources
+from embproj_panel.compare_app import compare_link
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.upload_widget import BoundedFileDropper
@@ -394,7 +395,7 @@ class ProjectorApp(pn.viewable.Viewer):
         """The sidebar's contents: data source, upload, settings."""
         source = pn.Card(
             self._source, self._refresh, self._upload, self._upload_help, self._message,
-            self._notes, title="Data", sizing_mode="stretch_width", collapsible=False,
+            self._notes, compare_link(self), title="Data", sizing_mode="stretch_width", collapsible=False,
         )
         settings = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings",
                            sizing_mode="stretch_width")
@@ -443,6 +444,10 @@ def create_app(table: Table | None = None, label: str = "Table", notes: Sequence
 
     compute.warm_up(background=True)  # once per process; later calls return at once
     _warm_up_rasters()
+    if table is None and "compare" in _query():  # the compare mode: embproj_panel.compare_app
+        from embproj_panel.compare_app import CompareApp
+
+        return CompareApp().template()
     app = ProjectorApp(**params)
     if table is not None:
         app.show_table(table, label, notes)

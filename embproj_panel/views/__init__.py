@@ -13,6 +13,7 @@ ScatterView       the linked scatter (glyphs or a Datashader raster), hover, plo
 TableView         the paged table of rows, linked to the selection, with thumbnails
 DownloadsView     CSV / Parquet downloads of the selection or every row
 Projector         composes the parts listed in :data:`PARTS` (a new view is one line there)
+Compare           2-4 projections side by side (one ComparePanel each), one selection
 ================  ==========================================================================
 
 Submodules load on first use (PEP 562), so ``import embproj_panel.views.plots`` (the pure
@@ -25,6 +26,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "Compare": "embproj_panel.views.compare",
+    "ComparePanel": "embproj_panel.views.compare",
     "DownloadsView": "embproj_panel.views.downloads",
     "MAX_DOWNLOAD_BYTES": "embproj_panel.views.downloads",
     "MAX_RASTER_PIXELS": "embproj_panel.views.plots",
