@@ -36,6 +36,7 @@ import param
 
 from embproj_panel import resources
 from embproj_panel.compare_app import compare_link
+from embproj_panel.sources import load_source as _load
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.upload_widget import BoundedFileDropper
@@ -47,6 +48,7 @@ from embproj_panel.views.projector import (
     sidebar_parts,
 )
 from embproj_panel.views.session import session_dispatch
+from embproj_panel.views.session import url_query as _query
 
 __all__ = ["SAMPLE", "UPLOAD_CHUNK_BYTES", "ProjectorApp", "create_app", "server_options",
            "source_options", "unreadable_sources"]
@@ -118,35 +120,6 @@ def _plain_reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     root = str(default_root())
     return text.replace(root + "/", "").replace(root, "the store")
-
-
-def _load(source: tuple[str, ...] | None) -> tuple[Table, list[str]]:
-    """The source's table and the notes on what could not be kept (W&B files have some)."""
-    if source is None:
-        from embproj_panel import datasets
-
-        return datasets.digits(), []
-    if source[0] == "wandb":
-        from embproj_panel.wandb_io import load_source
-
-        loaded = load_source(source[1])
-        return loaded.table, loaded.notes
-    from embproj_panel.sources import as_table
-    from embproj_panel.store import load_table
-
-    # a lazy Dataset (>= 1M rows) is read whole for now
-    return as_table(load_table(*source)), []
-
-
-def _query() -> dict[str, Any]:
-    """The session's URL query arguments (decoded), or {} outside a served session."""
-    location = pn.state.location
-    if location is None:
-        return {}
-    try:
-        return dict(location.query_params)
-    except Exception:  # noqa: BLE001 - a malformed query is no reason to fail the page
-        return {}
 
 
 class ProjectorApp(pn.viewable.Viewer):

@@ -12,7 +12,7 @@ hyperparameters); ``color``, ``align`` and ``moves`` are the shared colour colum
 alignment switch and the "where did it move" overlay. Changing any panel's method, columns
 or parameters, or one of those switches, rewrites the URL; a URL that cannot be applied opens
 the defaults and says what was ignored. The table comes from the URL as in the single view
-(:func:`embproj_panel.app._load`); the sidebar links back to the single view of it.
+(:func:`embproj_panel.sources.load_source`); the sidebar links back to the single view of it.
 """
 
 from __future__ import annotations
@@ -102,20 +102,21 @@ class CompareApp(pn.viewable.Viewer):
         The comparison as JSON (the ``compare`` query value), rewritten on every change.""")
 
     def __init__(self, **params: Any) -> None:
-        from embproj_panel.app import _load, _query
+        from embproj_panel.sources import load_source
+        from embproj_panel.views.session import url_query
 
         super().__init__(**params)
-        query = _query()
+        query = url_query()
         problems: list[str] = []
         for name in ("project", "run", "table"):
             if name in query:
                 setattr(self, name, str(query[name]))
         source = (self.project, self.run, self.table) if self.table else None
         try:
-            table = _load(source)
+            table, _notes = load_source(source)
         except (OSError, KeyError, ValueError, IndexError) as exc:
             problems.append(f"table {'/'.join(source or ())!r} ({exc})")
-            source, table = None, _load(None)
+            source, (table, _notes) = None, load_source(None)
             self.param.update(project="", run="", table="")
         try:
             views = parse_views(query.get("compare", ""))

@@ -61,3 +61,23 @@ def as_table(source: Any) -> Table | None:
         f"(project, run, key); got {type(source).__name__}"
     )
 
+
+def load_source(source: tuple[str, ...] | None) -> tuple[Table, list[str]]:
+    """The table a page names and the notes on what could not be kept (W&B files have some).
+
+    ``source`` is None (the digits sample), ``("wandb", name)`` (a W&B table by its listing
+    name, never a path) or a logged table ``(project, run, key[, step])``.
+    """
+    if source is None:
+        from embproj_panel import datasets
+
+        return datasets.digits(), []
+    if source[0] == "wandb":
+        from embproj_panel.wandb_io import load_source
+
+        loaded = load_source(source[1])
+        return loaded.table, loaded.notes
+    from embproj_panel.store import load_table
+
+    # a lazy Dataset (>= 1M rows) is read whole for now
+    return as_table(load_table(*source)), []

@@ -43,3 +43,14 @@ def session_dispatch() -> Callable[[Callable[[], None]], Any] | None:
     if owner is not None and owner != threading.get_ident():
         return None
     return doc.add_next_tick_callback
+
+
+def url_query() -> dict[str, Any]:
+    """The session's URL query arguments (decoded), or {} outside a served session."""
+    location = pn.state.location
+    if location is None:
+        return {}
+    try:
+        return dict(location.query_params)
+    except Exception:  # noqa: BLE001 - a malformed query is no reason to fail the page
+        return {}
