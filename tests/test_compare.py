@@ -129,7 +129,6 @@ def main_scatter(root):
 
 
 @in_loop
-@in_loop  # as a served session (the suite's earlier servers leave a current document)
 def test_brushing_panel_2_lights_up_panels_1_and_3_and_the_table():
     view = compare()
     roots = [pn.panel(panel).get_root() for panel in view.panels]
