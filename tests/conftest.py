@@ -58,3 +58,6 @@ def reset_panel_state():
 
         pn.state.kill_all_servers()
         pn.state.reset()
+        # A test that built a page in-process leaves its document current for this thread;
+        # the next test's updates would then be scheduled on it and never run.
+        pn.state.curdoc = None
