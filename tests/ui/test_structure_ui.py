@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.parse
 
 import numpy as np
-import pandas as pd
 
-import embproj_panel as ep
-from tests.ui.test_browser import HOSTILE, box_select, open_app, to_screen
+from tests.ui.test_browser import box_select, open_app, to_screen
 
 # The data of every renderer of a glyph type (ImageURL, Text, ...) in the page's plots.
 GLYPH_DATA_JS = """
@@ -178,41 +175,6 @@ def test_gallery_shows_the_selection_and_a_click_rings_the_point(served_app, pag
         timeout=20_000)
     screenshot("gallery-highlight")
     assert not page.js_errors
-
-
-def test_hostile_text_as_label_cluster_source_and_caption(served_app, ui_store, page,
-                                                          screenshot):
-    rng = np.random.default_rng(0)
-    n = 300
-    centres = np.repeat(np.array([[0.0, 0.0], [30.0, 0.0], [0.0, 30.0]]), n // 3, axis=0)
-    images = np.empty(n, dtype=object)
-    images[:] = [ep.Image(np.full((8, 8), i % 200, dtype=np.uint8)) for i in range(n)]
-    frame = pd.DataFrame({
-        # the hostile column name and values (two of them: the default colour column)
-        HOSTILE: [HOSTILE, HOSTILE + " 2"] * (n // 2),
-        "x": centres[:, 0] + rng.normal(size=n), "y": centres[:, 1] + rng.normal(size=n),
-        "image": images,
-    })
-    with ep.init(project="hostile-structure", name="run1", dir=ui_store) as run:
-        run.log({"table1": frame})
-    page.add_init_script("window.__xss = undefined;")
-    # the hostile column colours the points, names the clusters and captions the gallery
-    open_app(page, served_app, "?project=hostile-structure&run=run1&table=table1&color="
-             + urllib.parse.quote(HOSTILE))
-    find_clusters(page)  # named by the colour column: the hostile one
-    labels = map_labels(page)
-    assert labels["text"] and all(t.startswith(HOSTILE) for t in labels["text"])
-    show_images(page)
-    box_select(page, (0.05, 0.05, 0.95, 0.95))
-    page.get_by_role("button", name=re.compile(r"Clear selection \(\d")).wait_for(timeout=30_000)
-    page.get_by_text("Gallery", exact=True).click()
-    page.wait_for_timeout(3000)
-    captions = [d for d in glyphs(page, "Text") if d["text"] and HOSTILE[:13] + "\u2026" in d["text"]]
-    assert captions  # the caption, cut to fit, as canvas text
-    page.evaluate("window.scrollTo(0, 0)")
-    screenshot("hostile")
-    assert page.evaluate("() => window.__xss") is None
-    assert page.locator("img[src='x']").count() == 0
 
 
 def test_screenshots_at_two_sizes(served_app, page, screenshot):
