@@ -7,8 +7,6 @@ as the Projector's and is exercised by the browser test and the benchmark.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import html
 
 import holoviews as hv
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
+from _loop import in_loop
 from bokeh.models import GlyphRenderer, ImageRGBA, Scatter, Segment
 
 from embproj_panel.comparison import CompareState, displacements, panel_settings
@@ -26,19 +25,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportW
 
 HOSTILE = "<img src=x onerror=window.__xss=1>"
 N = 240
-
-
-def in_loop(test):
-    """Run a synchronous test body inside a running asyncio loop (as a served session)."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        async def body():
-            return test(*args, **kwargs)
-
-        return asyncio.run(body())
-
-    return wrapper
 
 
 def two_checkpoints() -> Table:
