@@ -119,7 +119,8 @@ def color_mapping(
     Parameters
     ----------
     values
-        The column's cells for every table row (None when ``kind="none"``).
+        The column's cells for every table row (None when ``kind="none"``), or a
+        ``pd.Categorical`` of them (its codes are used as they are).
     column
         The column's name, kept for labels and messages.
     kind
@@ -147,8 +148,15 @@ def color_mapping(
     if kind != "categorical":
         raise ValueError(f"kind must be 'none', 'categorical' or 'numeric'; got {kind!r}")
 
-    array = np.asarray(values, dtype=object)
-    codes, uniques = pd.factorize(array, use_na_sentinel=False)
+    if isinstance(values, pd.Categorical):
+        # Codes and categories as given (a lazy dataset's column): no object per row is made.
+        codes = values.codes.astype(np.int64)
+        uniques = list(values.categories)
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(uniques), codes)
+            uniques.append(None)
+    else:
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
     labels = np.array([_label(u) for u in uniques], dtype=object)
     # Different raw values can share a label (1 and 1.0, None and NaN): merge them.
     label_codes, distinct = pd.factorize(labels)

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from embproj_panel.dataset import Dataset
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.features import Features, prepare_features
 from embproj_panel.reducers import (
     Cancelled,
@@ -393,6 +394,8 @@ def project(
 
 
 def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
+    if isinstance(data, DatasetTable):  # the app's view of a Dataset: project the Dataset
+        data = data.dataset
     if isinstance(data, Dataset):  # a lazy Parquet dataset: out of core, with Dask
         from embproj_panel._dask_engine import project as project_dataset
 

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from embproj_panel.dataset import Dataset
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.table import Table
 from embproj_panel.wandb_live import is_wandb_table
 
@@ -24,8 +26,8 @@ def as_table(source: Any) -> Table | None:
     source
         A Table; a ``wandb.Table``; a pandas DataFrame; a 2-D numeric ndarray (one vector column
         ``"embedding"``); a logged table as ``(project, run, key)`` or
-        ``(project, run, key, step)``; an :class:`~embproj_panel.dataset.Dataset` (read
-        whole, for now); or None.
+        ``(project, run, key, step)``; a :class:`~embproj_panel.dataset.Dataset` (kept on
+        disk: a :class:`~embproj_panel.dataset_table.DatasetTable`); or None.
 
     Raises
     ------
@@ -36,8 +38,8 @@ def as_table(source: Any) -> Table | None:
         return source
     if is_wandb_table(source):
         return Table.from_wandb(source)
-    if hasattr(source, "to_table"):  # a lazy Dataset: read whole until the app draws lazily
-        return source.to_table()
+    if isinstance(source, Dataset):  # lazy: the app holds what it draws, reads rows on demand
+        return DatasetTable(source)
     if isinstance(source, pd.DataFrame):
         return Table(dataframe=source)
     if isinstance(source, np.ndarray):
@@ -55,9 +57,9 @@ def as_table(source: Any) -> Table | None:
         from embproj_panel.store import load_table
 
         project, run, key, *step = source
-        return as_table(load_table(project, run, key, *step))  # a Dataset (>= 1M rows): whole
+        return as_table(load_table(project, run, key, *step))  # a Dataset (>= 1M rows): lazy
     raise TypeError(
-        "source must be a Table, a DataFrame, a 2-D ndarray or a logged table "
+        "source must be a Table, a DataFrame, a 2-D ndarray, a Dataset or a logged table "
         f"(project, run, key); got {type(source).__name__}"
     )
 
@@ -79,5 +81,5 @@ def load_source(source: tuple[str, ...] | None) -> tuple[Table, list[str]]:
         return loaded.table, loaded.notes
     from embproj_panel.store import load_table
 
-    # a lazy Dataset (>= 1M rows) is read whole for now
+    # a table logged as a dataset (>= 1M rows) stays lazy: a DatasetTable
     return as_table(load_table(*source)), []

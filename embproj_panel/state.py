@@ -37,6 +37,7 @@ import param
 
 from embproj_panel import compute
 from embproj_panel.colors import ROW, ColorMapping, color_mapping, plot_frame
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS, ParamSpec
 from embproj_panel.table import Table
 
@@ -621,7 +622,7 @@ class ProjectorState(param.Parameterized):
         if table is None or column is None:
             return ColorMapping("none")
         kind = table.schema.columns[column].kind
-        values = table.get_column(column, convert_to="numpy")
+        values = table.color_values(column)  # a lazy table: codes and categories only
         return color_mapping(
             values, column, kind="numeric" if kind == "numeric" else "categorical"
         )
@@ -707,6 +708,8 @@ class ProjectorState(param.Parameterized):
         """The hover image of table ``row`` (an :class:`~embproj_panel.images.Image`) or None."""
         if self.table is None or self.hover_image is None:
             return None
+        if isinstance(self.table, DatasetTable):  # read on demand, from the row's row group
+            return self.table.cells(self.hover_image, [int(row)])[0]
         if self._images is None or len(self._images) != len(self.table):
             self._images = self.table.get_column(self.hover_image, convert_to="numpy")
         return self._images[int(row)]

@@ -306,6 +306,18 @@ class Table:
         out[column.nulls] = None
         return out
 
+    def cells(self, name: str | int, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The cells of ``rows`` of one column, as ``get_column(name, convert_to="numpy")``.
+
+        What tooltips, images and table pages read: a lazy table
+        (:class:`~embproj_panel.dataset_table.DatasetTable`) reads only those rows.
+        """
+        return self.get_column(name, convert_to="numpy")[np.asarray(rows, dtype=np.int64)]
+
+    def color_values(self, name: str | int) -> Any:
+        """The column as :func:`~embproj_panel.colors.color_mapping` takes it (every row)."""
+        return self.get_column(name, convert_to="numpy")
+
     def get_dataframe(self) -> pd.DataFrame:
         """The table as a DataFrame: vectors as an object column of 1-D arrays, ``Image`` cells."""
         self._flush()

@@ -420,8 +420,7 @@ class ScatterView(StateView):
                 else plots.BLANK_IMAGE
             )
         for i, name in enumerate(state.tooltip_columns):
-            values = state.table.get_column(name, convert_to="numpy")
-            record[f"t{i}"] = cell_text(values[row])
+            record[f"t{i}"] = cell_text(state.table.cells(name, [row])[0])
         return record
 
     # -- selection: plot -> state -------------------------------------------------------------

@@ -4,13 +4,16 @@ The table writes the selection (row clicks) and reads it: its highlighted rows, 
 "Show selection", which rows it lists (the rows selected in the plot or from Python; a click
 in the table then picks among those rows without changing the list). It sends the browser
 one page at a time, never vectors or raw images; the thumbnails of a page are made when the
-page is shown. Column titles are user text: escaped (Tabulator renders titles as HTML), and
+page is shown. A lazy dataset's table (:class:`~embproj_panel.dataset_table.DatasetTable`)
+is held as its row index only: each page's cells are read from their Parquet row groups when
+the page is sent (sorting is off there). Column titles are user text: escaped (Tabulator renders titles as HTML), and
 the data uses internal field names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
 from embproj_panel.views.base import StateView
@@ -70,6 +74,37 @@ class _Tabulator(pn.widgets.Tabulator):
         if self.pagination == "remote":
             events = {key: value for key, value in events.items() if key != "indices"}
         super()._process_events(events)
+
+    #: For a lazy table: ``(columns, read)``, a 0-row frame typing the columns and a
+    #: function of row positions -> their page frame. ``value`` is then only an index.
+    _lazy: tuple[pd.DataFrame, Callable[[np.ndarray], pd.DataFrame]] | None = None
+
+    # The three overrides below are of *private* methods of Panel 1.9 (widgets/tables.py):
+    # with a lazy table, ``value`` holds the row index alone (a RangeIndex costs nothing;
+    # the "Show selection" filter keeps working on it), the columns are typed from a 0-row
+    # frame, and each page's cells are read when the page is sent. If a Panel upgrade changes
+    # these methods, the lazy-table test of test_dataset_app fails.
+    def _get_fields(self) -> list[str]:
+        if self._lazy is None:
+            return super()._get_fields()
+        return self.indexes + list(self._lazy[0].columns)
+
+    def _get_columns(self) -> list[Any]:
+        if self._lazy is None or self.value is None:
+            return super()._get_columns()
+        return self._get_column_definitions(self._get_fields(), self._lazy[0])
+
+    def _get_data(self) -> tuple[Any, Any]:
+        if self._lazy is None or self.value is None or self.pagination != "remote":
+            return super()._get_data()
+        from bokeh.models import ColumnDataSource
+
+        df = self._filter_dataframe(self.value)  # the filtered index; sorting is off
+        nrows = self.page_size or self.initial_page_size
+        start = (self.page - 1) * nrows
+        page = self._lazy[1](df.index[start:start + nrows].to_numpy())
+        data = ColumnDataSource.from_df(page).items()
+        return df, {str(k): self._process_column(v, k, page) for k, v in data}
 
     def _update_index_mapping(self) -> None:
         # Overrides a *private* method of Panel 1.9 (widgets/tables.py), whose only reader
@@ -201,48 +236,82 @@ class TableView(StateView):
         self.tabulator.page_size = self.page_size
 
     # -- the table ------------------------------------------------------------------------------
+    def _shown_columns(self, table: Table) -> dict[str, Any]:
+        """Internal field name -> the table column it shows (never vectors, never images)."""
+        return {f"c{i}": name for i, (name, info) in enumerate(table.schema.columns.items())
+                if info.kind not in ("vector", "image")}
+
+    def _page_frame(self, table: DatasetTable, rows: np.ndarray) -> pd.DataFrame:
+        """The cells of ``rows`` of a lazy table, read from their row groups (one page)."""
+        fields = self._shown_columns(table)
+        image = self.state.hover_image or (table.schema.of_kind("image") or [None])[0]
+        names = list(fields.values()) + ([image] if image is not None else [])
+        part = table.take(rows, list(dict.fromkeys(names)))
+        data: dict[str, Any] = {}
+        if image is not None:
+            data[THUMB] = np.array(
+                [BLANK_IMAGE if cell is None else cell.thumbnail_uri(_TABLE_THUMB_PX)
+                 for cell in part.get_column(image, convert_to="numpy")], dtype=object)
+        for field, name in fields.items():
+            data[field] = part.get_column(name, convert_to="numpy")
+        return pd.DataFrame(data, index=pd.Index(rows, name="row"), columns=list(data))
+
     def _on_table(self, *events: Any) -> None:
         """A new table: new columns (internal names, escaped titles), no thumbnails yet."""
         state = self.state
         table = state.table
         self._thumbs = None
         self._table_of = table
+        self.tabulator._lazy = None
         if table is None:
             self.tabulator.value = None
             return
         schema = table.schema
+        lazy = isinstance(table, DatasetTable)
         data: dict[str, Any] = {}
         titles: dict[str, str] = {}
         image_columns = schema.of_kind("image")
         if image_columns:
-            data[THUMB] = np.full(len(table), BLANK_IMAGE, dtype=object)
             titles[THUMB] = escaped(state.hover_image or image_columns[0])
-            self._thumbs = np.zeros(len(table), dtype=bool)
+            if not lazy:
+                data[THUMB] = np.full(len(table), BLANK_IMAGE, dtype=object)
+                self._thumbs = np.zeros(len(table), dtype=bool)
         hidden = []
         embedding = set(schema.default_embedding)
-        for i, (name, info) in enumerate(schema.columns.items()):
-            if info.kind in ("vector", "image"):
-                continue  # never send vectors or raw images to the browser
-            field = f"c{i}"
-            data[field] = table.get_column(name, convert_to="numpy")
+        for field, name in self._shown_columns(table).items():
+            if not lazy:
+                data[field] = table.get_column(name, convert_to="numpy")
             titles[field] = escaped(name)
             if name in embedding and len(embedding) > 6:
                 hidden.append(field)  # dozens of pixel columns would bury the labels
-        frame = pd.DataFrame(data, index=pd.RangeIndex(len(table), name="row"))
+        index = pd.RangeIndex(len(table), name="row")
+        # A lazy table's frame is its index alone; its pages are read when sent (_Tabulator).
+        frame = pd.DataFrame(index=index) if lazy else pd.DataFrame(data, index=index)
         formatters = {
             THUMB: {"type": "image", "height": f"{_TABLE_THUMB_PX}px",
                           "width": f"{_TABLE_THUMB_PX}px"}
         }
         with pn.io.hold():
+            if lazy:
+                read = partial(self._page_frame, table)
+                self.tabulator._lazy = (read(np.arange(min(1, len(table)))).iloc[:0], read)
             self.tabulator.param.update(
                 value=frame, titles=titles, hidden_columns=hidden, formatters=formatters,
                 selection=[],
+                # Sorting a lazy table would read every row of the sorted column: off.
+                sortable=not lazy,
             )
             self._filter.rows = []
         self._fill_thumbnails()
 
     def _on_hover_image(self, *events: Any) -> None:
         table = self.state.table
+        if isinstance(table, DatasetTable) and table is self._table_of:
+            column = self.state.hover_image
+            if column is not None:
+                self.tabulator.titles = {**self.tabulator.titles, THUMB: escaped(column)}
+            self.tabulator._update_cds()  # the page again, with the new column's thumbnails
+            return
         if table is None or self._thumbs is None or table is not self._table_of:
             return  # a new table: _on_table makes its own thumbnails
         self._thumbs[:] = False

@@ -1,0 +1,219 @@
+"""A lazy :class:`~embproj_panel.dataset.Dataset` seen as the table the projector shows.
+
+:class:`DatasetTable` is the one adapter between a Parquet dataset and the state and views:
+it *is* a :class:`~embproj_panel.table.Table` (so ``ProjectorState.table`` takes it and the
+views keep asking the questions they ask of any table), but it holds no rows. It answers
+
+* the row count, the column names and storage types, the schema (the dataset's, judged from
+  its first row group);
+* the values a colour needs (:meth:`DatasetTable.color_values`): a categorical column as a
+  ``pd.Categorical`` of codes and its few categories, a numeric one as float64, read one
+  column at a time and kept (that is what the plot draws);
+* the cells of some rows (:meth:`DatasetTable.cells`, :meth:`DatasetTable.take`) for
+  tooltips, images, table pages and exports, read from the rows' Parquet row groups only.
+
+A whole scalar column (numbers, labels) can still be read with :meth:`get_column`; a whole
+vector or image column cannot (that is the data the dataset is kept on disk for), and asking
+for one raises :class:`LazyColumnError`, which names what to use instead. The projection
+itself runs out of core on the dataset (:func:`embproj_panel.compute.project` unwraps
+:attr:`DatasetTable.dataset`). Views never learn about Dask or Parquet.
+
+Sessions may share one ``DatasetTable`` (``embproj serve DATASET``): it is read-only, and the
+colour values it keeps are the same for every session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embproj_panel.dataset import Dataset
+from embproj_panel.schema import Schema
+from embproj_panel.table import Table
+
+__all__ = ["DatasetTable", "LazyColumnError"]
+
+
+class LazyColumnError(ValueError):
+    """A whole vector or image column of a lazy dataset was asked for (it stays on disk)."""
+
+
+class DatasetTable(Table):
+    """A :class:`Dataset` as a read-only :class:`Table` that reads rows on demand.
+
+    Parameters
+    ----------
+    dataset
+        The lazy Parquet dataset.
+
+    Attributes
+    ----------
+    dataset
+        The dataset (what :func:`~embproj_panel.compute.project` projects, out of core).
+    reads
+        How many times rows were read from the files (every :meth:`cells`, :meth:`take` and
+        whole-column read counts once); tests and benchmarks look at it.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"DatasetTable wraps a Dataset; got {type(dataset).__name__}")
+        super().__init__(columns=[])
+        self.dataset = dataset
+        # Columns of types the store never writes ("other") are not shown (as to_table).
+        self._types = {name: kind for name, kind in dataset.column_types.items()
+                       if kind != "other"}
+        self._colors: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    # -- what it holds ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.dataset.n_rows
+
+    @property
+    def columns(self) -> list[str | int]:
+        return list(self._types)
+
+    @property
+    def column_types(self) -> dict[str | int, str]:
+        return dict(self._types)
+
+    @property
+    def schema(self) -> Schema:
+        return self.dataset.schema
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DatasetTable) and other.dataset.fingerprint == \
+            self.dataset.fingerprint
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"DatasetTable({self.dataset!r})"
+
+    # -- refusing what would change it --------------------------------------------------------
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("A lazy dataset's table is read-only: write a new dataset instead.")
+
+    add_data = add_column = add_computed_columns = _read_only
+
+    # -- reading ------------------------------------------------------------------------------
+    def _check(self, name: Any) -> str:
+        if name not in self._types:
+            raise KeyError(f"No column {name!r}; the columns are {self.columns}")
+        return self._types[name]
+
+    def _read(self, rows: np.ndarray | None, names: Sequence[Any]) -> Table:
+        """The rows (every row if None) of ``names`` as an in-memory Table, through the codec."""
+        from embproj_panel.arrow import table_from_arrow
+
+        with self._lock:
+            self.reads += 1
+        names = list(names)
+        if rows is None:
+            arrow = pa.concat_tables([piece.read(names) for piece in self.dataset.pieces()])
+        else:
+            arrow = self.dataset.read_rows(rows, names)
+        return table_from_arrow(arrow.select(names),
+                                [{"name": name, "type": self._types[name]} for name in names])
+
+    def get_column(self, name: str | int, convert_to: str | None = None) -> Any:
+        """A whole scalar column (numbers, labels, text), read from every file.
+
+        Raises
+        ------
+        LazyColumnError
+            For a vector or image column: those are read by rows (:meth:`cells`).
+        """
+        storage = self._check(name)
+        if storage in ("vector", "image"):
+            raise LazyColumnError(
+                f"Column {name!r} holds {storage}s of a lazy dataset of {len(self):,} rows, "
+                "which stay on disk: they are read a few rows at a time (DatasetTable.cells), "
+                "never whole."
+            )
+        return self._read(None, [name]).get_column(name, convert_to)
+
+    def column_nulls(self, name: str | int) -> np.ndarray | None:
+        """The empty cells of a scalar column; None for vectors and images (not read whole)."""
+        storage = self._check(name)
+        if storage in ("vector", "image"):
+            return None
+        return self._read(None, [name]).column_nulls(name)
+
+    def get_dataframe(self) -> pd.DataFrame:
+        raise LazyColumnError(
+            f"A lazy dataset of {len(self):,} rows is not read into one DataFrame; take rows "
+            "with DatasetTable.take(rows), or export it (embproj_panel.export.write_export)."
+        )
+
+    def iterrows(self) -> Any:
+        return self.get_dataframe()
+
+    def cells(self, name: str | int, rows: Iterable[int] | np.ndarray) -> np.ndarray:
+        """The cells of ``rows`` of one column (vectors as a 2-D array), as ``get_column``."""
+        self._check(name)
+        rows = np.asarray(rows if isinstance(rows, np.ndarray) else list(rows), dtype=np.int64)
+        return self._read(rows, [name]).get_column(name, convert_to="numpy")
+
+    def take(self, rows: Iterable[int] | np.ndarray,
+             columns: Sequence[Any] | None = None) -> Table:
+        """An in-memory :class:`Table` of ``rows`` (in that order) and ``columns`` (default all)."""
+        rows = np.asarray(rows if isinstance(rows, np.ndarray) else list(rows), dtype=np.int64)
+        names = list(self._types) if columns is None else [c for c in columns if self._check(c)]
+        return self._read(rows, names)
+
+    def color_values(self, name: str | int) -> Any:
+        """What :func:`~embproj_panel.colors.color_mapping` needs of a column, kept once read.
+
+        A numeric column (the schema's ``numeric`` kind) as float64 (NaN where empty); any
+        other as a ``pd.Categorical``: int32 codes (-1 where empty) and the distinct values,
+        dictionary-encoded file by file, so no Python object per row is ever made.
+        """
+        with self._lock:
+            if name in self._colors:
+                return self._colors[name]
+        storage = self._check(name)
+        if storage in ("vector", "image"):
+            raise LazyColumnError(f"Column {name!r} holds {storage}s: it cannot colour points.")
+        if self.schema.columns[name].kind == "numeric":
+            values: Any = self._read(None, [name]).get_column(name, convert_to="numpy")
+            values = np.asarray(values, dtype=np.float64)
+        else:
+            values = self._categories(name)
+        with self._lock:
+            self._colors[name] = values
+        return values
+
+    def _categories(self, name: Any) -> pd.Categorical:
+        with self._lock:
+            self.reads += 1
+        codes, dictionaries = [], []
+        for piece in self.dataset.pieces():
+            column = piece.read([name]).column(0)
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            encoded = pc.dictionary_encode(column.combine_chunks())
+            dictionaries.append(encoded.dictionary)
+            codes.append(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False))
+        # One category list for every file: map each file's dictionary into it.
+        if dictionaries:
+            merged = pa.concat_arrays(dictionaries).unique()
+        else:
+            merged = pa.array([], type=self.dataset.arrow_schema.field(name).type)
+        out = np.empty(len(self), dtype=np.int32)
+        start = 0
+        for local, dictionary in zip(codes, dictionaries):
+            where = pc.index_in(dictionary, value_set=merged).to_numpy(zero_copy_only=False)
+            mapped = np.where(local >= 0, where[np.maximum(local, 0)] if len(where) else -1, -1)
+            out[start:start + len(local)] = mapped
+            start += len(local)
+        categories = pd.Index(merged.to_pylist(), dtype=object)
+        return pd.Categorical.from_codes(out, categories=categories)
