@@ -29,12 +29,14 @@ as text instead of evaluating it (OWASP's advice for CSV injection). Numbers are
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.images import Image
 from embproj_panel.table import Table
 
@@ -45,9 +47,11 @@ __all__ = [
     "FORMULA_PREFIXES",
     "KINDS_ATTR",
     "csv_omitted",
+    "selection_chunks",
     "selection_frame",
     "to_csv_bytes",
     "to_parquet_bytes",
+    "write_export",
 ]
 
 #: A text cell starting with one of these is a formula to a spreadsheet (OWASP list).
@@ -171,15 +175,23 @@ def selection_frame(
     """
     n_rows = len(table)
     positions = _positions(rows, n_rows)
-    coords = _coordinates(projection, n_rows)[positions]
+    return _frame(table, _coordinates(projection, n_rows), positions, vectors, images)
+
+
+def _frame(table: Table, coords: np.ndarray, positions: np.ndarray, vectors: bool,
+           images: bool) -> pd.DataFrame:
+    """:func:`selection_frame` of validated ``positions``, given every row's coordinates."""
     names = table.columns
     x_name = _free_name("x", names)
     y_name = _free_name("y", [*names, x_name])
-    data: dict[Any, Any] = {x_name: coords[:, 0], y_name: coords[:, 1]}
+    data: dict[Any, Any] = {x_name: coords[positions, 0], y_name: coords[positions, 1]}
+    # A lazy dataset's table reads these rows only, from their row groups.
+    source, where = ((table.take(positions), np.arange(len(positions)))
+                     if isinstance(table, DatasetTable) else (table, positions))
     for name, storage in table.column_types.items():
         if (storage == "vector" and not vectors) or (storage == "image" and not images):
             continue
-        data[name] = _cells(table, name, storage, positions)
+        data[name] = _cells(source, name, storage, where)
     index = pd.Index(positions, name=_free_name("row", [*data]))
     frame = pd.DataFrame(data, index=index, columns=list(data))
     # The writers need to know which columns hold vectors and images even when the frame is
@@ -250,7 +262,7 @@ def _defuse_column(series: pd.Series) -> pd.Series:
     return out
 
 
-def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+def to_csv_bytes(frame: pd.DataFrame, header: bool = True) -> bytes:
     """``frame`` as UTF-8 CSV, safe to open in a spreadsheet.
 
     The index (row positions) is the first column. Vector and image columns are left out
@@ -263,6 +275,9 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     ----------
     frame
         Typically a :func:`selection_frame`.
+    header
+        Whether to begin with the line of column names (the chunks after the first of a
+        streamed export have none).
 
     Returns
     -------
@@ -277,7 +292,7 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     out.columns = [_defuse(str(name)) for name in kept]
     out.index.name = _defuse(str(frame.index.name)) if frame.index.name is not None else None
     buffer = io.StringIO()
-    out.to_csv(buffer, index=True, lineterminator="\n")
+    out.to_csv(buffer, index=True, header=header, lineterminator="\n")
     return buffer.getvalue().encode("utf-8")
 
 
@@ -319,6 +334,15 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    buffer = pa.BufferOutputStream()
+    pq.write_table(_arrow_frame(frame), buffer)
+    return buffer.getvalue().to_pybytes()
+
+
+def _arrow_frame(frame: pd.DataFrame) -> Any:
+    """``frame`` as the Arrow table :func:`to_parquet_bytes` writes (the index first)."""
+    import pyarrow as pa
+
     index_name = frame.index.name if frame.index.name is not None else "row"
     names = [str(index_name)]
     arrays = [pa.array(frame.index.to_numpy())]
@@ -330,6 +354,91 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
         else:
             arrays.append(pa.array(series, from_pandas=True))
         names.append(str(name))
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_arrays(arrays, names=names), buffer)
-    return buffer.getvalue().to_pybytes()
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+# -- streaming: any number of rows, a chunk in memory at a time ----------------------------------
+
+#: Rows per chunk of :func:`selection_chunks` (a lazy dataset's row group).
+CHUNK_ROWS = 65_536
+
+
+def selection_chunks(
+    table: Table,
+    projection: Projection | None,
+    rows: Iterable[int] | np.ndarray | None = None,
+    *,
+    vectors: bool = True,
+    images: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """:func:`selection_frame` in consecutive chunks of at most ``chunk_rows`` rows.
+
+    Concatenated, the chunks are the frame :func:`selection_frame` returns. A lazy table
+    (:class:`~embproj_panel.dataset_table.DatasetTable`) reads each chunk's rows from its
+    Parquet row groups, so only one chunk of cells is in memory at a time.
+    """
+    n_rows = len(table)
+    positions = _positions(rows, n_rows)
+    coords = _coordinates(projection, n_rows)
+    for start in range(0, max(len(positions), 1), chunk_rows):
+        yield _frame(table, coords, positions[start:start + chunk_rows], vectors, images)
+
+
+def write_export(
+    table: Table,
+    projection: Projection | None,
+    target: str | os.PathLike | Any,
+    format: str = "parquet",
+    rows: Iterable[int] | np.ndarray | None = None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """Write rows of ``table`` with their coordinates to ``target``, a chunk at a time.
+
+    The same file :func:`to_parquet_bytes` / :func:`to_csv_bytes` make of a
+    :func:`selection_frame`, written from :func:`selection_chunks` so that a lazy dataset of
+    any size is exported in the memory of one chunk.
+
+    Parameters
+    ----------
+    table, projection, rows
+        As :func:`selection_frame` (``rows=None``: every row).
+    target
+        A path, or a binary file object.
+    format
+        ``"parquet"`` (every column; one row group per chunk) or ``"csv"`` (vectors and
+        images left out, formula-safe, see :func:`to_csv_bytes`).
+
+    Returns
+    -------
+    int
+        The number of rows written.
+    """
+    import pyarrow.parquet as pq
+
+    if format not in ("parquet", "csv"):
+        raise ValueError(f"format must be 'parquet' or 'csv'; got {format!r}")
+    keep = format == "parquet"
+    chunks = selection_chunks(table, projection, rows, vectors=keep, images=keep,
+                              chunk_rows=chunk_rows)
+    written = 0
+    close = isinstance(target, (str, os.PathLike))
+    sink = open(target, "wb") if close else target  # noqa: SIM115 - closed below
+    writer = None
+    try:
+        for i, frame in enumerate(chunks):
+            if format == "csv":
+                sink.write(to_csv_bytes(frame, header=i == 0))
+            else:
+                arrow = _arrow_frame(frame)
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, arrow.schema)
+                writer.write_table(arrow.cast(writer.schema))
+            written += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+        if close:
+            sink.close()
+    return written

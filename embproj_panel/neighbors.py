@@ -543,7 +543,7 @@ def neighbors_frame(data: Any, found: Neighbors) -> pd.DataFrame:
 
     if isinstance(data, Table):
         for name in data.columns:
-            taken = data.get_column(name, convert_to="numpy")[rows]
+            taken = data.cells(name, rows)  # a lazy table reads only these rows
             put(name, list(taken) if taken.ndim > 1 else taken)
     elif isinstance(data, pd.DataFrame):
         part = data.iloc[rows].reset_index(drop=True)

@@ -172,7 +172,7 @@ class ClustersView(StateView):
         )
 
     def _thumbnail(self, row: int) -> str:
-        image = self.state.table.get_column(self.clusters.label_column, convert_to="numpy")[row]
+        image = self.state.table.cells(self.clusters.label_column, [row])[0]
         from embproj_panel.views.plots import BLANK_IMAGE
 
         return BLANK_IMAGE if image is None else image.thumbnail_uri(THUMBNAIL_PX)

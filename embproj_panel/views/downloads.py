@@ -17,6 +17,7 @@ import panel as pn
 import param
 
 from embproj_panel import resources
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
@@ -103,7 +104,7 @@ class DownloadsView(StateView):
             frame = self.frame(vectors=False)
             return None if frame is None else to_csv_bytes(frame)
 
-        return self._download(make)
+        return self._download(self._streamed("csv") if self._lazy() else make)
 
     def _parquet(self) -> io.BytesIO | None:
         from embproj_panel.export import to_parquet_bytes
@@ -112,7 +113,40 @@ class DownloadsView(StateView):
             frame = self.frame(vectors=True)
             return None if frame is None else to_parquet_bytes(frame)
 
-        return self._download(make)
+        return self._download(self._streamed("parquet") if self._lazy() else make)
+
+    def _lazy(self) -> bool:
+        return isinstance(self.state.table, DatasetTable)
+
+    def _streamed(self, format: str) -> Callable[[], bytes | None]:
+        """A lazy dataset's download: streamed a chunk of rows at a time, stopped at the cap."""
+        from embproj_panel.export import write_export
+
+        def make() -> bytes | None:
+            state = self.state
+            rows = None if self.rows.value == "all" else state.selection
+            sink = _CappedBuffer(self.max_bytes)
+            write_export(state.table, state.projection, sink, format, rows)
+            return sink.getvalue()
+
+        return make
 
     def _show_error(self, message: str) -> None:
         self.alert.param.update(object=escaped(message), visible=True)
+
+
+class _CappedBuffer(io.BytesIO):
+    """A BytesIO that refuses to grow past ``cap`` bytes (a streamed export stops there)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(memoryview(data)) > self.cap:
+            raise ValueError(
+                f"the rows come to more than the {self.cap / 2**20:.0f} MB a browser download "
+                "can carry here. Select fewer rows, or export from Python: "
+                "embproj_panel.export.write_export(table, projection, path)."
+            )
+        return super().write(data)
