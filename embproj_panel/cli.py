@@ -9,7 +9,9 @@
     embproj log FILE --project P [--name N] [--key K] [--dir STORE]
 
 ``SOURCE`` is a Parquet, CSV, TSV, NPY or NPZ file (read by the upload parsers of
-:mod:`embproj_panel.uploads`, so a file reads the same here as dropped on the page), a W&B
+:mod:`embproj_panel.uploads`, so a file reads the same here as dropped on the page), a
+Parquet dataset (a folder of Parquet files or a quoted glob such as ``"data/*.parquet"``,
+kept on disk and read on demand: :class:`~embproj_panel.dataset.Dataset`), a W&B
 run or artifact folder or ``.table.json`` file (:mod:`embproj_panel.wandb_io`, with ``--key``
 and ``--step``), or a logged table ``PROJECT/RUN/KEY`` of the run store. ``serve`` without a
 source opens the store.
@@ -73,6 +75,8 @@ def read_source(text: str, key: str | None = None, step: int = -1) -> Source:
     from embproj_panel.uploads import FORMATS, UploadError, parse_upload
 
     path = Path(text)
+    if _is_dataset(text, path):
+        return _read_dataset(text)
     if path.is_file() and path.suffix.lower() in FORMATS:
         content = path.read_bytes()
         try:
@@ -106,6 +110,30 @@ def read_source(text: str, key: str | None = None, step: int = -1) -> Source:
         except FileNotFoundError as exc:
             raise CommandError(f"{text!r} is neither a file nor a logged table: {exc}") from None
     raise CommandError(f"{text}: no such file or folder (nor a logged table PROJECT/RUN/KEY)")
+
+
+def _is_dataset(text: str, path: Path) -> bool:
+    """A glob, or a folder of Parquet files that is not a W&B folder: a lazy dataset."""
+    if any(character in text for character in "*?[") and not path.exists():
+        return True
+    if not path.is_dir() or next(path.rglob("*.table.json"), None) is not None:
+        return False
+    return next(path.rglob("*.parquet"), None) is not None or \
+        next(path.rglob("*.pq"), None) is not None or next(path.rglob("*.parq"), None) is not None
+
+
+def _read_dataset(text: str) -> Source:
+    """A Parquet dataset (a folder or a glob), kept on disk: the app reads rows on demand."""
+    from embproj_panel.dataset import Dataset, DatasetChanged
+    from embproj_panel.dataset_table import DatasetTable
+
+    try:
+        dataset = Dataset(text)
+    except (FileNotFoundError, ValueError, DatasetChanged) as exc:
+        raise CommandError(f"{text}: {exc}") from None
+    name = Path(text.rstrip("/")).name if not any(c in text for c in "*?[") else "dataset"
+    label = f"Dataset {name} ({len(dataset.files)} file(s))"
+    return Source(DatasetTable(dataset), label, key=_key_from(name) if name else "dataset")
 
 
 def _print_notes(notes: Sequence[str]) -> None:
@@ -382,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="open the app (on a file, a W&B folder or the store)",
                                 description="Serve the projector app with Panel's server.")
     serve.add_argument("source", nargs="?", metavar="SOURCE",
-                       help="a .parquet/.csv/.tsv/.npy/.npz file, a W&B run or artifact folder, "
+                       help="a .parquet/.csv/.tsv/.npy/.npz file, a Parquet dataset (a folder "
+                            "or a quoted glob, read on demand), a W&B run or artifact folder, "
                             "or PROJECT/RUN/KEY; default: the run store's picker")
     serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
     serve.add_argument("--address", default="127.0.0.1", help="address (default 127.0.0.1)")
