@@ -174,7 +174,8 @@ class DatasetTable(Table):
         """What :func:`~embproj_panel.colors.color_mapping` needs of a column, kept once read.
 
         A numeric column (the schema's ``numeric`` kind) as float64 (NaN where empty); any
-        other as a ``pd.Categorical``: int32 codes (-1 where empty) and the distinct values,
+        other as a ``pd.Categorical``: integer codes (-1 where empty; pandas keeps them as
+        small as the categories allow) and the distinct values,
         dictionary-encoded file by file, so no Python object per row is ever made.
         """
         with self._lock:
