@@ -14,13 +14,18 @@ of 65,536), into ``--folder``. Then, in this process:
 
 and, where the data fit in memory (``--baseline-gb``, default 2 GB of vectors), the plain
 calls on the same data: ``pyarrow.parquet.read_table`` + scikit-learn's PCA, and the in-memory
-``ep.project`` (UMAP with the same sample size). The app figures of the issue (first plot,
-hover, box select) are not measured here: the app does not open a Dataset yet.
+``ep.project`` (UMAP with the same sample size). With ``--app`` (or ``--app-only``), one app
+session's memory: ``ep.Projector`` over the Dataset (it holds the coordinates, the colour
+codes and the index, and reads table pages and tooltips on demand) against ``ep.Projector``
+over the same rows as an in-memory Table, each in a fresh child process (RSS after the
+imports, after the PCA and two table pages, and at the peak). Box select and the browser's
+first paint are not measured here.
 
 Run with::
 
     python benchmarks/bench_dataset.py --folder /tmp/bench-10m               # 10M x 128
     python benchmarks/bench_dataset.py --rows 200000 --folder /tmp/bench-200k
+    python benchmarks/bench_dataset.py --rows 1000000 --dim 64 --folder /tmp/bench-1m --app-only
 """
 
 from __future__ import annotations
@@ -92,6 +97,78 @@ def line(name: str, seconds: float, target: float | None = None, ratio: str = ""
     print(f"  {name:<42} {seconds:9.2f} s  {verdict}  {ratio}")
 
 
+def rss_now_gb() -> float:
+    """This process's resident memory now (``VmRSS``)."""
+    with open("/proc/self/status") as status:
+        for text in status:
+            if text.startswith("VmRSS:"):
+                return int(text.split()[1]) / 2**20
+    return float("nan")
+
+
+def app_child(folder: Path, mode: str) -> None:
+    """One app session's memory over the dataset: ``lazy`` (a Dataset) or ``memory`` (a Table).
+
+    Builds ``ep.Projector`` (every part: scatter, table, downloads...), coloured by the label,
+    waits for its PCA, shows two table pages and a hover tooltip with its image, then prints
+    a JSON line: RSS after the imports, now, and at the peak, and the seconds each step took.
+    """
+    import panel as pn
+
+    import embproj_panel as ep
+
+    pn.extension("tabulator")
+    imported = rss_now_gb()
+    start = time.perf_counter()
+    dataset = ep.Dataset(folder)
+    source = dataset if mode == "lazy" else dataset.to_table()
+    loaded = time.perf_counter() - start
+    projector = ep.Projector(source, color_by="label", hover_image="image",
+                             tooltip_columns=["label"])
+    projector.wait(timeout=1800)
+    drawn = time.perf_counter() - start
+    state = projector.state
+    assert state.error == "" and len(state.projection.rows) == dataset.n_rows, state.error
+    tabulator = projector.table.tabulator
+    start = time.perf_counter()
+    tabulator.page = max(1, tabulator.param.page.bounds[1] // 2)
+    paged = time.perf_counter() - start
+    fields, _ = projector.scatter._tooltip_fields()
+    start = time.perf_counter()
+    projector.scatter._record(len(state.frame) // 3, fields)
+    hovered = time.perf_counter() - start
+    print(json.dumps({"imported_gb": imported, "now_gb": rss_now_gb(), "peak_gb": peak_rss_gb(),
+                      "load_s": loaded, "first_plot_s": drawn, "page_s": paged,
+                      "hover_s": hovered}), flush=True)
+
+
+def app_memory(folder: Path, rows: int, dim: int, disk_gb: float) -> None:
+    """Print the app's memory over the dataset, lazy vs the in-memory Table, each in a child."""
+    figures = {}
+    for mode in ("lazy", "memory"):
+        done = subprocess.run([sys.executable, __file__, "--app-child", mode, "--folder",
+                               str(folder)], check=True, capture_output=True, text=True)
+        figures[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    vectors_gb = rows * dim * 4 / 2**30
+    print(f"  app memory, one session (Projector coloured by label; {vectors_gb:.2f} GB of "
+          f"vectors, {disk_gb:.2f} GB on disk); RSS in GB:")
+    print(f"    {'':<28} {'after imports':>13} {'after PCA+pages':>15} {'peak':>7} "
+          f"{'first plot':>10} {'page':>7} {'hover':>7}")
+    for mode, name in (("lazy", "Dataset (lazy)"), ("memory", "Table (in memory)")):
+        f = figures[mode]
+        print(f"    {name:<28} {f['imported_gb']:13.2f} {f['now_gb']:15.2f} {f['peak_gb']:7.2f} "
+              f"{f['first_plot_s']:9.1f}s {f['page_s']:6.2f}s {f['hover_s']:6.3f}s")
+    lazy, memory = figures["lazy"], figures["memory"]
+    above = {mode: figures[mode]["peak_gb"] - figures[mode]["imported_gb"] for mode in figures}
+    print(f"    peak above the imports: lazy {above['lazy']:.2f} GB vs in memory "
+          f"{above['memory']:.2f} GB ({above['memory'] / max(above['lazy'], 1e-9):.1f}x); "
+          f"held after: lazy {lazy['now_gb'] - lazy['imported_gb']:.2f} GB vs "
+          f"{memory['now_gb'] - memory['imported_gb']:.2f} GB; lazy peak "
+          f"{'below' if lazy['peak_gb'] < disk_gb else 'above'} the data on disk; "
+          f"target < {TARGETS['rss_gb']:.0f} GB "
+          f"{'OK' if lazy['peak_gb'] <= TARGETS['rss_gb'] else 'MISSED'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -102,8 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-size", type=int, default=100_000)
     parser.add_argument("--baseline-gb", type=float, default=2.0,
                         help="run the in-memory baselines when the vectors fit in this")
+    parser.add_argument("--app", action="store_true",
+                        help="also measure one app session's memory: lazy vs in-memory Table")
+    parser.add_argument("--app-only", action="store_true",
+                        help="measure only the app's memory (skips the projection figures)")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--app-child", choices=["lazy", "memory"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.app_child:
+        os.environ["EMBPROJ_CACHE_DIR"] = str(args.folder.parent / "bench-app-cache")
+        app_child(args.folder, args.app_child)
+        return 0
     methods = [m for m in args.methods.split(",") if m]
 
     temporary = None
@@ -137,6 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_dataset: {args.rows:,} rows x {args.dim} float32 + label + 8x8 PNG, "
           f"{disk_gb:.2f} GB on disk in {len(list(args.folder.glob('*.parquet')))} files; "
           f"load average before {os.getloadavg()[0]:.2f}")
+
+    if args.app or args.app_only:
+        # Each child's own cache, emptied: both sessions compute their PCA cold.
+        app_cache = args.folder.parent / "bench-app-cache"
+        for stale in sorted(app_cache.rglob("*"), reverse=True) if app_cache.is_dir() else []:
+            stale.unlink() if stale.is_file() else stale.rmdir()
+        app_memory(args.folder, args.rows, args.dim, disk_gb)
+        if args.app_only:
+            print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return 0
 
     started = time.perf_counter()
     dataset = ep.Dataset(args.folder)

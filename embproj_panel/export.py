@@ -3,7 +3,9 @@
 :func:`selection_frame` joins a table and a projection into one DataFrame: the selected rows
 (or all of them), each with its ``x`` and ``y``. :func:`to_csv_bytes` and
 :func:`to_parquet_bytes` turn that frame into the bytes of a download; the app offers both, and
-``projector.selected_dataframe`` is the same frame in Python.
+``projector.selected_dataframe`` is the same frame in Python. :func:`write_export` writes the
+same files from :func:`selection_chunks`, a chunk of rows at a time, so a lazy dataset of any
+size (:class:`~embproj_panel.dataset_table.DatasetTable`) is exported in bounded memory.
 
 What each format keeps
 ----------------------

@@ -632,6 +632,13 @@ def projection_index(source: Any, projection: Any, metric: str = "cosine", colum
     its rows are ``projection.rows`` and asking about an excluded row says why. Faithfulness
     and the neighbours panel share it, and so its forest and graph.
     """
+    from embproj_panel.dataset_table import DatasetTable
+
+    if isinstance(source, DatasetTable):
+        raise ValueError(
+            f"Nearest neighbours in the original space are not offered for a lazy dataset "
+            f"({len(source):,} rows kept on disk) yet: they would need every vector in memory."
+        )
     X = original_matrix(source, projection, columns)
     return neighbor_index(X, metric, rows=np.asarray(projection.rows, dtype=np.int64),
                           excluded=getattr(projection, "excluded", ()))

@@ -319,3 +319,11 @@ def test_the_url_opens_a_logged_dataset_lazily(monkeypatch, reads):
     assert state.color_by == "label"
     state.wait(timeout=300)
     assert len(state.projection.rows) == 1200 and state.color.kind == "categorical"
+
+
+def test_neighbours_of_a_dataset_are_refused_with_a_sentence(folder):
+    projector = projected(folder)
+    with pytest.raises(ValueError, match="not offered for a lazy dataset"):
+        projector.neighbors(3)
+    projector.selection = [3]  # the panel shows the sentence, no traceback, no list
+    assert "not offered for a lazy dataset" in projector.neighbors_panel.message.object
