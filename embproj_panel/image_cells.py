@@ -192,12 +192,16 @@ def payload_bound(max_images: int = MAX_IMAGES, thumbnail_px: int = THUMBNAIL_PX
 class ThumbnailCache:
     """Encoded thumbnails by row, least recently used out first, bounded in bytes.
 
-    ``encode(row)`` returns the data URI of a row's thumbnail (or None: no image). The cache
-    belongs to one session's state: never share it at module level.
+    ``encode(row)`` returns the data URI of a row's thumbnail (or None: no image);
+    ``encode_many(rows)``, if given, those of several rows at once (a lazy dataset reads them
+    in one pass over their row groups instead of one pass per row). The cache belongs to one
+    session's state: never share it at module level.
     """
 
-    def __init__(self, encode: Callable[[int], str | None], max_bytes: int = 32 * 2**20) -> None:
+    def __init__(self, encode: Callable[[int], str | None], max_bytes: int = 32 * 2**20,
+                 encode_many: Callable[[list[int]], list[str | None]] | None = None) -> None:
         self._encode = encode
+        self._encode_many = encode_many
         self._max_bytes = max_bytes
         self._items: OrderedDict[int, str | None] = OrderedDict()
         self._bytes = 0
@@ -214,7 +218,9 @@ class ThumbnailCache:
         if row in self._items:
             self._items.move_to_end(row)
             return self._items[row]
-        uri = self._encode(row)
+        return self._put(row, self._encode(row))
+
+    def _put(self, row: int, uri: str | None) -> str | None:
         self._items[row] = uri
         self._bytes += len(uri or "")
         while self._bytes > self._max_bytes and len(self._items) > 1:
@@ -223,4 +229,14 @@ class ThumbnailCache:
         return uri
 
     def many(self, rows: Any) -> list[str | None]:
+        rows = [int(row) for row in rows]
+        if self._encode_many is not None:
+            missing = list(dict.fromkeys(row for row in rows if row not in self._items))
+            if missing:
+                found = dict(zip(missing, self._encode_many(missing)))
+                # Straight into the result too: a batch larger than the budget may evict
+                # some of its own rows before they are returned.
+                for row in missing:
+                    self._put(row, found[row])
+                return [found[row] if row in found else self.get(row) for row in rows]
         return [self.get(row) for row in rows]

@@ -327,3 +327,17 @@ def test_neighbours_of_a_dataset_are_refused_with_a_sentence(folder):
         projector.neighbors(3)
     projector.selection = [3]  # the panel shows the sentence, no traceback, no list
     assert "not offered for a lazy dataset" in projector.neighbors_panel.message.object
+
+
+def test_thumbnails_on_the_map_are_read_in_one_pass(folder, reads):
+    projector = projected(folder, hover_image="image")
+    frame = projector.state.frame
+    x, y = frame["x"], frame["y"]
+    reads.reset()
+    element = projector.images.thumbnails((float(x.min()), float(x.max())),
+                                          (float(y.min()), float(y.max())), 800, 600,
+                                          show_images=True, max_images=60)
+    shown = projector.images.shown_rows
+    assert 10 <= len(shown) <= 60 and len(element) == len(shown)
+    # One read per file for the whole batch (three files), not one per thumbnail.
+    assert len(reads.calls) <= 3 and reads.rows("emb") == 0

@@ -66,7 +66,8 @@ class ImagesView(StateView):
         state = self.state
         self._cells = None
         column = state.hover_image
-        self._thumbs = None if column is None else ThumbnailCache(self._encode)
+        self._thumbs = None if column is None else ThumbnailCache(
+            self._encode, encode_many=self._encode_many)
         self.toggle.disabled = column is None
         self.toggle.description = (
             "Choose a hover image column to show images" if column is None else None)
@@ -74,6 +75,13 @@ class ImagesView(StateView):
     def _encode(self, row: int) -> str | None:
         image = self.state.image(row)
         return None if image is None else image.thumbnail_uri(THUMBNAIL_PX)
+
+    def _encode_many(self, rows: list[int]) -> list[str | None]:
+        """The thumbnails of ``rows`` (one read of their row groups for a lazy dataset)."""
+        state = self.state
+        images = state.table.cells(state.hover_image, rows)
+        return [None if image is None else image.thumbnail_uri(THUMBNAIL_PX)
+                for image in images]
 
     def _index(self) -> ImageCells | None:
         state = self.state
