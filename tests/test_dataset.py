@@ -428,11 +428,15 @@ def test_a_large_logged_table_is_a_partitioned_dataset_and_loads_lazily(monkeypa
         zero_copy_only=False))
     np.testing.assert_array_equal(back, X)
     assert isinstance(ep.load_table("big", "r", "few"), ep.Table)  # below the threshold
-    assert lazy.to_table() == table  # what the app loads until it draws from a Dataset
+    assert lazy.to_table() == table
+    from embproj_panel.dataset_table import DatasetTable
     from embproj_panel.sources import as_table
 
-    assert as_table(lazy) == table  # ep.Projector(dataset), read whole for now
-    assert as_table(("big", "r", "points")) == table  # the app's logged-table source
+    shown = as_table(lazy)  # ep.Projector(dataset): kept on disk, rows read on demand
+    assert isinstance(shown, DatasetTable) and shown.dataset is lazy
+    assert shown.take(range(5000)) == table
+    logged = as_table(("big", "r", "points"))  # the app's logged-table source
+    assert isinstance(logged, DatasetTable) and logged.take(range(5000)) == table
     projection = ep.project(lazy, "pca", cache=False)
     assert projection.coords.shape == (5000, 2)
 

@@ -341,3 +341,16 @@ def test_thumbnails_on_the_map_are_read_in_one_pass(folder, reads):
     assert 10 <= len(shown) <= 60 and len(element) == len(shown)
     # One read per file for the whole batch (three files), not one per thumbnail.
     assert len(reads.calls) <= 3 and reads.rows("emb") == 0
+
+
+def test_a_gallery_page_of_a_dataset_is_read_in_one_pass(folder, reads):
+    projector = projected(folder, hover_image="image", color_by="label")
+    projector.selection = list(range(0, N, 150))  # rows in every file
+    gallery = projector.gallery
+    reads.reset()
+    tiles = gallery.tiles()
+    captions = gallery._captions(np.asarray(gallery.page_rows))
+    labels = pq.read_table(folder).column("label").to_pylist()
+    assert len(tiles) == len(gallery.page_rows) > 1
+    assert captions == [labels[row] for row in gallery.page_rows]
+    assert len(reads.calls) <= 2 * 3 and reads.rows("emb") == 0  # images, then labels

@@ -125,10 +125,10 @@ class GalleryView(StateView):
         """The current page's thumbnails (clickable)."""
         state = self.state
         page, gx, gy = self._page()
-        urls = []
-        for row in page:
-            image = state.image(int(row))
-            urls.append("" if image is None else image.thumbnail_uri(_TILE_PX))
+        # One read of the page's cells (a lazy dataset: of their row groups, not one per tile).
+        images = state.table.cells(state.hover_image, page) \
+            if state.hover_image is not None and len(page) else []
+        urls = ["" if image is None else image.thumbnail_uri(_TILE_PX) for image in images]
         # Tiles of a fixed screen size keep the images square whatever the plot's shape.
         return thumbnail_points(gx, gy + 0.08, urls, page, size_px=_TILE_PX, border=False,
                                 label="Gallery", clickable=True)
@@ -158,10 +158,10 @@ class GalleryView(StateView):
         state = self.state
         if state.color_by is None or not len(page):
             return [f"row {int(row)}" for row in page]
-        values = state.table.get_column(state.color_by, convert_to="numpy")
+        values = state.table.cells(state.color_by, page)  # a lazy table reads the page only
         out = []
-        for row in page:
-            text = cell_text(values[int(row)])
+        for value in values:
+            text = cell_text(value)
             out.append(text if len(text) <= _CAPTION_CHARS else text[:_CAPTION_CHARS - 1] + "\u2026")
         return out
 
