@@ -187,12 +187,12 @@ def _frame(table: Table, coords: np.ndarray, positions: np.ndarray, vectors: boo
     x_name = _free_name("x", names)
     y_name = _free_name("y", [*names, x_name])
     data: dict[Any, Any] = {x_name: coords[positions, 0], y_name: coords[positions, 1]}
-    # A lazy dataset's table reads these rows only, from their row groups.
-    source, where = ((table.take(positions), np.arange(len(positions)))
+    kept = {name: storage for name, storage in table.column_types.items()
+            if (storage != "vector" or vectors) and (storage != "image" or images)}
+    # A lazy dataset's table reads these rows of these columns only, from their row groups.
+    source, where = ((table.take(positions, list(kept)), np.arange(len(positions)))
                      if isinstance(table, DatasetTable) else (table, positions))
-    for name, storage in table.column_types.items():
-        if (storage == "vector" and not vectors) or (storage == "image" and not images):
-            continue
+    for name, storage in kept.items():
         data[name] = _cells(source, name, storage, where)
     index = pd.Index(positions, name=_free_name("row", [*data]))
     frame = pd.DataFrame(data, index=index, columns=list(data))

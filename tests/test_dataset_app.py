@@ -354,3 +354,18 @@ def test_a_gallery_page_of_a_dataset_is_read_in_one_pass(folder, reads):
     assert len(tiles) == len(gallery.page_rows) > 1
     assert captions == [labels[row] for row in gallery.page_rows]
     assert len(reads.calls) <= 2 * 3 and reads.rows("emb") == 0  # images, then labels
+
+
+def test_a_csv_export_of_a_dataset_never_reads_its_vectors_or_images(folder, reads):
+    projector = projected(folder)
+    reads.reset()
+    write_export(projector.state.table, projector.state.projection, io.BytesIO(), "csv")
+    assert reads.rows("label") == N and reads.rows("emb") == 0 and reads.rows("image") == 0
+
+
+def test_embproj_project_a_dataset_folder(folder, reads, tmp_path, capsys):
+    out = tmp_path / "coords.parquet"
+    assert cli.main(["project", str(folder), "--method", "pca", "-o", str(out)]) == 0
+    written = pq.read_table(out)
+    assert written.num_rows == N and written.column_names == ["row", "x", "y"]
+    assert f"Wrote {N:,} rows" in capsys.readouterr().out
