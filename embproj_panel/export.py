@@ -29,7 +29,7 @@ as text instead of evaluating it (OWASP's advice for CSV injection). Numbers are
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,6 +136,7 @@ def selection_frame(
     *,
     vectors: bool = True,
     images: bool = True,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The chosen rows of ``table`` with their 2-D coordinates.
 
@@ -152,6 +153,10 @@ def selection_frame(
     vectors, images
         Whether to keep the vector and image columns (as 1-D arrays and ``Image`` objects,
         as ``Table.get_dataframe`` does). Leave them out for a CSV of a large table.
+    extra
+        Name -> one value per *table* row: columns computed from the layout that are not in
+        the table (``faithfulness``), added after the table's columns (a name the table
+        already has gets underscores appended).
 
     Returns
     -------
@@ -180,6 +185,12 @@ def selection_frame(
         if (storage == "vector" and not vectors) or (storage == "image" and not images):
             continue
         data[name] = _cells(table, name, storage, positions)
+    for name, values in (extra or {}).items():
+        values = np.asarray(values)
+        if len(values) != n_rows:
+            raise ValueError(f"extra column {name!r} has {len(values):,} values for a table "
+                             f"of {n_rows:,} rows")
+        data[_free_name(name, data)] = values[positions]
     index = pd.Index(positions, name=_free_name("row", [*data]))
     frame = pd.DataFrame(data, index=index, columns=list(data))
     # The writers need to know which columns hold vectors and images even when the frame is

@@ -76,7 +76,7 @@ class DownloadsView(StateView):
             return None
         rows = None if self.rows.value == "all" else state.selection
         return selection_frame(state.table, state.projection, rows, vectors=vectors,
-                               images=vectors)
+                               images=vectors, extra=state.derived_values())
 
     def _download(self, make: Callable[[], bytes | None]) -> io.BytesIO | None:
         self.alert.visible = False

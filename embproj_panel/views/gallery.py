@@ -158,7 +158,7 @@ class GalleryView(StateView):
         state = self.state
         if state.color_by is None or not len(page):
             return [f"row {int(row)}" for row in page]
-        values = state.table.get_column(state.color_by, convert_to="numpy")
+        values = state.column_values(state.color_by)
         out = []
         for row in page:
             text = cell_text(values[int(row)])

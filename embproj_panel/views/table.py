@@ -148,6 +148,7 @@ class TableView(StateView):
         state.param.watch(self._on_table, ["table"])
         state.param.watch(self._on_hover_image, ["hover_image"])
         state.param.watch(self._on_selection, ["selection"])
+        state.param.watch(self._on_derived, ["derived"])
         self._on_table()
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -228,6 +229,9 @@ class TableView(StateView):
             titles[field] = escaped(name)
             if name in embedding and len(embedding) > 6:
                 hidden.append(field)  # dozens of pixel columns would bury the labels
+        for j, (name, found) in enumerate(state.derived.items()):
+            data[f"d{j}"] = found.values
+            titles[f"d{j}"] = escaped(name)
         frame = pd.DataFrame(data, index=pd.RangeIndex(len(table), name="row"))
         formatters = {
             THUMB: {"type": "image", "height": f"{_TABLE_THUMB_PX}px",
@@ -240,6 +244,23 @@ class TableView(StateView):
             )
             self._filter.rows = []
         self._fill_thumbnails()
+
+    def _on_derived(self, *events: Any) -> None:
+        """New values of a derived column (faithfulness): the same rows, that column replaced."""
+        state, value = self.state, self.tabulator.value
+        if state.table is None or value is None or state.table is not self._table_of:
+            return  # a new table: _on_table lists its derived columns
+        kept = [name for name in value.columns if not str(name).startswith("d")]
+        data = {name: value[name] for name in kept}
+        titles = {key: title for key, title in self.tabulator.titles.items()
+                  if not str(key).startswith("d")}
+        for j, (name, found) in enumerate(state.derived.items()):
+            data[f"d{j}"] = found.values
+            titles[f"d{j}"] = escaped(name)
+        with pn.io.hold():
+            self.tabulator.param.update(value=pd.DataFrame(data, index=value.index),
+                                        titles=titles)
+            self._on_selection()  # the same rows stay highlighted
 
     def _on_hover_image(self, *events: Any) -> None:
         table = self.state.table
