@@ -11,6 +11,10 @@ and tap selection) and, folded away, a :class:`~embproj_panel.views.settings.Set
 :class:`~embproj_panel.views.table.TableView` shows the first panel's state: the selection
 is the same in every panel, so any of them would do.
 
+Each panel's header also says how faithful its layout is (a
+:class:`~embproj_panel.views.trust.TrustView`: the faithfulness mean and the trustworthiness,
+computed in the background per panel; one k for all, :attr:`Compare.k_input`).
+
 "Where did it move" is a scatter overlay of every panel after the first
 (:meth:`ComparePanel.moves`, added through ``ScatterView.overlays``): with ``show_moves`` on,
 alignment on and a selection, a segment from each selected row's position in the first
@@ -37,6 +41,7 @@ from embproj_panel.views.settings import SettingsView
 from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
 from embproj_panel.views.text import escaped
+from embproj_panel.views.trust import TrustView
 
 __all__ = ["PANEL_HEIGHT", "TABLE_HEIGHT", "Compare", "ComparePanel"]
 
@@ -88,6 +93,8 @@ class ComparePanel(StateView):
         self.moves_note = pn.pane.HTML("", margin=(0, 10), height=18,
                                        sizing_mode="stretch_width", styles=_SMALL)
         self.status = StatusView(self.state)
+        #: This panel's faithfulness line (mean, trustworthiness), computed in the background.
+        self.trust = TrustView(self.state, publish=False, show_k=False)
         overlays = [self.moves] if self.number > 1 else []
         self.scatter = ScatterView(self.state, overlays=overlays)
         #: The panel's method, parameters and embedding columns (laid out by the Compare).
@@ -98,9 +105,18 @@ class ComparePanel(StateView):
         self._on_alignment()
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.title, self.alignment, self.status, self.scatter, self.moves_note,
+        return pn.Column(self.title, self.alignment, self.status, self.trust, self.scatter,
+                         self.moves_note,
                          sizing_mode="stretch_width", height=PANEL_HEIGHT - 10,
                          styles={"border": "1px solid #e0e0e0", "border-radius": "4px"})
+
+    @property
+    def faithfulness(self) -> Any:
+        """Per-row faithfulness of this panel's layout (one per table row, NaN where not
+        projected), or None until computed; see :attr:`Projector.faithfulness
+        <embproj_panel.views.projector.Projector.faithfulness>`."""
+        values = self.trust.faith.values
+        return None if values is None else values.copy()
 
     def settings_card(self) -> pn.Card:
         """The settings, folded, titled with the panel's number."""
@@ -220,6 +236,13 @@ class Compare(pn.viewable.Viewer):
         self.moves_toggle = pn.widgets.Checkbox.from_param(
             state.param.show_moves, name="Where did it move (lines from panel 1)",
             margin=(8, 10))
+        #: One k for every panel's faithfulness (the numbers compare only at the same k).
+        self.k_input = pn.widgets.IntInput.from_param(
+            self.panels[0].trust.faith.param.k, name="Faithfulness k (every panel)",
+            sizing_mode="stretch_width", margin=(5, 10))
+        for panel in self.panels[1:]:
+            self.panels[0].trust.faith.param.watch(
+                lambda event, faith=panel.trust.faith: setattr(faith, "k", event.new), "k")
         # The first panel's colour widget: the comparison keeps it equal in every panel.
         self.color_select = pn.widgets.Select.from_param(
             state.reference.param.color_by, name="Color by", sizing_mode="stretch_width",
@@ -241,18 +264,23 @@ class Compare(pn.viewable.Viewer):
         return self.state.reference.selected_dataframe
 
     def wait(self, timeout: float | None = 120) -> None:
-        """Block until every panel shows its result (see :meth:`CompareState.wait`)."""
+        """Block until every panel shows its result (see :meth:`CompareState.wait`) and its
+        faithfulness."""
         self.state.wait(timeout)
+        for panel in self.panels:
+            panel.trust.faith.wait(timeout)
 
     def close(self) -> None:
-        """Cancel every panel's running projection."""
+        """Cancel every panel's running projection and faithfulness."""
+        for panel in self.panels:
+            panel.trust.close()
         self.state.close()
 
     # -- layout -------------------------------------------------------------------------------
     @property
     def controls(self) -> list[pn.viewable.Viewable]:
         """Colour, alignment, the moves overlay, then each panel's folded settings."""
-        return [self.color_select, self.align_toggle, self.moves_toggle,
+        return [self.color_select, self.align_toggle, self.moves_toggle, self.k_input,
                 *(panel.settings_card() for panel in self.panels)]
 
     def main_area(self) -> pn.viewable.Viewable:
