@@ -1,5 +1,5 @@
 """Compare: each panel's own faithfulness in its header (computed in the background, once per
-computed layout, one k for all)."""
+computed layout, one k for all), and linked pan/zoom at the Bokeh-model level."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import re
 import numpy as np
 import panel as pn
 import pytest
-from test_compare import compare
+from _loop import in_loop
+from bokeh.plotting import figure
+from test_compare import VIEWS, compare
 
 import embproj_panel as ep
 from embproj_panel.neighbors import clear_cache
@@ -64,3 +66,45 @@ def test_realigning_does_not_recompute_and_one_k_sets_every_panel():
     for panel in view.panels:
         assert panel.trust.faith.assessment.k == 5
         assert LINE.fullmatch(panel.trust.line.object).group(1) == "5"
+
+
+def _ranges(root) -> tuple[set[int], set[int]]:
+    figures = list(root.select({"type": figure}))
+    assert len(figures) == len(VIEWS)
+    return {id(f.x_range) for f in figures}, {id(f.y_range) for f in figures}
+
+
+@in_loop
+def test_linked_zoom_shares_the_panels_ranges_and_can_be_switched_off():
+    view = compare()
+    assert view.linked_zoom and view.zoom_toggle.value
+    root = pn.panel(view).get_root()
+    x_ranges, y_ranges = _ranges(root)
+    assert len(x_ranges) == 1 and len(y_ranges) == 1     # one x range, one y range
+    view.zoom_toggle.value = False
+    x_ranges, y_ranges = _ranges(root)
+    assert len(x_ranges) == 3 and len(y_ranges) == 3     # each panel its own again
+    view.linked_zoom = True
+    x_ranges, y_ranges = _ranges(root)
+    assert len(x_ranges) == 1 and len(y_ranges) == 1
+
+
+def test_linked_zoom_off_from_the_start():
+    view = compare(linked_zoom=False)
+    x_ranges, y_ranges = _ranges(pn.panel(view).get_root())
+    assert len(x_ranges) == 3 and len(y_ranges) == 3
+
+
+def test_the_url_can_switch_linked_zoom_off(monkeypatch):
+    from embproj_panel.compare_app import CompareApp
+    from embproj_panel.views import session
+
+    query = {"compare": '[{"method":"pca"},{"method":"pca","embedding_columns":["pixel_3_3",'
+                        '"pixel_4_4"]}]', "zoom": "false"}
+    monkeypatch.setattr(session, "url_query", lambda: dict(query))
+    app = CompareApp()
+    try:
+        assert app.compare.linked_zoom is False
+        assert not any(panel.scatter.pane.linked_axes for panel in app.compare.panels)
+    finally:
+        app.close()

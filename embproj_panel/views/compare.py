@@ -192,7 +192,8 @@ class Compare(pn.viewable.Viewer):
         projected (rotation, reflection, uniform scale, translation).
     **params
         Shared settings (``color_by``, ``hover_image``, ``point_size``, ...,
-        ``datashade_threshold``), ``show_moves``, and ``page_size`` of the table.
+        ``datashade_threshold``), ``show_moves``, ``linked_zoom`` and ``page_size`` of the
+        table.
 
     Attributes
     ----------
@@ -215,9 +216,14 @@ class Compare(pn.viewable.Viewer):
     state = param.ClassSelector(class_=CompareState, constant=True, doc="""
         The comparison this view shows and edits.""")
 
+    linked_zoom = param.Boolean(default=True, doc="""
+        Pan and zoom every panel together: the panels share their x and y ranges (the
+        layouts are aligned to panel 1, so the same window shows the same rows).""")
+
     def __init__(self, source: Any = None, views: Any = None, align: bool = True,
                  **params: Any) -> None:
         page_size = params.pop("page_size", None)
+        linked_zoom = bool(params.pop("linked_zoom", True))
         state = params.pop("state", None)
         if isinstance(source, CompareState):
             state, source = source, None
@@ -226,9 +232,14 @@ class Compare(pn.viewable.Viewer):
                                  dispatch=session_dispatch(), **params)
         elif source is not None or views is not None or params:
             raise TypeError("Pass either a CompareState or a source with views, not both")
-        super().__init__(state=state)
+        super().__init__(state=state, linked_zoom=linked_zoom)
         self.panels = [ComparePanel(panel, compare=state, number=i + 1)
                        for i, panel in enumerate(state.panels)]
+        for panel in self.panels:
+            # Panel shares the Bokeh ranges of linked HoloViews panes of one page each time
+            # a plot is built (panel.pane.holoviews.link_axes): the browser then pans them
+            # together with no round trip, and a raster panel re-shades for its new window.
+            panel.scatter.pane.linked_axes = linked_zoom
         table_params = {} if page_size is None else {"page_size": page_size}
         self.table = TableView(state.reference, **table_params)
         self.align_toggle = pn.widgets.Checkbox.from_param(
@@ -236,6 +247,8 @@ class Compare(pn.viewable.Viewer):
         self.moves_toggle = pn.widgets.Checkbox.from_param(
             state.param.show_moves, name="Where did it move (lines from panel 1)",
             margin=(8, 10))
+        self.zoom_toggle = pn.widgets.Checkbox.from_param(
+            self.param.linked_zoom, name="Pan and zoom the panels together", margin=(8, 10))
         #: One k for every panel's faithfulness (the numbers compare only at the same k).
         self.k_input = pn.widgets.IntInput.from_param(
             self.panels[0].trust.faith.param.k, name="Faithfulness k (every panel)",
@@ -247,6 +260,15 @@ class Compare(pn.viewable.Viewer):
         self.color_select = pn.widgets.Select.from_param(
             state.reference.param.color_by, name="Color by", sizing_mode="stretch_width",
             margin=(5, 10))
+
+    @param.depends("linked_zoom", watch=True)
+    def _on_linked_zoom(self) -> None:
+        # Linking happens when a plot is built: rebuild each (its zoom kept). Off, every
+        # panel gets ranges of its own again; on, Panel shares them across the page.
+        for panel in self.panels:
+            panel.scatter.pane.linked_axes = self.linked_zoom
+        for panel in self.panels:
+            panel.scatter.redraw()
 
     # -- Python API ---------------------------------------------------------------------------
     @property
@@ -280,7 +302,8 @@ class Compare(pn.viewable.Viewer):
     @property
     def controls(self) -> list[pn.viewable.Viewable]:
         """Colour, alignment, the moves overlay, then each panel's folded settings."""
-        return [self.color_select, self.align_toggle, self.moves_toggle, self.k_input,
+        return [self.color_select, self.align_toggle, self.zoom_toggle, self.moves_toggle,
+                self.k_input,
                 *(panel.settings_card() for panel in self.panels)]
 
     def main_area(self) -> pn.viewable.Viewable:
