@@ -263,3 +263,24 @@ def test_a_new_projection_refreshes_the_table_column(projector):
     tabulator = projector.table.tabulator
     field = next(key for key, title in tabulator.titles.items() if title == "faithfulness")
     np.testing.assert_array_equal(tabulator.value[field].to_numpy(), after)
+
+
+def test_a_raster_shades_faithfulness_on_the_fixed_scale():
+    import dataclasses
+
+    from embproj_panel.colors import color_mapping, plot_frame
+    from embproj_panel.views import plots
+
+    coords = np.array([[0.0, 0.0], [1.0, 1.0]])
+    plain = color_mapping([0.0, 0.0], "faithfulness", kind="numeric")
+    fixed = dataclasses.replace(plain, span=(0.0, 1.0), colormap=LOW_STANDS_OUT)
+
+    def pixel(color):
+        frame = plot_frame(coords, np.arange(2), color)
+        rgba = plots.shade(frame, color, x_range=(-0.5, 1.5), y_range=(-0.5, 1.5), width=4,
+                           height=4, colormap="viridis", spread=0)
+        return tuple(rgba[rgba[..., 3] > 0][0, :3])
+
+    assert pixel(fixed) == (0xa5, 0x00, 0x26)   # 0 is the low end of the fixed ramp
+    assert pixel(plain) != (0xa5, 0x00, 0x26)   # the column's own span and the user's cmap
+    assert plots.colorbar_overlay(fixed).opts.get().kwargs["clim"] == (0.0, 1.0)
