@@ -11,10 +11,11 @@ import panel as pn
 import pytest
 from _loop import in_loop
 from bokeh.plotting import figure
-from test_compare import VIEWS, compare
+from test_compare import VIEWS, compare, two_checkpoints
 
 import embproj_panel as ep
 from embproj_panel.neighbors import clear_cache
+from embproj_panel.views import Compare
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tensorflow not installed:ImportWarning")
 
@@ -87,6 +88,24 @@ def test_linked_zoom_shares_the_panels_ranges_and_can_be_switched_off():
     view.linked_zoom = True
     x_ranges, y_ranges = _ranges(root)
     assert len(x_ranges) == 1 and len(y_ranges) == 1
+
+
+@in_loop
+def test_plots_that_land_after_the_page_is_built_are_linked_too():
+    # The app's page is a template: Panel's own linking missed a plot that replaced a panel's
+    # empty pane later (every panel whose projection lands after the page is built).
+    from bokeh.document import Document
+
+    view = Compare(two_checkpoints(), views=VIEWS, color_by="label")
+    page = pn.template.FastListTemplate(main=[view.main_area()], sidebar=[*view.controls])
+    document = page.server_doc(Document())
+    assert not list(document.select({"type": figure}))  # nothing has landed yet
+    view.wait(120)
+    figures = list(document.select({"type": figure}))
+    assert len(figures) == 3
+    assert len({id(f.x_range) for f in figures}) == 1
+    assert len({id(f.y_range) for f in figures}) == 1
+    view.close()
 
 
 def test_linked_zoom_off_from_the_start():

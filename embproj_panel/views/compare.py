@@ -240,6 +240,7 @@ class Compare(pn.viewable.Viewer):
             # a plot is built (panel.pane.holoviews.link_axes): the browser then pans them
             # together with no round trip, and a raster panel re-shades for its new window.
             panel.scatter.pane.linked_axes = linked_zoom
+            panel.scatter.pane.param.watch(self._relink, "object")
         table_params = {} if page_size is None else {"page_size": page_size}
         self.table = TableView(state.reference, **table_params)
         self.align_toggle = pn.widgets.Checkbox.from_param(
@@ -269,6 +270,36 @@ class Compare(pn.viewable.Viewer):
             panel.scatter.pane.linked_axes = self.linked_zoom
         for panel in self.panels:
             panel.scatter.redraw()
+
+    def _relink(self, *events: Any) -> None:
+        """Link a panel's new plot to the others on every page that shows them.
+
+        Panel runs ``link_axes`` when a pane's plot is replaced, but in a template (the
+        app's page) it runs it over the template's combined "fake" root, whose id the panes'
+        plots are not registered under, so a plot that arrives after the page was built
+        (every panel whose projection lands later) stayed unlinked (Panel 1.9.4; measured
+        in the served compare page). Running the same public hook over each real root the
+        panes render in fixes that; after Panel's own update of the pane, as it is
+        scheduled the same way (``state._views`` and ``state._unblocked`` are private, Panel
+        is pinned below 1.10 in pyproject.toml).
+        """
+        if not self.linked_zoom:
+            return
+        from functools import partial
+
+        from panel.io.state import set_curdoc, state
+        from panel.pane.holoviews import link_axes
+
+        refs = {ref for panel in self.panels for ref in panel.scatter.pane._plots}
+        for ref in refs:
+            if ref not in state._views:
+                continue
+            viewable, root, doc, comm = state._views[ref]
+            if comm or state._unblocked(doc) or not doc.session_context:
+                link_axes(viewable, root)
+            else:
+                with set_curdoc(doc):
+                    state.execute(partial(link_axes, viewable, root), schedule=True)
 
     # -- Python API ---------------------------------------------------------------------------
     @property
