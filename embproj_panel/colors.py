@@ -25,8 +25,8 @@ import pandas as pd
 
 __all__ = [
     "COLOR", "MAX_COLORS", "MISSING_LABEL", "NAN_COLOR", "OTHER_COLOR", "OTHER_LABEL", "ROW",
-    "SINGLE_COLOR", "X", "Y", "ColorMapping", "categorical_palette", "color_mapping",
-    "numeric_span", "plot_frame",
+    "LOW_STANDS_OUT", "SINGLE_COLOR", "X", "Y", "ColorMapping", "categorical_palette",
+    "color_mapping", "numeric_span", "plot_frame", "ramp",
 ]
 
 # Fixed field names of the plot's data source: the user's column names are shown as labels
@@ -43,6 +43,21 @@ MISSING_LABEL = "(missing)"
 OTHER_COLOR = "#b4b4b4"
 NAN_COLOR = "#d0d0d0"
 SINGLE_COLOR = "#1f77b4"
+
+
+def ramp(stops: Sequence[str], n: int = 256) -> tuple[str, ...]:
+    """``n`` hex colours interpolated linearly (in RGB) through the hex colours ``stops``."""
+    rgb = np.array([[int(stop[i:i + 2], 16) for i in (1, 3, 5)] for stop in stops], float)
+    at = np.linspace(0.0, 1.0, len(stops))
+    where = np.linspace(0.0, 1.0, n)
+    channels = [np.interp(where, at, rgb[:, c]).round().astype(int) for c in range(3)]
+    return tuple(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in zip(*channels))
+
+
+#: A colormap for "higher is better" scores in 0..1 where the *low* values catch the eye:
+#: deep red at 0 through orange to a muted grey-blue at 1 (visible on white, but the calm
+#: end). Faithfulness is drawn with it.
+LOW_STANDS_OUT = ramp(["#a50026", "#e34a33", "#fdae61", "#b7c9d9", "#8da5bd"])
 
 
 def categorical_palette(n: int) -> list[str]:
@@ -100,6 +115,12 @@ class ColorMapping:
         Label -> hex colour, in legend order (categorical only).
     note
         A sentence for the status line when something was merged or is missing, else ``""``.
+    span
+        Numeric only: a fixed ``(low, high)`` the colours are scaled to, whatever the values
+        (faithfulness is always 0 to 1); None scales to the column's own range.
+    colormap
+        Numeric only: the colours this column is always drawn with (a list of hex colours,
+        low to high), overriding the user's colormap; None uses the user's.
     """
 
     kind: Literal["none", "categorical", "numeric"]
@@ -107,6 +128,8 @@ class ColorMapping:
     values: Any = None
     color_key: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    span: tuple[float, float] | None = None
+    colormap: tuple[str, ...] | None = None
 
 
 def color_mapping(
@@ -233,6 +256,8 @@ def numeric_span(color: ColorMapping) -> tuple[float, float]:
     Shading with this fixed span (rather than each raster's own range) keeps a value's colour
     the same in every view: zoomed, selected or not, and in agreement with the colorbar.
     """
+    if color.span is not None:
+        return (float(color.span[0]), float(color.span[1]))
     values = np.asarray(color.values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     if not finite.size:

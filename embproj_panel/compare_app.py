@@ -4,12 +4,12 @@
 the query has ``compare``). The URL is the comparison:
 
 ``?project=p&run=r&table=t&compare=[{"method":"pca"},{"method":"umap","n_neighbors":30}]
-&color=target&align=true&moves=false``
+&color=target&align=true&moves=false&zoom=true``
 
 ``compare`` is the JSON list of views that :class:`~embproj_panel.comparison.CompareState`
 takes (each a method, optional ``embedding_columns`` and the method's changed
 hyperparameters); ``color``, ``align`` and ``moves`` are the shared colour column, the
-alignment switch and the "where did it move" overlay. Changing any panel's method, columns
+alignment switch, the "where did it move" overlay and linked pan and zoom. Changing any panel's method, columns
 or parameters, or one of those switches, rewrites the URL; a URL that cannot be applied opens
 the defaults and says what was ignored. The table comes from the URL as in the single view
 (:func:`embproj_panel.sources.load_source`); the sidebar links back to the single view of it.
@@ -126,7 +126,7 @@ class CompareApp(pn.viewable.Viewer):
         settings: dict[str, Any] = {}
         if "color" in query:
             settings["color_by"] = query["color"]
-        for key, name in (("align", "align"), ("moves", "show_moves")):
+        for key, name in (("align", "align"), ("moves", "show_moves"), ("zoom", "linked_zoom")):
             if key in query:
                 settings[name] = str(query[key]).lower() in ("1", "true", "yes", "on")
         self.compare = self._build(table, views, settings, problems)
@@ -168,6 +168,7 @@ class CompareApp(pn.viewable.Viewer):
         location.sync(self, {"project": "project", "run": "run", "table": "table",
                              "views": "compare"})
         location.sync(self.compare.state, {"align": "align", "show_moves": "moves"})
+        location.sync(self.compare, {"linked_zoom": "zoom"})
         location.sync(self.compare.state.reference, {"color_by": "color"})
 
     # -- layout -----------------------------------------------------------------------------------

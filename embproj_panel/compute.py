@@ -472,7 +472,8 @@ def _projection(features: Features, coords: np.ndarray, meta: dict[str, Any], st
 
 
 class ProjectionJob:
-    """A projection running in the background.
+    """A projection (or a view's other work, see :meth:`JobSlot.submit_work`) running in the
+    background.
 
     Attributes are safe to read from any thread: ``progress`` (0..1), ``status``
     (``"queued"``, ``"running"``, ``"done"``, ``"cancelled"``, ``"failed"``), ``done``,
@@ -577,13 +578,17 @@ class ProjectionJob:
         return self._cancel.is_set()
 
     def _run(self, data, columns, cache, params) -> None:
+        self._run_work(lambda progress, cancel: _run(data, self.method, columns, cache, params,
+                                                     progress, cancel))
+
+    def _run_work(self, work: Callable[[Callable[[float], None], Callable[[], bool]], Any]
+                  ) -> None:
         if self._cancel.is_set():
             self._finish(None, Cancelled(self._cancel_reason))
             return
         self._status = "running"
         try:
-            result = _run(data, self.method, columns, cache, params, self._set_progress,
-                          self._is_cancelled)
+            result = work(self._set_progress, self._is_cancelled)
         except Cancelled:
             self._finish(None, Cancelled(self._cancel_reason))
         except Exception as err:  # the job's outcome, re-raised by result()
@@ -693,6 +698,24 @@ class JobSlot:
         job = project_async(data, method, columns, cache=cache, **params)
         if self.key is not None:
             job.key = self.key
+        with self._lock:
+            previous, self._job = self._job, job
+        if previous is not None:  # another thread submitted meanwhile: the last one wins
+            previous.cancel("Superseded by a newer request for the same view.")
+        return job
+
+    def submit_work(self, work: Callable[[Callable[[float], None], Callable[[], bool]], Any],
+                    label: str) -> ProjectionJob:
+        """Cancel the unfinished job, then run ``work(progress, cancel)`` on the job pool.
+
+        For a view's other background work that a newer request makes stale (faithfulness
+        of a layout: a new layout supersedes it). ``work`` reports ``progress(fraction)``,
+        polls ``cancel()`` and raises :class:`Cancelled` when it returns True; its return
+        value is the job's ``result()``. ``label`` names the job (its ``method``).
+        """
+        self.cancel("Superseded by a newer request for the same view.")
+        job = ProjectionJob(label, self.key)
+        job._future = _pool().submit(job._run_work, work)
         with self._lock:
             previous, self._job = self._job, job
         if previous is not None:  # another thread submitted meanwhile: the last one wins

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -142,6 +142,7 @@ def selection_frame(
     *,
     vectors: bool = True,
     images: bool = True,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The chosen rows of ``table`` with their 2-D coordinates.
 
@@ -158,6 +159,10 @@ def selection_frame(
     vectors, images
         Whether to keep the vector and image columns (as 1-D arrays and ``Image`` objects,
         as ``Table.get_dataframe`` does). Leave them out for a CSV of a large table.
+    extra
+        Name -> one value per *table* row: columns computed from the layout that are not in
+        the table (``faithfulness``), added after the table's columns (a name the table
+        already has gets underscores appended).
 
     Returns
     -------
@@ -177,12 +182,26 @@ def selection_frame(
     """
     n_rows = len(table)
     positions = _positions(rows, n_rows)
-    return _frame(table, _coordinates(projection, n_rows), positions, vectors, images)
+    return _frame(table, _coordinates(projection, n_rows), positions, vectors, images,
+                  _extra_columns(extra, n_rows))
+
+
+def _extra_columns(extra: Mapping[str, Any] | None, n_rows: int) -> dict[str, np.ndarray]:
+    """``extra`` as arrays of one value per table row, or a ValueError naming the column."""
+    out = {}
+    for name, values in (extra or {}).items():
+        values = np.asarray(values)
+        if len(values) != n_rows:
+            raise ValueError(f"extra column {name!r} has {len(values):,} values for a table "
+                             f"of {n_rows:,} rows")
+        out[name] = values
+    return out
 
 
 def _frame(table: Table, coords: np.ndarray, positions: np.ndarray, vectors: bool,
-           images: bool) -> pd.DataFrame:
-    """:func:`selection_frame` of validated ``positions``, given every row's coordinates."""
+           images: bool, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+    """:func:`selection_frame` of validated ``positions``, given every row's coordinates and
+    the validated ``extra`` columns."""
     names = table.columns
     x_name = _free_name("x", names)
     y_name = _free_name("y", [*names, x_name])
@@ -194,6 +213,8 @@ def _frame(table: Table, coords: np.ndarray, positions: np.ndarray, vectors: boo
                      if isinstance(table, DatasetTable) else (table, positions))
     for name, storage in kept.items():
         data[name] = _cells(source, name, storage, where)
+    for name, values in extra.items():
+        data[_free_name(name, data)] = values[positions]
     index = pd.Index(positions, name=_free_name("row", [*data]))
     frame = pd.DataFrame(data, index=index, columns=list(data))
     # The writers need to know which columns hold vectors and images even when the frame is
@@ -372,6 +393,7 @@ def selection_chunks(
     *,
     vectors: bool = True,
     images: bool = True,
+    extra: Mapping[str, np.ndarray] | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
     """:func:`selection_frame` in consecutive chunks of at most ``chunk_rows`` rows.
@@ -383,8 +405,10 @@ def selection_chunks(
     n_rows = len(table)
     positions = _positions(rows, n_rows)
     coords = _coordinates(projection, n_rows)
+    columns = _extra_columns(extra, n_rows)
     for start in range(0, max(len(positions), 1), chunk_rows):
-        yield _frame(table, coords, positions[start:start + chunk_rows], vectors, images)
+        yield _frame(table, coords, positions[start:start + chunk_rows], vectors, images,
+                     columns)
 
 
 def write_export(
@@ -394,6 +418,7 @@ def write_export(
     format: str = "parquet",
     rows: Iterable[int] | np.ndarray | None = None,
     *,
+    extra: Mapping[str, np.ndarray] | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> int:
     """Write rows of ``table`` with their coordinates to ``target``, a chunk at a time.
@@ -404,7 +429,7 @@ def write_export(
 
     Parameters
     ----------
-    table, projection, rows
+    table, projection, rows, extra
         As :func:`selection_frame` (``rows=None``: every row).
     target
         A path, or a binary file object.
@@ -422,7 +447,7 @@ def write_export(
     if format not in ("parquet", "csv"):
         raise ValueError(f"format must be 'parquet' or 'csv'; got {format!r}")
     keep = format == "parquet"
-    chunks = selection_chunks(table, projection, rows, vectors=keep, images=keep,
+    chunks = selection_chunks(table, projection, rows, vectors=keep, images=keep, extra=extra,
                               chunk_rows=chunk_rows)
     written = 0
     close = isinstance(target, (str, os.PathLike))

@@ -25,6 +25,7 @@ thread's session, or one whose server has stopped, where a result would wait for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,8 +42,8 @@ from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS, ParamSpec
 from embproj_panel.table import Table
 
-__all__ = ["COLORMAPS", "DATASHADE_THRESHOLD", "MethodSettings", "ProjectorState",
-           "settings_class"]
+__all__ = ["COLORMAPS", "DATASHADE_THRESHOLD", "DerivedColumn", "MethodSettings",
+           "ProjectorState", "settings_class"]
 
 #: Colormaps offered for numeric colouring (perceptually uniform first).
 COLORMAPS = ["viridis", "plasma", "inferno", "magma", "cividis", "fire", "kbc", "coolwarm",
@@ -199,6 +200,28 @@ class _Dispatcher:
             callback()
 
 
+@dataclasses.dataclass(frozen=True)
+class DerivedColumn:
+    """Per-row values computed from the layout (faithfulness), shown like a table column.
+
+    They colour the points, appear in the table view and in exports, but are never written
+    into the user's table: a float column added there would become part of a numeric
+    table's default embedding and of its next projection.
+
+    Attributes
+    ----------
+    values
+        float64, one per table row, NaN for rows without a value (not projected, or not
+        computed yet).
+    span, colormap
+        A fixed colour scale (see :class:`~embproj_panel.colors.ColorMapping`), or None.
+    """
+
+    values: np.ndarray
+    span: tuple[float, float] | None = None
+    colormap: tuple[str, ...] | None = None
+
+
 # -- the state ----------------------------------------------------------------------------------
 
 
@@ -305,6 +328,11 @@ class ProjectorState(param.Parameterized):
     error = param.String(default="", constant=True, doc="""
         A readable message when the last projection failed, else empty.""")
 
+    derived = param.Dict(default={}, constant=True, precedence=-1, doc="""
+        Name -> :class:`DerivedColumn`: per-row values computed from the layout (set with
+        :meth:`set_derived`), offered as colours and shown in the table and exports like
+        columns of the table; cleared with a new table.""")
+
     def __init__(self, table: Table | None = None, **params: Any) -> None:
         settings = {name: settings_class(name)() for name in REDUCERS}
         given_settings = params.pop("settings", None) or {}
@@ -367,7 +395,7 @@ class ProjectorState(param.Parameterized):
         if table is None:
             with param.edit_constant(self):
                 self.param.update(projection=None, frame=None, busy=False, stale=False,
-                                  error="", status="No table yet.")
+                                  error="", status="No table yet.", derived={})
             return
         embeddable, colorable, images, shown = _roles(table)
         p = self.param
@@ -380,7 +408,8 @@ class ProjectorState(param.Parameterized):
         # The old projection's rows belong to the old table: never show them with this one.
         self._positions = None
         with param.edit_constant(self):
-            self.param.update(projection=None, frame=None, color=ColorMapping("none"))
+            self.param.update(projection=None, frame=None, color=ColorMapping("none"),
+                              derived={})
         self._projection_inputs_changed(force=True, **values)
 
     @staticmethod
@@ -616,11 +645,62 @@ class ProjectorState(param.Parameterized):
         line = " · ".join(parts)
         return line + (" — " + " ".join(notes) if notes else "")
 
+    # -- derived columns ----------------------------------------------------------------------
+    def free_name(self, base: str) -> str:
+        """``base``, or ``base`` with underscores appended, so no table column has that name."""
+        taken = set(self.table.columns) if self.table is not None else set()
+        name = base
+        while name in taken:
+            name += "_"
+        return name
+
+    def set_derived(self, name: str, values: np.ndarray | None,
+                    span: tuple[float, float] | None = None,
+                    colormap: tuple[str, ...] | None = None) -> None:
+        """Show ``values`` (one per table row) as the derived column ``name``; None removes it.
+
+        The colour choices gain (or lose) ``name``; if the points are coloured by it they are
+        recoloured. The projection is not recomputed.
+        """
+        derived = dict(self.derived)
+        if values is None:
+            if derived.pop(name, None) is None:
+                return
+            if self.color_by == name:
+                self.color_by = None
+        else:
+            values = np.asarray(values, dtype=np.float64)
+            n = len(self.table) if self.table is not None else 0
+            if values.shape != (n,):
+                raise ValueError(f"{name} needs one value per table row ({n:,}); got "
+                                 f"shape {values.shape}")
+            derived[name] = DerivedColumn(values, span, colormap)
+        with param.edit_constant(self):
+            self.derived = derived
+        if self.table is not None:
+            colorable = _roles(self.table)[1]
+            self.param.color_by.objects = {
+                NONE_LABEL: None, **column_labels([*colorable, *derived])}
+        if values is not None and self.color_by == name:
+            self._on_color_by()
+
+    def cells(self, name: Any, rows: np.ndarray) -> np.ndarray:
+        """The cells of ``rows`` of column ``name``: a derived column's, else the table's (a
+        lazy table reads those rows only)."""
+        found = self.derived.get(name)
+        if found is not None:
+            return found.values[np.asarray(rows, dtype=np.int64)]
+        return self.table.cells(name, rows)
+
     # -- colour and frame (restyling) ---------------------------------------------------------
     def _color_mapping(self) -> ColorMapping:
         table, column = self.table, self.color_by
         if table is None or column is None:
             return ColorMapping("none")
+        found = self.derived.get(column)
+        if found is not None:
+            return dataclasses.replace(color_mapping(found.values, column, kind="numeric"),
+                                       span=found.span, colormap=found.colormap)
         kind = table.schema.columns[column].kind
         values = table.color_values(column)  # a lazy table: codes and categories only
         return color_mapping(
@@ -701,7 +781,12 @@ class ProjectorState(param.Parameterized):
 
         if self.table is None:
             return pd.DataFrame()
-        return selection_frame(self.table, self.projection, self.selection)
+        return selection_frame(self.table, self.projection, self.selection,
+                               extra=self.derived_values())
+
+    def derived_values(self) -> dict[str, np.ndarray]:
+        """Name -> per-table-row values of every derived column (what exports add)."""
+        return {name: found.values for name, found in self.derived.items()}
 
     # -- images -------------------------------------------------------------------------------
     def image(self, row: int) -> Any:

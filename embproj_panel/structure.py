@@ -321,7 +321,7 @@ def _put_column(state: ProjectorState, name: str, labels: np.ndarray) -> None:
         table.add_column(name, np.asarray(labels, dtype=np.int64))
     _embeddable, colorable, _images, shown = _roles(table)
     p = state.param
-    p.color_by.objects = {NONE_LABEL: None, **column_labels(colorable)}
+    p.color_by.objects = {NONE_LABEL: None, **column_labels([*colorable, *state.derived])}
     p.tooltip_columns.objects = column_labels(shown)
     if state.color_by == name:
         state.param.trigger("color_by")  # the colour mapping reads the new values

@@ -8,6 +8,7 @@ notebook (``ep.views.ScatterView(state)``):
 ================  ==========================================================================
 SettingsView      embedding columns, colour, hover image, tooltip columns, method, style
 StatusView        the status line, the progress bar and the error alert
+TrustView         the faithfulness line (mean, trustworthiness, its k), computed in the background
 ScatterView       the linked scatter (glyphs or a Datashader raster), hover, plot selection;
                   other views draw on it through ``ScatterView.overlays``
 TableView         the paged table of rows, linked to the selection, with thumbnails
@@ -40,6 +41,7 @@ _LAZY = {
     "StateView": "embproj_panel.views.base",
     "StatusView": "embproj_panel.views.status",
     "TableView": "embproj_panel.views.table",
+    "TrustView": "embproj_panel.views.trust",
     "as_table": "embproj_panel.sources",
     "session_dispatch": "embproj_panel.views.session",
 }

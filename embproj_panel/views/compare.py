@@ -11,6 +11,10 @@ and tap selection) and, folded away, a :class:`~embproj_panel.views.settings.Set
 :class:`~embproj_panel.views.table.TableView` shows the first panel's state: the selection
 is the same in every panel, so any of them would do.
 
+Each panel's header also says how faithful its layout is (a
+:class:`~embproj_panel.views.trust.TrustView`: the faithfulness mean and the trustworthiness,
+computed in the background per panel; one k for all, :attr:`Compare.k_input`).
+
 "Where did it move" is a scatter overlay of every panel after the first
 (:meth:`ComparePanel.moves`, added through ``ScatterView.overlays``): with ``show_moves`` on,
 alignment on and a selection, a segment from each selected row's position in the first
@@ -37,6 +41,7 @@ from embproj_panel.views.settings import SettingsView
 from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
 from embproj_panel.views.text import escaped
+from embproj_panel.views.trust import TrustView
 
 __all__ = ["PANEL_HEIGHT", "TABLE_HEIGHT", "Compare", "ComparePanel"]
 
@@ -88,6 +93,8 @@ class ComparePanel(StateView):
         self.moves_note = pn.pane.HTML("", margin=(0, 10), height=18,
                                        sizing_mode="stretch_width", styles=_SMALL)
         self.status = StatusView(self.state)
+        #: This panel's faithfulness line (mean, trustworthiness), computed in the background.
+        self.trust = TrustView(self.state, publish=False, show_k=False)
         overlays = [self.moves] if self.number > 1 else []
         self.scatter = ScatterView(self.state, overlays=overlays)
         #: The panel's method, parameters and embedding columns (laid out by the Compare).
@@ -98,9 +105,18 @@ class ComparePanel(StateView):
         self._on_alignment()
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.title, self.alignment, self.status, self.scatter, self.moves_note,
+        return pn.Column(self.title, self.alignment, self.status, self.trust, self.scatter,
+                         self.moves_note,
                          sizing_mode="stretch_width", height=PANEL_HEIGHT - 10,
                          styles={"border": "1px solid #e0e0e0", "border-radius": "4px"})
+
+    @property
+    def faithfulness(self) -> Any:
+        """Per-row faithfulness of this panel's layout (one per table row, NaN where not
+        projected), or None until computed; see :attr:`Projector.faithfulness
+        <embproj_panel.views.projector.Projector.faithfulness>`."""
+        values = self.trust.faith.values
+        return None if values is None else values.copy()
 
     def settings_card(self) -> pn.Card:
         """The settings, folded, titled with the panel's number."""
@@ -176,7 +192,8 @@ class Compare(pn.viewable.Viewer):
         projected (rotation, reflection, uniform scale, translation).
     **params
         Shared settings (``color_by``, ``hover_image``, ``point_size``, ...,
-        ``datashade_threshold``), ``show_moves``, and ``page_size`` of the table.
+        ``datashade_threshold``), ``show_moves``, ``linked_zoom`` and ``page_size`` of the
+        table.
 
     Attributes
     ----------
@@ -199,9 +216,14 @@ class Compare(pn.viewable.Viewer):
     state = param.ClassSelector(class_=CompareState, constant=True, doc="""
         The comparison this view shows and edits.""")
 
+    linked_zoom = param.Boolean(default=True, doc="""
+        Pan and zoom every panel together: the panels share their x and y ranges (the
+        layouts are aligned to panel 1, so the same window shows the same rows).""")
+
     def __init__(self, source: Any = None, views: Any = None, align: bool = True,
                  **params: Any) -> None:
         page_size = params.pop("page_size", None)
+        linked_zoom = bool(params.pop("linked_zoom", True))
         state = params.pop("state", None)
         if isinstance(source, CompareState):
             state, source = source, None
@@ -210,9 +232,15 @@ class Compare(pn.viewable.Viewer):
                                  dispatch=session_dispatch(), **params)
         elif source is not None or views is not None or params:
             raise TypeError("Pass either a CompareState or a source with views, not both")
-        super().__init__(state=state)
+        super().__init__(state=state, linked_zoom=linked_zoom)
         self.panels = [ComparePanel(panel, compare=state, number=i + 1)
                        for i, panel in enumerate(state.panels)]
+        for panel in self.panels:
+            # Panel shares the Bokeh ranges of linked HoloViews panes of one page each time
+            # a plot is built (panel.pane.holoviews.link_axes): the browser then pans them
+            # together with no round trip, and a raster panel re-shades for its new window.
+            panel.scatter.pane.linked_axes = linked_zoom
+            panel.scatter.pane.param.watch(self._relink, "object")
         table_params = {} if page_size is None else {"page_size": page_size}
         self.table = TableView(state.reference, **table_params)
         self.align_toggle = pn.widgets.Checkbox.from_param(
@@ -220,10 +248,58 @@ class Compare(pn.viewable.Viewer):
         self.moves_toggle = pn.widgets.Checkbox.from_param(
             state.param.show_moves, name="Where did it move (lines from panel 1)",
             margin=(8, 10))
+        self.zoom_toggle = pn.widgets.Checkbox.from_param(
+            self.param.linked_zoom, name="Pan and zoom the panels together", margin=(8, 10))
+        #: One k for every panel's faithfulness (the numbers compare only at the same k).
+        self.k_input = pn.widgets.IntInput.from_param(
+            self.panels[0].trust.faith.param.k, name="Faithfulness k (every panel)",
+            sizing_mode="stretch_width", margin=(5, 10))
+        for panel in self.panels[1:]:
+            self.panels[0].trust.faith.param.watch(
+                lambda event, faith=panel.trust.faith: setattr(faith, "k", event.new), "k")
         # The first panel's colour widget: the comparison keeps it equal in every panel.
         self.color_select = pn.widgets.Select.from_param(
             state.reference.param.color_by, name="Color by", sizing_mode="stretch_width",
             margin=(5, 10))
+
+    @param.depends("linked_zoom", watch=True)
+    def _on_linked_zoom(self) -> None:
+        # Linking happens when a plot is built: rebuild each (its zoom kept). Off, every
+        # panel gets ranges of its own again; on, Panel shares them across the page.
+        for panel in self.panels:
+            panel.scatter.pane.linked_axes = self.linked_zoom
+        for panel in self.panels:
+            panel.scatter.redraw()
+
+    def _relink(self, *events: Any) -> None:
+        """Link a panel's new plot to the others on every page that shows them.
+
+        Panel runs ``link_axes`` when a pane's plot is replaced, but in a template (the
+        app's page) it runs it over the template's combined "fake" root, whose id the panes'
+        plots are not registered under, so a plot that arrives after the page was built
+        (every panel whose projection lands later) stayed unlinked (Panel 1.9.4; measured
+        in the served compare page). Running the same public hook over each real root the
+        panes render in fixes that; after Panel's own update of the pane, as it is
+        scheduled the same way (``state._views`` and ``state._unblocked`` are private, Panel
+        is pinned below 1.10 in pyproject.toml).
+        """
+        if not self.linked_zoom:
+            return
+        from functools import partial
+
+        from panel.io.state import set_curdoc, state
+        from panel.pane.holoviews import link_axes
+
+        refs = {ref for panel in self.panels for ref in panel.scatter.pane._plots}
+        for ref in refs:
+            if ref not in state._views:
+                continue
+            viewable, root, doc, comm = state._views[ref]
+            if comm or state._unblocked(doc) or not doc.session_context:
+                link_axes(viewable, root)
+            else:
+                with set_curdoc(doc):
+                    state.execute(partial(link_axes, viewable, root), schedule=True)
 
     # -- Python API ---------------------------------------------------------------------------
     @property
@@ -241,18 +317,24 @@ class Compare(pn.viewable.Viewer):
         return self.state.reference.selected_dataframe
 
     def wait(self, timeout: float | None = 120) -> None:
-        """Block until every panel shows its result (see :meth:`CompareState.wait`)."""
+        """Block until every panel shows its result (see :meth:`CompareState.wait`) and its
+        faithfulness."""
         self.state.wait(timeout)
+        for panel in self.panels:
+            panel.trust.faith.wait(timeout)
 
     def close(self) -> None:
-        """Cancel every panel's running projection."""
+        """Cancel every panel's running projection and faithfulness."""
+        for panel in self.panels:
+            panel.trust.close()
         self.state.close()
 
     # -- layout -------------------------------------------------------------------------------
     @property
     def controls(self) -> list[pn.viewable.Viewable]:
         """Colour, alignment, the moves overlay, then each panel's folded settings."""
-        return [self.color_select, self.align_toggle, self.moves_toggle,
+        return [self.color_select, self.align_toggle, self.zoom_toggle, self.moves_toggle,
+                self.k_input,
                 *(panel.settings_card() for panel in self.panels)]
 
     def main_area(self) -> pn.viewable.Viewable:

@@ -77,7 +77,7 @@ class DownloadsView(StateView):
             return None
         rows = None if self.rows.value == "all" else state.selection
         return selection_frame(state.table, state.projection, rows, vectors=vectors,
-                               images=vectors)
+                               images=vectors, extra=state.derived_values())
 
     def _download(self, make: Callable[[], bytes | None]) -> io.BytesIO | None:
         self.alert.visible = False
@@ -126,7 +126,8 @@ class DownloadsView(StateView):
             state = self.state
             rows = None if self.rows.value == "all" else state.selection
             sink = _CappedBuffer(self.max_bytes)
-            write_export(state.table, state.projection, sink, format, rows)
+            write_export(state.table, state.projection, sink, format, rows,
+                         extra=state.derived_values())
             return sink.getvalue()
 
         return make

@@ -158,7 +158,7 @@ class GalleryView(StateView):
         state = self.state
         if state.color_by is None or not len(page):
             return [f"row {int(row)}" for row in page]
-        values = state.table.cells(state.color_by, page)  # a lazy table reads the page only
+        values = state.cells(state.color_by, page)  # a lazy table reads the page only
         out = []
         for value in values:
             text = cell_text(value)

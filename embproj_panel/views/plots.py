@@ -163,12 +163,18 @@ def _color_opts(color: ColorMapping, colormap: str) -> dict[str, Any]:
     if color.kind == "numeric":
         return dict(
             color=COLOR,
-            cmap=colormap,
+            cmap=colormap_of(color, colormap),
             colorbar=True,
             clabel=str(color.column),
             clipping_colors={"NaN": NAN_COLOR},
+            **({"clim": numeric_span(color)} if color.span is not None else {}),
         )
     return dict(color=SINGLE_COLOR)
+
+
+def colormap_of(color: ColorMapping, colormap: str | Sequence[str]) -> Any:
+    """The colormap ``color`` is drawn with: its own fixed one (faithfulness), else the user's."""
+    return list(color.colormap) if color.colormap is not None else colormap
 
 
 def legend_overlay(color: ColorMapping) -> Any:
@@ -269,7 +275,7 @@ def shade(
             return _shade_categories(canvas, data, color)
         if color.kind == "numeric":
             agg = canvas.points(data, X, Y, agg=ds.mean(COLOR))
-            return tf.shade(agg, cmap=_palette(colormap), how="linear",
+            return tf.shade(agg, cmap=_palette(colormap_of(color, colormap)), how="linear",
                             span=numeric_span(color))
         agg = canvas.points(data, X, Y, agg=ds.count())
         return tf.shade(agg, cmap=_palette(colormap), how="eq_hist")
@@ -353,7 +359,7 @@ def colorbar_overlay(color: ColorMapping, colormap: str | Sequence[str] = "virid
     low, high = numeric_span(color)
     data = {X: np.full(2, np.nan), Y: np.full(2, np.nan), COLOR: np.array([low, high])}
     return hv.Points(data, kdims=[X, Y], vdims=[COLOR]).opts(
-        color=COLOR, cmap=_palette(colormap), clim=(low, high), colorbar=True,
+        color=COLOR, cmap=_palette(colormap_of(color, colormap)), clim=(low, high), colorbar=True,
         clabel=str(color.column), size=0, tools=[],
     )
 
@@ -452,7 +458,7 @@ def glyph_style(points: Any, color: ColorMapping, style: ScatterStyle,
         size=style.point_size, alpha=style.alpha, selection_alpha=style.alpha,
         nonselection_alpha=max(0.04, style.alpha * 0.15),
         selected=list(selected) if selected is not None else [],
-        **({"cmap": style.colormap} if color.kind == "numeric" else {}),
+        **({"cmap": colormap_of(color, style.colormap)} if color.kind == "numeric" else {}),
         clone=True,
     )
 

@@ -35,6 +35,7 @@ from embproj_panel.views.session import session_dispatch
 from embproj_panel.views.settings import SettingsView
 from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
+from embproj_panel.views.trust import TrustView
 
 __all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_column",
            "side_column", "side_tabs", "sidebar_parts"]
@@ -48,6 +49,7 @@ PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("clusters", ClustersView, "sidebar"),
     ("images", ImagesView, "sidebar"),
     ("status", StatusView, "plot"),
+    ("trust", TrustView, "plot"),
     ("search_box", SearchView, "plot"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
@@ -199,15 +201,32 @@ class Projector(pn.viewable.Viewer):
         self.state.param.trigger("compute")
 
     def wait(self, timeout: float | None = 120) -> Projector:
-        """Block until the running projection is done and shown; returns the projector.
+        """Block until the running projection is done and shown, and its faithfulness too;
+        returns the projector.
 
         Raises
         ------
         TimeoutError
-            If that takes longer than ``timeout`` seconds.
+            If that takes longer than ``timeout`` seconds (each).
         """
         self.state.wait(timeout=timeout)
+        trust = self.parts.get("trust")
+        if isinstance(trust, TrustView):
+            trust.faith.wait(timeout=timeout)
         return self
+
+    @property
+    def faithfulness(self) -> Any:
+        """Per-row faithfulness of the shown layout (float64, one per table row, NaN for rows
+        not projected), or None until it is computed (see :meth:`wait`).
+
+        The share of each row's k nearest rows in the original space that are among its k
+        nearest on the map (``projector.trust.faith.k``, default 10), as
+        :func:`~embproj_panel.trust.faithfulness` computes it for the projected rows.
+        """
+        trust = self.parts.get("trust")
+        values = trust.faith.values if isinstance(trust, TrustView) else None
+        return None if values is None else values.copy()
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A state setting assigned here used to land in the instance's __dict__ and do
@@ -284,7 +303,7 @@ class Projector(pn.viewable.Viewer):
 # -- the state's parameters as properties of the Projector -------------------------------------
 
 #: State parameters that are read-only on the Projector: computed, or changed through a method.
-_OUTPUTS = ("projection", "color", "frame", "progress", "busy", "stale", "error")
+_OUTPUTS = ("projection", "color", "frame", "progress", "busy", "stale", "error", "derived")
 #: State parameters whose names are parts of the Projector (``projector.table`` is the table
 #: view), or that are not settings.
 _NOT_PROPERTIES = ("name", "compute", "selection", "dispatch", "settings", "table", "status")

@@ -207,6 +207,11 @@ class ScatterView(StateView):
     def _on_overlays(self) -> None:
         self._rebuild(self._structure_key())
 
+    def redraw(self) -> None:
+        """Build the plot again from the same data, keeping the zoom: for a change in how
+        the pane's axes are linked to other panes (Panel links them when a plot is built)."""
+        self._rebuild(self._structure_key())
+
     def _rebuild(self, key: tuple | None) -> None:
         """Replace the plot; keep the zoom if the coordinates are the same as before."""
         projection = self.state.projection

@@ -183,6 +183,7 @@ class TableView(StateView):
         state.param.watch(self._on_table, ["table"])
         state.param.watch(self._on_hover_image, ["hover_image"])
         state.param.watch(self._on_selection, ["selection"])
+        state.param.watch(self._on_derived, ["derived"])
         self._on_table()
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -254,7 +255,13 @@ class TableView(StateView):
                  for cell in part.get_column(image, convert_to="numpy")], dtype=object)
         for field, name in fields.items():
             data[field] = part.get_column(name, convert_to="numpy")
+        for field, (_, found) in self._derived_fields().items():
+            data[field] = found.values[rows]
         return pd.DataFrame(data, index=pd.Index(rows, name="row"), columns=list(data))
+
+    def _derived_fields(self) -> dict[str, Any]:
+        """Internal field name -> a derived column (faithfulness) the table shows after its own."""
+        return {f"d{j}": (name, found) for j, (name, found) in enumerate(self.state.derived.items())}
 
     def _on_table(self, *events: Any) -> None:
         """A new table: new columns (internal names, escaped titles), no thumbnails yet."""
@@ -284,6 +291,10 @@ class TableView(StateView):
             titles[field] = escaped(name)
             if name in embedding and len(embedding) > 6:
                 hidden.append(field)  # dozens of pixel columns would bury the labels
+        for field, (name, found) in self._derived_fields().items():
+            if not lazy:
+                data[field] = found.values
+            titles[field] = escaped(name)
         index = pd.RangeIndex(len(table), name="row")
         # A lazy table's frame is its index alone; its pages are read when sent (_Tabulator).
         frame = pd.DataFrame(index=index) if lazy else pd.DataFrame(data, index=index)
@@ -303,6 +314,33 @@ class TableView(StateView):
             )
             self._filter.rows = []
         self._fill_thumbnails()
+
+    def _on_derived(self, *events: Any) -> None:
+        """New values of a derived column (faithfulness): the same rows, that column replaced."""
+        state, value = self.state, self.tabulator.value
+        if state.table is None or value is None or state.table is not self._table_of:
+            return  # a new table: _on_table lists its derived columns
+        derived = self._derived_fields()
+        titles = {key: title for key, title in self.tabulator.titles.items()
+                  if not str(key).startswith("d")}
+        titles.update({field: escaped(name) for field, (name, _) in derived.items()})
+        lazy = self.tabulator._lazy
+        with pn.io.hold():
+            if lazy is not None:
+                # The index-only frame stays; the page reader now adds the derived cells.
+                template = lazy[0][[c for c in lazy[0].columns if not str(c).startswith("d")]]
+                for field, (_, found) in derived.items():
+                    template[field] = found.values[:0]
+                self.tabulator._lazy = (template, lazy[1])
+                self.tabulator.titles = titles
+                self.tabulator.param.trigger("value")
+            else:
+                data = {name: value[name] for name in value.columns
+                        if not str(name).startswith("d")}
+                data.update({field: found.values for field, (_, found) in derived.items()})
+                self.tabulator.param.update(value=pd.DataFrame(data, index=value.index),
+                                            titles=titles)
+            self._on_selection()  # the same rows stay highlighted
 
     def _on_hover_image(self, *events: Any) -> None:
         table = self.state.table
