@@ -377,7 +377,8 @@ def test_selected_dataframe_delegates_to_the_state(digits):
 def test_projector_is_its_public_parts_over_one_state(digits):
     view = projector(digits)
     assert [view.parts[name] for name, _cls, _region in ep.views.PARTS] == [
-        view.settings, view.clusters, view.images, view.status, view.search_box, view.scatter,
+        view.settings, view.clusters, view.images, view.status, view.search_box,
+        view.isolation, view.scatter,
         view.table, view.neighbors_panel, view.downloads, view.gallery,
     ]
     assert all(part.state is view.state for part in view.parts.values())
