@@ -30,6 +30,7 @@ import html
 import threading
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import panel as pn
 import param
@@ -219,10 +220,44 @@ class ProjectorApp(pn.viewable.Viewer):
         except (ValueError, TypeError) as exc:
             problems.append(str(exc))
             state.set_table(table)
+        if "isolate" in query:
+            self._isolate_from_url(query["isolate"], problems)
         self._select_label(source)
         if problems:
             self._show_error("Some settings in the URL were ignored: " + "; ".join(problems))
         self._sync_url()
+
+    def _isolate_from_url(self, value: Any, problems: list[str]) -> None:
+        """``?isolate=0-99_150``: project only those rows (a bad value is refused, said why)."""
+        from embproj_panel.views.isolate import decode_rows
+
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:39] + "…"
+        try:
+            rows = decode_rows(str(value), len(self.state.table))
+        except ValueError as exc:
+            problems.append(f"isolate={shown!r} ({exc}); the whole table is shown")
+            return
+        self.state.isolate(rows)
+
+    def _on_isolated_url(self, *events: Any) -> None:
+        """Write the isolation into the URL (or drop it); too long for a URL: say so."""
+        from embproj_panel.views.isolate import MAX_URL_CHARS, encode_rows
+
+        location = pn.state.location
+        if location is None:
+            return
+        text = encode_rows(self.state.isolated)
+        query = dict(location.query_params)
+        if len(text) > MAX_URL_CHARS:
+            text = ""
+            self._show_notes([f"The isolated selection ({len(self.state.isolated):,} rows) is "
+                              "too scattered to fit in the URL: a link to this page opens the "
+                              "whole table."])
+        if text:
+            query["isolate"] = text
+        else:
+            query.pop("isolate", None)
+        location.search = "?" + urlencode(query) if query else ""
 
     def _apply_method_settings(self, query: dict[str, Any], problems: list[str]) -> None:
         settings = self.state.settings[self.state.method]
@@ -247,6 +282,8 @@ class ProjectorApp(pn.viewable.Viewer):
         self._synced_settings = state.settings[state.method]
         location.sync(self._synced_settings)
         state.param.watch(self._on_method_url, "method")
+        state.param.watch(self._on_isolated_url, "isolated")
+        self._on_isolated_url()
 
     _synced_settings: param.Parameterized | None = None
 

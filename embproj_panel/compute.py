@@ -362,6 +362,8 @@ def project(
     method: str = "pca",
     columns: str | int | list[str | int] | None = None,
     cache: bool | ProjectionCache = True,
+    *,
+    rows: Any = None,
     **params: Any,
 ) -> Projection:
     """Project every row of ``data`` to two dimensions.
@@ -378,6 +380,10 @@ def project(
     cache
         True uses the process-wide :func:`projection_cache`; False computes afresh; or a
         :class:`ProjectionCache` of your own.
+    rows
+        Project only these row positions of ``data`` (an isolated selection); the result's
+        ``rows`` and ``excluded`` are positions in the whole of ``data``. The cache key is
+        the digest of the subset's own matrix, so a subset has its own entry.
     **params
         The method's hyperparameters (see ``REDUCERS[method].param_specs()``).
 
@@ -390,13 +396,16 @@ def project(
     ValueError
         Unknown method or parameter, a parameter out of bounds, nothing to project.
     """
-    return _run(data, method, columns, cache, params, None, None)
+    return _run(data, method, columns, cache, params, None, None, rows)
 
 
-def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
+def _run(data, method, columns, cache, params, progress, cancel, rows=None) -> Projection:
     if isinstance(data, DatasetTable):  # the app's view of a Dataset: project the Dataset
         data = data.dataset
     if isinstance(data, Dataset):  # a lazy Parquet dataset: out of core, with Dask
+        if rows is not None:
+            raise ValueError("Projecting a subset of rows of an out-of-core dataset is not "
+                             "supported; project a table of those rows instead.")
         from embproj_panel._dask_engine import project as project_dataset
 
         return Projection(**project_dataset(data, method, columns, _resolve_cache(cache), params,
@@ -405,7 +414,7 @@ def _run(data, method, columns, cache, params, progress, cancel) -> Projection:
     reducer = get_reducer(method, **params)  # unknown method/parameter: fail before work
     requested = reducer.validated_params()  # out of bounds: fail before reading the data
     report = progress or (lambda fraction: None)
-    features = prepare_features(data, columns)
+    features = prepare_features(data, columns, rows=rows)
     if cancel is not None and cancel():
         raise Cancelled("Cancelled.")
     store = _resolve_cache(cache)
@@ -577,9 +586,9 @@ class ProjectionJob:
     def _is_cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def _run(self, data, columns, cache, params) -> None:
+    def _run(self, data, columns, cache, params, rows=None) -> None:
         self._run_work(lambda progress, cancel: _run(data, self.method, columns, cache, params,
-                                                     progress, cancel))
+                                                     progress, cancel, rows))
 
     def _run_work(self, work: Callable[[Callable[[float], None], Callable[[], bool]], Any]
                   ) -> None:
@@ -688,14 +697,15 @@ class JobSlot:
         return self._job
 
     def submit(self, data: Any, method: str = "pca", columns: Any = None, *,
-               cache: bool | ProjectionCache = True, **params: Any) -> ProjectionJob:
+               cache: bool | ProjectionCache = True, rows: Any = None, **params: Any
+               ) -> ProjectionJob:
         """Cancel the unfinished job, then start ``project(data, method, columns, ...)``.
 
         The previous job is cancelled even when the new request is refused (an unknown
         method or parameter raises here): its result would show settings the user left.
         """
         self.cancel("Superseded by a newer request for the same view.")
-        job = project_async(data, method, columns, cache=cache, **params)
+        job = project_async(data, method, columns, cache=cache, rows=rows, **params)
         if self.key is not None:
             job.key = self.key
         with self._lock:
@@ -773,13 +783,14 @@ def project_async(
     key: Hashable | None = None,
     scope: Any = None,
     cache: bool | ProjectionCache = True,
+    rows: Any = None,
     **params: Any,
 ) -> ProjectionJob:
     """Start :func:`project` in the background and return its :class:`ProjectionJob`.
 
     Parameters
     ----------
-    data, method, columns, cache, **params
+    data, method, columns, cache, rows, **params
         As for :func:`project`. Unknown methods and parameter names fail here, at once;
         everything else (bounds, empty data) is reported by the job.
     key
@@ -799,12 +810,12 @@ def project_async(
     if key is None:
         get_reducer(method, **params)  # unknown method or parameter: a synchronous error
         job = ProjectionJob(method)
-        job._future = _pool().submit(job._run, data, columns, cache, params)
+        job._future = _pool().submit(job._run, data, columns, cache, params, rows)
         return job
     owner = scope if scope is not None else _current_scope()
     with _POOL_LOCK:
         slot = _SLOTS.setdefault(owner, {}).setdefault(key, JobSlot(key))
-    return slot.submit(data, method, columns, cache=cache, **params)
+    return slot.submit(data, method, columns, cache=cache, rows=rows, **params)
 
 
 # -- numba cold start -------------------------------------------------------------------------

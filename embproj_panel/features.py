@@ -82,6 +82,7 @@ class _Source:
 def prepare_features(
     data: Any,
     columns: str | int | Sequence[str | int] | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
 ) -> Features:
     """Build the float32 feature matrix of ``data`` and report what was excluded.
 
@@ -95,6 +96,9 @@ def prepare_features(
         DataFrame's inferred) ``schema.default_embedding``; every column of an array. Vector
         columns contribute all their components; numeric, boolean and text columns one each
         (text is read with :func:`pandas.to_numeric`).
+    rows
+        Positions of the input rows to use (an isolated selection); None uses every row.
+        ``Features.rows`` and ``excluded`` are then still positions in the whole input.
 
     Returns
     -------
@@ -105,16 +109,45 @@ def prepare_features(
     ------
     ValueError
         When there is nothing to project: no rows, no columns, unknown or non-numeric
-        (image) columns.
+        (image) columns; ``rows`` outside the input.
     TypeError
         When ``data`` is not a Table, DataFrame or array.
     """
     sources, n = _sources(data, columns)
+    positions = None
+    if rows is not None:
+        positions = _positions(rows, n)
+        sources = [_subset(source, positions) for source in sources]
+        n = len(positions)
     if n == 0:
         raise ValueError("Nothing to project: the data has 0 rows.")
     if not sources:
         raise ValueError("Nothing to project: no columns were selected.")
-    return _assemble(sources, n)
+    return _assemble(sources, n, positions)
+
+
+def _positions(rows: Any, n: int) -> np.ndarray:
+    """``rows`` as sorted, unique int64 positions in an input of ``n`` rows (checked)."""
+    array = np.asarray(rows if isinstance(rows, np.ndarray) else list(rows))
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"rows must be a 1-D list of integer row positions; got {array.dtype} "
+                        f"values of shape {array.shape}")
+    bad = array[(array < 0) | (array >= n)]
+    if bad.size:
+        raise ValueError(f"Row positions {bad[:5].tolist()} are outside the input of {n:,} rows")
+    return np.unique(array).astype(np.int64)
+
+
+def _subset(source: _Source, positions: np.ndarray) -> _Source:
+    """``source`` restricted to the rows at ``positions`` (one copy of those rows)."""
+    return _Source(
+        source.name, source.values[positions], source.names,
+        unparsed=None if source.unparsed is None else source.unparsed[positions],
+        nulls=None if source.nulls is None else source.nulls[positions],
+        n_text=source.n_text,
+    )
 
 
 # -- reading the input ------------------------------------------------------------------------
@@ -300,7 +333,8 @@ def _chunks(n: int, width: int) -> list[tuple[int, int]]:
     return [(start, min(n, start + step)) for start in range(0, n, step)]
 
 
-def _assemble(sources: list[_Source], n: int) -> Features:
+def _assemble(sources: list[_Source], n: int, positions: np.ndarray | None = None
+              ) -> Features:
     width = sum(s.values.shape[1] for s in sources)
     chunks = _chunks(n, width)
     names = [name for s in sources for name in s.names]
@@ -334,6 +368,9 @@ def _assemble(sources: list[_Source], n: int) -> Features:
 
     rows = np.flatnonzero(row_ok).astype(np.int64)
     excluded = _reasons(sources, np.flatnonzero(~row_ok), ~dead)
+    if positions is not None:  # a subset: say everything in the whole input's positions
+        rows = positions[rows]
+        excluded = [(int(positions[row]), why) for row, why in excluded]
     if dead.all():
         raise ValueError(
             f"Nothing to project: no numeric values in {', '.join(repr(s.name) for s in sources)}."

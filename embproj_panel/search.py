@@ -2,14 +2,18 @@
 
 :class:`TableSearch` answers "which rows of this table mention *seven*?" over one text or
 categorical column, or all of them, and returns sorted row positions. It never rescans the
-table: each column is reduced once, on its first search, to its distinct values (casefolded)
-and one integer code per row (:func:`pandas.factorize`). A query then tests each distinct
-value once (a C-level ``map`` over a list, about 40 ms for 1,000,000 distinct strings;
-``re.search`` about 130 ms) and maps the answer back to rows through the codes (a gather of
-a few ms). A column of labels with ten values costs almost nothing per query, however many
-rows it has. A rarer substring is first looked for in all distinct values joined into one
-string (one C-level scan, a few ms). The first query on a column also pays the factorisation (about 1 s for
-1,000,000 distinct strings; ``benchmarks/bench_search.py`` prints both).
+table: each column is reduced once, on its first search, to its distinct values and one
+integer code per row (:func:`pandas.factorize`), and the distinct values are kept as Arrow
+arrays (casefolded, and as they are). A query then tests each distinct value once, in C++:
+a substring is :func:`pyarrow.compute.match_substring` over the casefolded values (exactly
+``needle.casefold() in value.casefold()``), a regular expression
+:func:`pyarrow.compute.match_substring_regex` (RE2, case-insensitive) when its syntax means
+the same in RE2 as in Python's :mod:`re` (literals, sets, ``.``, groups, alternation,
+repeats, ``^``; see ``_portable``), else ``re.search`` on each distinct value. The answer
+maps back to rows through the codes (a gather of a few ms). A column of labels with ten
+values costs almost nothing per query, however many rows it has. The first query on a
+column pays the factorisation and the Arrow arrays (about 1-2 s for 1,000,000 distinct
+strings); ``benchmarks/bench_search.py`` prints both, against ``Series.str.contains``.
 
 Searchable columns are the schema's ``text`` and ``categorical`` columns and ``id`` columns
 stored as text (file names, keys): what a person might type. Categorical numbers (digits'
@@ -18,8 +22,6 @@ stored as text (file names, keys): what a person might type. Categorical numbers
 
 from __future__ import annotations
 
-import itertools
-import operator
 import re
 import threading
 from collections.abc import Sequence
@@ -74,6 +76,8 @@ class ColumnSearch:
 
     def __init__(self, values: Sequence[Any] | np.ndarray, nulls: np.ndarray | None = None
                  ) -> None:
+        import pyarrow as pa
+
         cells = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
         codes, uniques = pd.factorize(cells, use_na_sentinel=True)
         if nulls is not None and nulls.any():
@@ -81,44 +85,87 @@ class ColumnSearch:
         self.n_rows = len(codes)
         self.codes = codes.astype(np.int32 if len(uniques) < 2**31 else np.int64)
         self.values = [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
-        self.folded = [v.casefold() for v in self.values]
-        # Every distinct value in one string, NUL-separated: a rare substring is then found by
-        # one C-level scan instead of a test per value. Unusable if a value holds a NUL.
-        self._text: str | None = None
-        if not any("\x00" in v for v in self.folded):
-            self._text = "\x00".join(self.folded)
-            lengths = np.fromiter(map(len, self.folded), dtype=np.int64, count=len(self.folded))
-            self._starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        # The distinct values as Arrow arrays: a substring is one C++ scan of the casefolded
+        # values (the same test as ``needle in value.casefold()``), a portable regex one RE2
+        # scan of the values (see _portable).
+        self._folded = pa.array([v.casefold() for v in self.values], type=pa.large_string())
+        self._values = pa.array(self.values, type=pa.large_string())
+        self._newlines = any("\n" in v for v in self.values)
 
     def matches(self, pattern: re.Pattern | str) -> np.ndarray:
         """Boolean mask over rows: which rows' value contains ``pattern`` (see compile_query)."""
-        n = len(self.values)
+        import pyarrow.compute as pc
+
         if isinstance(pattern, str):
-            hit = self._scan(pattern)
-            if hit is None:
-                hit = np.fromiter(map(operator.contains, self.folded, itertools.repeat(pattern)),
-                                  dtype=bool, count=n)
-        else:
-            hit = np.fromiter(map(bool, map(pattern.search, self.values)), dtype=bool, count=n)
+            hit = pc.match_substring(self._folded, pattern).to_numpy(zero_copy_only=False)
+        elif _portable(pattern, self._newlines):
+            hit = pc.match_substring_regex(self._values, pattern.pattern, ignore_case=True
+                                           ).to_numpy(zero_copy_only=False)
+        else:  # Python-only syntax: test each distinct value with re
+            hit = np.fromiter(map(bool, map(pattern.search, self.values)), dtype=bool,
+                              count=len(self.values))
         lookup = np.append(hit, False)  # code -1 (an empty cell) reads the last entry
         return lookup[self.codes]
 
 
-    def _scan(self, needle: str) -> np.ndarray | None:
-        """Values containing ``needle``, found in the joined text; None when a per-value test
-        is cheaper (an empty or very common needle) or the text cannot be used."""
-        text = self._text
-        if text is None or not needle or "\x00" in needle:
-            return None
-        n = len(self.values)
-        # Each occurrence costs a Python step below: past n/8 of them, testing values wins.
-        if text.count(needle) > max(64, n // 8):
-            return None
-        where = np.fromiter((m.start() for m in re.finditer(re.escape(needle), text)),
-                            dtype=np.int64)
-        hit = np.zeros(n, dtype=bool)
-        hit[np.searchsorted(self._starts, where, side="right") - 1] = True
-        return hit
+# The pattern syntax whose meaning is the same in Python's re and in RE2 (Arrow's regexes):
+# literals, sets of literals and ranges, ".", groups, alternation, bounded repeats and "^"
+# (and "$" when no value holds a newline, where Python's "$" also matches before one).
+# Anything else - classes such as \d or \w (Unicode in re, ASCII in RE2), \b, lookaround,
+# backreferences, inline flags, possessive repeats, "{,n}", POSIX "[:alpha:]" - runs in re.
+_OPS = _parser = None
+
+
+def _portable(pattern: re.Pattern, newlines: bool) -> bool:
+    """Whether RE2 (case-insensitive) matches exactly what ``pattern`` (re.IGNORECASE) does."""
+    global _OPS, _parser
+    source = pattern.pattern
+    if re.search(r"\\[A-Za-z0-9]|\{,|\[:", source) or not source.isprintable():
+        return False
+    if _parser is None:
+        try:
+            import re._constants as constants
+            import re._parser as parser
+        except ImportError:  # Python < 3.11
+            import sre_constants as constants  # type: ignore[no-redef]
+            import sre_parse as parser  # type: ignore[no-redef]
+        _parser = parser
+        _OPS = constants
+    c = _OPS
+    try:
+        tree = _parser.parse(source, pattern.flags)
+    except Exception:  # noqa: BLE001 - not parseable here: re decides
+        return False
+    if tree.state.flags & ~(re.IGNORECASE | re.UNICODE):
+        return False  # an inline flag such as (?s) or (?x)
+    ends = {c.AT_BEGINNING, c.AT_BEGINNING_STRING} | (set() if newlines else {c.AT_END})
+
+    def ok(items: Any) -> bool:
+        for op, av in items:
+            if op in (c.LITERAL, c.NOT_LITERAL, c.ANY):
+                continue
+            if op is c.IN:
+                if any(o not in (c.LITERAL, c.RANGE, c.NEGATE) for o, _ in av):
+                    return False
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                low, high, sub = av
+                if low > 1000 or (high != c.MAXREPEAT and high > 1000) or not ok(sub):
+                    return False
+            elif op is c.SUBPATTERN:
+                _group, add, remove, sub = av
+                if add or remove or not ok(sub):
+                    return False
+            elif op is c.BRANCH:
+                if not all(ok(branch) for branch in av[1]):
+                    return False
+            elif op is c.AT:
+                if av not in ends:
+                    return False
+            else:
+                return False
+        return True
+
+    return ok(tree)
 
 
 class TableSearch:

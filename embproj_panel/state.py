@@ -295,6 +295,15 @@ class ProjectorState(param.Parameterized):
     selection = param.List(default=[], item_type=int, doc="""
         Selected rows, as sorted, unique row positions in the table.""")
 
+    # -- isolation ("Project selection") -------------------------------------------------------
+    isolated = param.List(default=[], item_type=int, constant=True, doc="""
+        Table rows of the isolated projection, sorted: only these are projected (same method
+        and settings). Empty: the whole table. Set through :meth:`isolate`.""")
+
+    isolation_note = param.String(default="", constant=True, doc="""
+        Why the last :meth:`isolate` changed nothing (nothing selected, the projection of
+        the rows failed), as plain text; empty otherwise.""")
+
     # -- the session ----------------------------------------------------------------------------
     dispatch = param.Callable(default=None, allow_None=True, precedence=-1, doc="""
         ``dispatch(callback)`` runs ``callback`` on the thread that owns this state's session
@@ -349,6 +358,9 @@ class ProjectorState(param.Parameterized):
         # whose result is applied.
         self._slot = compute.JobSlot("projection")
         self._applied: Any = None  # the job last taken up for application
+        # (job, isolated rows it projects) of the latest request; the rows shown now.
+        self._requested: tuple[Any, list[int]] = (None, [])
+        self._shown_isolation: list[int] = []
         self._completed: Any = None  # the job last fully applied (or failed)
         self._positions: np.ndarray | None = None
         self._images: np.ndarray | None = None
@@ -392,6 +404,9 @@ class ProjectorState(param.Parameterized):
         table = self.table
         explicit, self._explicit = self._explicit, {}
         self._images = None
+        self._shown_isolation = []
+        with param.edit_constant(self):  # a new table is shown whole
+            self.param.update(isolated=[], isolation_note="")
         if table is None:
             with param.edit_constant(self):
                 self.param.update(projection=None, frame=None, busy=False, stale=False,
@@ -495,15 +510,20 @@ class ProjectorState(param.Parameterized):
         method = self.method
         params = self.settings[method].reducer_params()
         dispatch = _Dispatcher(self.dispatch)
+        isolated = list(self.isolated)
         try:
-            job = self._slot.submit(table, method, columns, **params)
+            job = self._slot.submit(table, method, columns, rows=isolated or None, **params)
         except Exception as exc:  # noqa: BLE001 - bad settings: say so, keep the last plot
+            self._requested = (None, isolated)
             self._fail(exc)
             return
+        self._requested = (job, isolated)
+        what = (f"the {len(isolated):,} isolated rows of {len(table):,}" if isolated
+                else f"{len(table):,} rows")
         with param.edit_constant(self):
             self.param.update(
                 busy=True, progress=0.0, stale=False, error="",
-                status=f"Computing {REDUCERS[method].label} of {len(table):,} rows...",
+                status=f"Computing {REDUCERS[method].label} of {what}...",
             )
         job.add_done_callback(lambda job: dispatch(partial(self._finish, job)))
         if not job.done:
@@ -530,11 +550,19 @@ class ProjectorState(param.Parameterized):
 
     def _fail(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
+        values: dict[str, Any] = {}
+        if self._requested[1] != self._shown_isolation:
+            # The rows asked for are not the rows shown: say so, and name what is shown.
+            what = (f"the selection of {len(self._requested[1]):,} rows"
+                    if self._requested[1] else "the whole table")
+            values = {"isolated": list(self._shown_isolation),
+                      "isolation_note": f"Could not project {what}: {message}"}
         with param.edit_constant(self):
             self.param.update(
                 busy=False, progress=0.0,
                 error=f"{self._label()} failed: {message}",
                 status=f"{self._label()} failed; the plot shows the previous projection.",
+                **values,
             )
 
     def _finish(self, job: Any) -> None:
@@ -558,6 +586,7 @@ class ProjectorState(param.Parameterized):
 
     def _apply_projection(self, projection: Any) -> None:
         self._positions = None
+        self._shown_isolation = list(self._requested[1])
         color = self._color_mapping()
         frame = plot_frame(projection.coords, projection.rows, color)
         with param.edit_constant(self):
@@ -625,6 +654,8 @@ class ProjectorState(param.Parameterized):
         label = REDUCERS[method].label if method in REDUCERS else str(method)
         params = dict(getattr(projection, "params", {}) or {})
         parts = [f"{n_points:,} of {n_table:,} rows", label]
+        if self._shown_isolation:
+            parts[0] += f" (an isolated selection of {len(self._shown_isolation):,})"
         seed = params.get("random_state")
         if seed is not None and method != "pca":
             parts.append(f"seed {seed}")
@@ -720,6 +751,52 @@ class ProjectorState(param.Parameterized):
             self.param.update(color=color, frame=frame)
             if projection is not None:
                 self.status = self._describe(projection, color)
+
+    # -- isolation ----------------------------------------------------------------------------
+    def isolate(self, rows: Any = "selection") -> str:
+        """Project only ``rows`` (by default the selection); ``None`` goes back to every row.
+
+        The isolated projection uses the same method and settings, has its own cache entry
+        (keyed by its own matrix) and replaces :attr:`projection`; its ``rows`` are table
+        positions, so the selection, colours, search, neighbours and exports keep using the
+        table's row positions. The selection is kept both ways: going back shows a selection
+        made inside the isolated view in the whole map.
+
+        Returns
+        -------
+        str
+            What happens, as plain text; with nothing to isolate (an empty selection) that
+            message, and nothing changes (it is also :attr:`isolation_note`).
+
+        Raises
+        ------
+        ValueError, TypeError
+            For row positions outside the table or not integers (as :meth:`select`).
+        """
+        table = self.table
+        if table is None:
+            return self._note("There is no table to isolate rows of.")
+        if rows is None:
+            if not self.isolated:
+                return self._note("")
+            with param.edit_constant(self):
+                self.param.update(isolated=[], isolation_note="")
+            self._request()
+            return f"Projecting all {len(table):,} rows."
+        wanted = self.normalize_rows(self.selection if isinstance(rows, str) and
+                                     rows == "selection" else rows)
+        if not wanted:
+            return self._note("Nothing is selected, so there is nothing to isolate: select "
+                              "points (box, lasso or the table) first.")
+        with param.edit_constant(self):
+            self.param.update(isolated=wanted, isolation_note="")
+        self._request()
+        return f"Projecting the {len(wanted):,} selected rows of {len(table):,}."
+
+    def _note(self, message: str) -> str:
+        with param.edit_constant(self):
+            self.isolation_note = message
+        return message
 
     # -- selection ----------------------------------------------------------------------------
     def select(self, rows: Iterable[int] | np.ndarray | None) -> None:

@@ -138,17 +138,33 @@ def test_a_column_is_indexed_once():
     assert calls == ["name"]
 
 
-def test_joined_text_scan_and_per_value_test_agree():
-    # Rare needles take the joined-text scan, common ones the per-value test; a value with a
-    # NUL character (the separator) turns the scan off. All must give the same answers.
-    rng = np.random.default_rng(5)
-    values = [f"{rng.choice(['cat', 'dog', 'Emu'])}-{i}" for i in range(3000)]
-    for extra in ([], ["nul\x00cat"]):
-        column = ColumnSearch(np.asarray(values + extra, dtype=object))
-        assert (column._text is None) == bool(extra)
-        for query in ["cat", "-12", "t-1", "emu-29", "\x00", "zz", "g-2999"]:
-            found = np.flatnonzero(column.matches(compile_query(query)))
-            assert found.tolist() == _reference(values + extra, query, False), (query, extra)
+def test_arrow_and_re_agree_on_hostile_unicode_and_python_only_syntax():
+    # Substrings and portable regexes run in Arrow (RE2), the rest in re; every answer must
+    # be re's (casefold for substrings): special foldings, newlines, NUL, "$", \d, (?s)...
+    values = ["Img_001_Seven.png", "ſtar", "STRASSE", "straße", "a\nb", "x$y", "Σίσυφος",
+              "KELVIN \u212a", "42", None, "ab{2}", "日本語", "nul\x00cat", "٣ arabic three",
+              XSS, "tab\there", "émile"]
     column = ColumnSearch(np.asarray(values, dtype=object))
-    assert column._scan("-12") is not None  # rare: scanned
-    assert column._scan("cat") is None  # common: tested value by value
+    patterns = ["^img_0+1", "seven|star", "s+t", "b$", "^$", "[a-c]", ".", "ß", "σ", "k",
+                "\\d+", "\\w+e", "(?s)a.b", "a{2}", "a{,2}", "(a)\\1", "^(?:st|x)",
+                "e\\.p", "[^a-z]", "k{1,2}", "STR.SSE", "<img", "x\\$", "\\bcat", "[É]",
+                "(?=s)t", "a|", "s*?e", "\\Acat", "x{2,1001}"]
+    with pytest.warns(FutureWarning):  # "[[:" is a possible nested set for re, not RE2
+        patterns.append(compile_query("[[:alpha:]]", True).pattern)
+    for query in patterns:
+        found = np.flatnonzero(column.matches(re.compile(query, re.IGNORECASE)))
+        assert found.tolist() == _reference(values, query, True), query
+    for query in ["ss", "STR", "ß", "k", "\x00", "\n", "É", "<", "三", ""]:
+        found = np.flatnonzero(column.matches(compile_query(query)))
+        assert found.tolist() == _reference(values, query, False), query
+
+
+def test_only_portable_patterns_go_to_arrow():
+    from embproj_panel.search import _portable
+
+    for query in ["^img_0+42", "seven|star", "[a-c]+x", "a{2,5}", "(?:ab)+", "e\\.p", "b$"]:
+        assert _portable(re.compile(query, re.I), newlines=False), query
+    for query in ["\\d", "\\w", "\\b", "(?s).", "(a)\\1", "(?=a)", "a{,2}", "a{1001}",
+                  "a*+", "\\u00e9"]:
+        assert not _portable(re.compile(query, re.I), newlines=False), query
+    assert not _portable(re.compile("b$", re.I), newlines=True)  # re's "$" before a newline

@@ -378,7 +378,8 @@ def test_projector_is_its_public_parts_over_one_state(digits):
     view = projector(digits)
     assert [view.parts[name] for name, _cls, _region in ep.views.PARTS] == [
         view.settings, view.clusters, view.images, view.status, view.trust, view.search_box,
-        view.scatter, view.table, view.neighbors_panel, view.downloads, view.gallery,
+        view.isolation, view.scatter, view.table, view.neighbors_panel, view.downloads,
+        view.gallery,
     ]
     assert all(part.state is view.state for part in view.parts.values())
     assert ep.Projector is Projector and ep.views.ScatterView is ScatterView

@@ -30,6 +30,7 @@ _LAZY = {
     "Compare": "embproj_panel.views.compare",
     "ComparePanel": "embproj_panel.views.compare",
     "DownloadsView": "embproj_panel.views.downloads",
+    "IsolateView": "embproj_panel.views.isolate",
     "MAX_DOWNLOAD_BYTES": "embproj_panel.views.downloads",
     "MAX_RASTER_PIXELS": "embproj_panel.views.plots",
     "NeighborsView": "embproj_panel.views.neighbors",

@@ -4,6 +4,7 @@ A download is made when the button is pressed, from the state's table, projectio
 selection (:func:`embproj_panel.export.selection_frame`: the rows with their ``x`` and ``y``;
 Parquet also carries vectors and images). A file too big for the websocket is refused with
 a message that says what to do instead, never a closed session; a failure is a message too.
+With an isolated projection (``state.isolated``), "All rows" are the isolated rows.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class DownloadsView(StateView):
         if state.table is None:
             return None
         rows = None if self.rows.value == "all" else state.selection
+        if rows is None and state.isolated:  # an isolated view: all of *its* rows
+            rows = state.isolated
         return selection_frame(state.table, state.projection, rows, vectors=vectors,
                                images=vectors, extra=state.derived_values())
 

@@ -28,6 +28,7 @@ from embproj_panel.views.clusters import ClustersView
 from embproj_panel.views.downloads import DownloadsView
 from embproj_panel.views.gallery import GalleryView
 from embproj_panel.views.images import ImagesView
+from embproj_panel.views.isolate import IsolateView
 from embproj_panel.views.neighbors import NeighborsView
 from embproj_panel.views.scatter import ScatterView
 from embproj_panel.views.search import SearchView
@@ -51,6 +52,7 @@ PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("status", StatusView, "plot"),
     ("trust", TrustView, "plot"),
     ("search_box", SearchView, "plot"),
+    ("isolation", IsolateView, "plot"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
     ("neighbors_panel", NeighborsView, "side"),
@@ -275,6 +277,16 @@ class Projector(pn.viewable.Viewer):
         """The selected rows with their ``x`` and ``y`` coordinates (a copy)."""
         return self.state.selected_dataframe
 
+    def isolate(self, rows: Any = "selection") -> str:
+        """Project only the selection (or ``rows``); ``isolate(None)`` goes back to all rows.
+
+        The isolated projection is ``projector.state.projection``; search and neighbours then
+        look only among its rows, while :attr:`selection` and :attr:`selected_dataframe` keep
+        the table's row positions. Returns what happens as text (with an empty selection,
+        why nothing did). See :meth:`ProjectorState.isolate`.
+        """
+        return self.state.isolate(rows)
+
     def search(self, query: str, column: Any = None, regex: bool = False) -> Any:
         """Highlight and return the rows matching ``query`` (see :meth:`FindState.search`)."""
         return find_state(self.state).search(query, column, regex)
@@ -303,7 +315,8 @@ class Projector(pn.viewable.Viewer):
 # -- the state's parameters as properties of the Projector -------------------------------------
 
 #: State parameters that are read-only on the Projector: computed, or changed through a method.
-_OUTPUTS = ("projection", "color", "frame", "progress", "busy", "stale", "error", "derived")
+_OUTPUTS = ("projection", "color", "frame", "progress", "busy", "stale", "error", "derived",
+            "isolated", "isolation_note")
 #: State parameters whose names are parts of the Projector (``projector.table`` is the table
 #: view), or that are not settings.
 _NOT_PROPERTIES = ("name", "compute", "selection", "dispatch", "settings", "table", "status")
@@ -316,6 +329,9 @@ def _state_property(name: str) -> property:
         return getattr(self.state, name)
 
     def set_(self: Projector, value: Any) -> None:
+        if name in ("isolated", "isolation_note"):
+            raise AttributeError(f"projector.{name} is read-only; call projector.isolate(rows) "
+                                 "(or isolate(None) to go back)")
         if name in _OUTPUTS:
             raise AttributeError(
                 f"projector.{name} is computed (read-only); change the settings and call "

@@ -2,11 +2,12 @@
 
 The table writes the selection (row clicks) and reads it: its highlighted rows, and, with
 "Show selection", which rows it lists (the rows selected in the plot or from Python; a click
-in the table then picks among those rows without changing the list). It sends the browser
-one page at a time, never vectors or raw images; the thumbnails of a page are made when the
-page is shown. A lazy dataset's table (:class:`~embproj_panel.dataset_table.DatasetTable`)
-is held as its row index only: each page's cells are read from their Parquet row groups when
-the page is sent (sorting is off there). Column titles are user text: escaped (Tabulator renders titles as HTML), and
+in the table then picks among those rows without changing the list). With an isolated
+projection it lists only the isolated rows. It sends the browser one page at a time, never
+vectors or raw images; the thumbnails of a page are made when the page is shown. A lazy
+dataset's table (:class:`~embproj_panel.dataset_table.DatasetTable`) is held as its row index
+only: each page's cells are read from their Parquet row groups when the page is sent (sorting
+is off there). Column titles are user text: escaped (Tabulator renders titles as HTML), and
 the data uses internal field names.
 """
 
@@ -122,9 +123,13 @@ class _TableFilter(param.Parameterized):
 
     rows = param.List(default=[], doc="Rows listed when showing the selection.")
     mode = param.Selector(default="selection", objects=["selection", "all"])
+    isolated = param.List(default=[], doc="The isolated rows (all rows: empty).")
 
 
-def _filter_rows(df: pd.DataFrame, rows: list[int], mode: str) -> pd.DataFrame:
+def _filter_rows(df: pd.DataFrame, rows: list[int], mode: str,
+                 isolated: list[int] | None = None) -> pd.DataFrame:
+    if isolated:  # an isolated projection: its rows are "all" the rows
+        df = df.loc[df.index.intersection(isolated)]
     if mode == "all" or not rows:
         return df
     return df.loc[df.index.intersection(rows)]
@@ -162,11 +167,12 @@ class TableView(StateView):
             layout="fit_data_fill", header_align="left",
         )
         self.tabulator.add_filter(
-            pn.bind(_filter_rows, rows=self._filter.param.rows, mode=self._filter.param.mode)
+            pn.bind(_filter_rows, rows=self._filter.param.rows, mode=self._filter.param.mode,
+                    isolated=self._filter.param.isolated)
         )
         self.tabulator.param.watch(self._on_table_selection, ["selection"])
         self.tabulator.param.watch(self._fill_thumbnails, ["page", "sorters", "filters", "value"])
-        self._filter.param.watch(self._fill_thumbnails, ["rows", "mode"])
+        self._filter.param.watch(self._fill_thumbnails, ["rows", "mode", "isolated"])
         #: "Show selection" / "Show all".
         self.mode_toggle = pn.widgets.RadioButtonGroup.from_param(
             self.param.table_mode, options={"Show selection": "selection", "Show all": "all"},
@@ -184,6 +190,7 @@ class TableView(StateView):
         state.param.watch(self._on_hover_image, ["hover_image"])
         state.param.watch(self._on_selection, ["selection"])
         state.param.watch(self._on_derived, ["derived"])
+        state.param.watch(self._on_isolated, ["isolated"])
         self._on_table()
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -227,6 +234,9 @@ class TableView(StateView):
             self.state.select(rows)
         finally:
             self._writing = False
+
+    def _on_isolated(self, *events: Any) -> None:
+        self._filter.isolated = list(self.state.isolated)
 
     @param.depends("table_mode", watch=True)
     def _on_table_mode(self) -> None:
