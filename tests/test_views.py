@@ -95,17 +95,49 @@ def test_settings_reach_the_state(digits):
 
 
 @in_loop
-def test_model_has_points_and_an_image_tooltip_but_no_images_inline(digits):
+def test_small_tables_carry_their_tooltips_with_the_glyphs(digits):
+    """Digits: every row's thumbnail and fields are in the points' source, and the hover tool
+    on the points shows them in the browser; no pointer stream asks the server."""
+    view = projector(digits, tooltip_columns=["pixel_3_3"])
+    root = pn.panel(view).get_root()
+    assert view.scatter.instant_hover
+    points = main_scatter(root)
+    data = points.data_source.data
+    assert len(data["x"]) == 1797
+    rows = np.asarray(data[ROW])
+    images = digits.get_column("image", convert_to="numpy")
+    assert list(data[plots.THUMB][:3]) == [images[r].thumbnail_uri(8) for r in rows[:3]]
+    pixels = digits.get_column("pixel_3_3", convert_to="numpy")
+    assert list(data["t0"][:3]) == [f"{pixels[r]:.6g}" for r in rows[:3]]
+    (hover,) = root.select({"type": HoverTool})
+    assert hover.renderers == [points]
+    assert hover.tooltips[0][1].startswith('<img src="@{thumb}"')
+    assert [label for label, _ in hover.tooltips[1:]] == ["target", "pixel_3_3", "row"]
+    assert not any("safe" in template for _, template in hover.tooltips)  # values stay text
+    assert not [s for s in _streams(view) if isinstance(s, hv.streams.PointerXY)]
+    (legend,) = root.select({"type": Legend})
+    assert legend.title == "target"
+    # A tooltip column change updates the same renderer's source and tool.
+    view.state.tooltip_columns = ["pixel_4_4"]
+    assert main_scatter(root) is points and "t0" in points.data_source.data
+    assert [label for label, _ in hover.tooltips[1:]] == ["target", "pixel_4_4", "row"]
+
+
+@in_loop
+def test_above_the_byte_budget_hover_is_resolved_on_the_server(digits, monkeypatch):
+    from embproj_panel.views import scatter
+
+    monkeypatch.setattr(scatter, "INLINE_TOOLTIP_BYTES", 10_000)
     view = projector(digits)
     root = pn.panel(view).get_root()
+    assert not view.scatter.instant_hover
     points = main_scatter(root)
     assert len(points.data_source.data["x"]) == 1797
     assert plots.THUMB not in points.data_source.data
     (hover,) = root.select({"type": HoverTool})
+    assert points not in hover.renderers  # on the one-row ring the server fills
     assert hover.tooltips[0][1].startswith('<img src="@{thumb}"')
-    assert [label for label, _ in hover.tooltips[1:]] == ["target", "row"]
-    (legend,) = root.select({"type": Legend})
-    assert legend.title == "target"
+    assert [s for s in _streams(view) if isinstance(s, hv.streams.PointerXY)]
 
 
 @in_loop
