@@ -166,7 +166,9 @@ def measure(browser, url: str, points: Callable[[], tuple[np.ndarray, bool]], ho
         t0, t1 = page.evaluate("() => [window.__hover.t0, window.__hover.t1]")
         latencies.append(t1 - t0)
         frames.append(len(sent) - mark)
-    page.screenshot(path=str(ROOT / "benchmarks" / f"hover_{name}.png"))
+    results = ROOT / "benchmarks" / "results"  # git-ignored
+    results.mkdir(exist_ok=True)
+    page.screenshot(path=str(results / f"hover_{name}.png"))
     page.close()
     return {"instant": instant, "median": statistics.median(latencies),
             "max": max(latencies), "n": len(latencies),
