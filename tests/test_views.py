@@ -339,6 +339,46 @@ def test_tooltip_choice_labels_are_escaped_and_linked():
     assert choice.value == []
 
 
+def test_embedding_chooser_is_compact_searchable_escaped_and_linked():
+    """Hundreds of columns: a searchable MultiChoice with a count and an "All numeric" button,
+    never a list box with a line per column; labels escaped (Choices.js renders HTML)."""
+    rng = np.random.default_rng(0)
+    columns = {f"c{i}": rng.normal(size=30) for i in range(300)}
+    columns[HOSTILE] = rng.normal(size=30)
+    columns["label"] = np.array(["a", "b", "c"] * 10, dtype=object)
+    view = projector(Table(dataframe=pd.DataFrame(columns)), embedding_columns=["c0", "c1"])
+    settings = view.settings
+    choice = settings.embedding_choice
+    assert isinstance(choice, pn.widgets.MultiChoice)
+    assert not [w for w in pn.panel(settings).select(pn.widgets.MultiSelect)]
+    assert "&lt;img src=x onerror=window.__xss=1&gt;" in choice.options
+    assert HOSTILE not in choice.options
+    assert choice.value == ["c0", "c1"]
+    assert settings.embedding_count.value == "2 of 301 columns"
+    choice.value = ["c2", HOSTILE]
+    assert view.state.embedding_columns == ["c2", HOSTILE]
+    settings.all_numeric.clicks += 1
+    assert len(view.state.embedding_columns) == 301 and "label" not in view.state.embedding_columns
+    assert choice.value == view.state.embedding_columns
+    assert settings.embedding_count.value == "301 of 301 columns"
+
+
+@in_loop
+def test_the_map_fills_its_pane_with_the_legend_outside(digits):
+    """The figure stretches both ways in a pane that grows with the window; the legend sits
+    in the figure's right panel, outside the data frame."""
+    from embproj_panel.views.projector import main_area
+
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    (figure,) = [f for f in root.select({"type": Plot}) if main_scatter(root) in f.renderers]
+    assert figure.sizing_mode == "stretch_both"
+    (legend,) = root.select({"type": Legend})
+    assert legend in figure.right and legend not in figure.center
+    area = main_area(view.parts)
+    assert area.height is None and "100vh" in area.styles["height"]  # not a fixed height
+
+
 def test_thumbnails_are_made_for_the_visible_page_only(digits):
     view = projector(digits, page_size=7)
     made = view.table.tabulator.value[plots.THUMB] != plots.BLANK_IMAGE
