@@ -95,17 +95,49 @@ def test_settings_reach_the_state(digits):
 
 
 @in_loop
-def test_model_has_points_and_an_image_tooltip_but_no_images_inline(digits):
+def test_small_tables_carry_their_tooltips_with_the_glyphs(digits):
+    """Digits: every row's thumbnail and fields are in the points' source, and the hover tool
+    on the points shows them in the browser; no pointer stream asks the server."""
+    view = projector(digits, tooltip_columns=["pixel_3_3"])
+    root = pn.panel(view).get_root()
+    assert view.scatter.instant_hover
+    points = main_scatter(root)
+    data = points.data_source.data
+    assert len(data["x"]) == 1797
+    rows = np.asarray(data[ROW])
+    images = digits.get_column("image", convert_to="numpy")
+    assert list(data[plots.THUMB][:3]) == [images[r].thumbnail_uri(8) for r in rows[:3]]
+    pixels = digits.get_column("pixel_3_3", convert_to="numpy")
+    assert list(data["t0"][:3]) == [f"{pixels[r]:.6g}" for r in rows[:3]]
+    (hover,) = root.select({"type": HoverTool})
+    assert hover.renderers == [points]
+    assert hover.tooltips[0][1].startswith('<img src="@{thumb}"')
+    assert [label for label, _ in hover.tooltips[1:]] == ["target", "pixel_3_3", "row"]
+    assert not any("safe" in template for _, template in hover.tooltips)  # values stay text
+    assert not [s for s in _streams(view) if isinstance(s, hv.streams.PointerXY)]
+    (legend,) = root.select({"type": Legend})
+    assert legend.title == "target"
+    # A tooltip column change updates the same renderer's source and tool.
+    view.state.tooltip_columns = ["pixel_4_4"]
+    assert main_scatter(root) is points and "t0" in points.data_source.data
+    assert [label for label, _ in hover.tooltips[1:]] == ["target", "pixel_4_4", "row"]
+
+
+@in_loop
+def test_above_the_byte_budget_hover_is_resolved_on_the_server(digits, monkeypatch):
+    from embproj_panel.views import scatter
+
+    monkeypatch.setattr(scatter, "INLINE_TOOLTIP_BYTES", 10_000)
     view = projector(digits)
     root = pn.panel(view).get_root()
+    assert not view.scatter.instant_hover
     points = main_scatter(root)
     assert len(points.data_source.data["x"]) == 1797
     assert plots.THUMB not in points.data_source.data
     (hover,) = root.select({"type": HoverTool})
+    assert points not in hover.renderers  # on the one-row ring the server fills
     assert hover.tooltips[0][1].startswith('<img src="@{thumb}"')
-    assert [label for label, _ in hover.tooltips[1:]] == ["target", "row"]
-    (legend,) = root.select({"type": Legend})
-    assert legend.title == "target"
+    assert [s for s in _streams(view) if isinstance(s, hv.streams.PointerXY)]
 
 
 @in_loop
@@ -305,6 +337,46 @@ def test_tooltip_choice_labels_are_escaped_and_linked():
     assert view.state.tooltip_columns == [HOSTILE]
     view.state.tooltip_columns = []
     assert choice.value == []
+
+
+def test_embedding_chooser_is_compact_searchable_escaped_and_linked():
+    """Hundreds of columns: a searchable MultiChoice with a count and an "All numeric" button,
+    never a list box with a line per column; labels escaped (Choices.js renders HTML)."""
+    rng = np.random.default_rng(0)
+    columns = {f"c{i}": rng.normal(size=30) for i in range(300)}
+    columns[HOSTILE] = rng.normal(size=30)
+    columns["label"] = np.array(["a", "b", "c"] * 10, dtype=object)
+    view = projector(Table(dataframe=pd.DataFrame(columns)), embedding_columns=["c0", "c1"])
+    settings = view.settings
+    choice = settings.embedding_choice
+    assert isinstance(choice, pn.widgets.MultiChoice)
+    assert not [w for w in pn.panel(settings).select(pn.widgets.MultiSelect)]
+    assert "&lt;img src=x onerror=window.__xss=1&gt;" in choice.options
+    assert HOSTILE not in choice.options
+    assert choice.value == ["c0", "c1"]
+    assert settings.embedding_count.value == "2 of 301 columns"
+    choice.value = ["c2", HOSTILE]
+    assert view.state.embedding_columns == ["c2", HOSTILE]
+    settings.all_numeric.clicks += 1
+    assert len(view.state.embedding_columns) == 301 and "label" not in view.state.embedding_columns
+    assert choice.value == view.state.embedding_columns
+    assert settings.embedding_count.value == "301 of 301 columns"
+
+
+@in_loop
+def test_the_map_fills_its_pane_with_the_legend_outside(digits):
+    """The figure stretches both ways in a pane that grows with the window; the legend sits
+    in the figure's right panel, outside the data frame."""
+    from embproj_panel.views.projector import main_area
+
+    view = projector(digits)
+    root = pn.panel(view).get_root()
+    (figure,) = [f for f in root.select({"type": Plot}) if main_scatter(root) in f.renderers]
+    assert figure.sizing_mode == "stretch_both"
+    (legend,) = root.select({"type": Legend})
+    assert legend in figure.right and legend not in figure.center
+    area = main_area(view.parts)
+    assert area.height is None and "100vh" in area.styles["height"]  # not a fixed height
 
 
 def test_thumbnails_are_made_for_the_visible_page_only(digits):

@@ -11,16 +11,19 @@ and the tests can assert on plain values without a Viewer. The pieces:
 * :func:`scatter_key` gives a raster the legend or colorbar an RGB image lacks.
 * :func:`inspect_element` is the one-row element that carries the hover tooltip (image
   thumbnail, label, chosen columns): images go to the browser only for the hovered row.
+  When every row's tooltip is small enough, :func:`points_element` carries it instead
+  (``hover_data``): the browser shows it without asking the server.
 
 User strings (labels, column names) only ever reach the browser as tooltip *labels* or legend
 and axis text, which Bokeh renders as text, or as placeholder values (``@{field}``), which
-Bokeh HTML-escapes; no template here uses ``{safe}``.
+Bokeh HTML-escapes; no template here uses ``{safe}`` (the image's ``src`` is a data URI this
+package generates, and survives the escaping as it is).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +101,8 @@ def points_element(
     colormap: str = "viridis",
     selected: Sequence[int] | None = None,
     axis_label: str = "",
+    hover_data: Mapping[str, Sequence[Any]] | None = None,
+    hover_tooltips: list[tuple[str, str]] | None = None,
 ) -> Any:
     """A Bokeh-glyph scatter of ``frame`` with box/lasso/tap selection.
 
@@ -114,6 +119,12 @@ def points_element(
         means no selection.
     axis_label
         Prefix of the axis labels, e.g. ``"UMAP"`` gives ``UMAP 1`` / ``UMAP 2``.
+    hover_data
+        Internal field -> one value per frame row (tooltip text, thumbnail data URIs): sent
+        with the points, with a hover tool showing ``hover_tooltips`` in the browser alone.
+        None: no hover tool and only coordinates, row and colour in the glyphs' source.
+    hover_tooltips
+        From :func:`tooltips`, over ``hover_data``'s fields (and ``row``, ``color``).
 
     Returns
     -------
@@ -122,6 +133,10 @@ def points_element(
     hv = _holoviews()
 
     vdims = [ROW] + ([COLOR] if COLOR in frame else [])
+    if hover_data:
+        frame = frame.assign(**{name: np.asarray(values, dtype=object)
+                                for name, values in hover_data.items()})
+        vdims += [name for name in hover_data if name not in vdims]
     points = hv.Points(frame, kdims=[X, Y], vdims=vdims)
     opts: dict[str, Any] = dict(
         size=point_size,
@@ -134,6 +149,11 @@ def points_element(
         **_common_opts(axis_label),
     )
     opts.update(_color_opts(color, colormap))
+    if hover_data:
+        # The hovered point gets the ring the server-side hover draws (inspect_element).
+        opts.update(tools=[*opts["tools"], "hover"], hover_tooltips=hover_tooltips or [],
+                    hover_line_color="#222222", hover_line_width=2,
+                    hover_fill_alpha=alpha)
     return points.opts(**opts)
 
 
@@ -501,6 +521,8 @@ def scatter_element(
     size: tuple[int, int] | None = None,
     axis_label: str = "",
     base: Any = None,
+    hover_data: Mapping[str, Sequence[Any]] | None = None,
+    hover_tooltips: list[tuple[str, str]] | None = None,
 ) -> Any:
     """The scatter the projector shows: glyphs, or one Datashader image above the threshold.
 
@@ -527,6 +549,8 @@ def scatter_element(
     base
         Glyphs only: an element this function returned earlier *for the same frame*; it is
         restyled instead of rebuilt, so HoloViews does not resend the points.
+    hover_data, hover_tooltips
+        Glyphs only: tooltips that travel with the points (see :func:`points_element`).
 
     Returns
     -------
@@ -543,7 +567,8 @@ def scatter_element(
                               axis_label=axis_label)
     if base is None:
         base = points_element(frame, color, point_size=style.point_size, alpha=style.alpha,
-                              colormap=style.colormap, axis_label=axis_label)
+                              colormap=style.colormap, axis_label=axis_label,
+                              hover_data=hover_data, hover_tooltips=hover_tooltips)
     return glyph_style(base, color, style, selected)
 
 

@@ -97,6 +97,10 @@ def build_parts(state: ProjectorState, **params: Any) -> dict[str, pn.viewable.V
     return parts
 
 
+#: Width of the table column beside the map (the map takes the rest of the row).
+SIDE_WIDTH = 460
+
+
 def _region(parts: dict[str, pn.viewable.Viewer], region: str) -> list[pn.viewable.Viewer]:
     return [parts[name] for name, _cls, where in PARTS if where == region and name in parts]
 
@@ -113,7 +117,7 @@ def plot_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
 
 def side_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
     """The table with its selection toggle, and the downloads (the ``"side"`` region)."""
-    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=460,
+    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=SIDE_WIDTH,
                      min_height=300)
 
 
@@ -123,14 +127,16 @@ def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
             if where == "tab" and name in parts]
     if not tabs:
         return side_column(parts)
-    return pn.Tabs(("Table", side_column(parts)), *tabs, width=460,
+    return pn.Tabs(("Table", side_column(parts)), *tabs, width=SIDE_WIDTH,
                    sizing_mode="stretch_height")
 
 
 def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
     """Scatter and table side by side, so a selection and its rows are seen together."""
+    # The window's height, not a fixed one: the map grows with the window (the page's header
+    # and margins are about 100 px).
     return pn.Row(plot_column(parts), side_tabs(parts), sizing_mode="stretch_width",
-                  height=760)
+                  min_height=560, styles={"height": "calc(100vh - 100px)"})
 
 
 class Projector(pn.viewable.Viewer):

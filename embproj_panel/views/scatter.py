@@ -11,7 +11,13 @@ Selection has one home, ``state.selection``. The scatter writes it (box, lasso a
 through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap`` mapped to rows on
 the server by a :class:`~embproj_panel.spatial.PointIndex` for rasters) and reads it
 (highlighted points, the rest dimmed or grey), comparing before assigning so no loop forms.
-Hover is resolved on the server too: the browser gets one row, with its thumbnail.
+
+Hover is instant where the data allow: when every projected row's tooltip (its thumbnail as a
+PNG data URI at most 96 px, at the image's own size if smaller, and its tooltip fields as text)
+fits in :data:`INLINE_TOOLTIP_BYTES` in glyph mode, the tooltips travel with the glyphs and
+Bokeh's hover tool shows them in the browser with no server round trip (the 1,797 digits,
+8x8 images: about 0.4 MB). Above that budget, and for rasters, hover is resolved on the
+server: the browser gets one row, with its thumbnail.
 
 Overlays: other views draw on the scatter without the scatter knowing about them
 -------------------------------------------------------------------------------
@@ -67,6 +73,14 @@ _HIT_PX = 4
 
 _TOOLTIP_THUMB_PX = 96
 
+#: The most bytes of tooltip data (thumbnail data URIs plus field text, over every projected
+#: row) sent with the glyphs for a hover without server round trips; above it the server
+#: answers each hover with the one hovered row.
+INLINE_TOOLTIP_BYTES = 2_000_000
+
+# Rows sampled to estimate the tooltip payload before making all of it.
+_SAMPLE_ROWS = 64
+
 class ScatterView(StateView):
     """The scatter of ``state.frame``: glyphs or a raster, hover, box/lasso/tap selection.
 
@@ -103,6 +117,8 @@ class ScatterView(StateView):
         self._sized: Any = None  # the plot object whose size the browser last reported
         self._streams: list[Any] = []
         self._points_cache: tuple | None = None
+        # (what the tooltips depend on, field -> values or None when over the budget).
+        self._inline_cache: tuple | None = None
         # (window and events, (width, height), element) of the raster last drawn.
         self._last_raster: tuple | None = None
         state = self.state
@@ -136,6 +152,11 @@ class ScatterView(StateView):
                                   colormap=state.colormap)
 
     @property
+    def instant_hover(self) -> bool:
+        """Whether the tooltips travel with the glyphs (no server round trip on hover)."""
+        return bool(self._structure and self._structure[-1])
+
+    @property
     def streams(self) -> list[Any]:
         """The interaction streams of the current plot (selection, pointer, ranges, size)."""
         return list(self._streams)
@@ -165,8 +186,10 @@ class ScatterView(StateView):
         # new projection, the glyph/raster switch and a new kind of colouring (legend vs
         # colorbar: other Bokeh models) rebuild it. A raster's legend or colorbar is a layer
         # of its own, rebuilt with the colour column.
+        # Tooltips with the glyphs or from the server: another hover tool and streams.
+        inline = not raster and self._inline_tooltips() is not None
         return (id(state.projection), raster, state.color.kind,
-                state.color_by if raster else None)
+                state.color_by if raster else None, inline)
 
     def _on_frame(self, *events: Any) -> None:
         key = self._structure_key()
@@ -258,14 +281,17 @@ class ScatterView(StateView):
             layer = overlay(self)
             if layer is not None:
                 layers.append(layer)
-        pointer = hv.streams.PointerXY(x=None, y=None, source=source)
         ranges_stream = hv.streams.RangeXY(source=source)
         ranges_stream.add_subscriber(self._on_ranges)
         size_stream = hv.streams.PlotSize(source=source)
         size_stream.add_subscriber(self._on_plot_size)
-        self._streams.extend([pointer, ranges_stream, size_stream])
-        hover = hv.DynamicMap(self.inspect, streams=[pointer])
-        overlay = functools.reduce(operator.mul, [*layers, hover])
+        self._streams.extend([ranges_stream, size_stream])
+        if not self.instant_hover:
+            # Each pointer move asks the server for the row under it.
+            pointer = hv.streams.PointerXY(x=None, y=None, source=source)
+            self._streams.append(pointer)
+            layers.append(hv.DynamicMap(self.inspect, streams=[pointer]))
+        overlay = functools.reduce(operator.mul, layers)
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
         if state.color.kind == "categorical":
             # An overlay draws one legend for all its layers: its title is set here (canvas
@@ -280,18 +306,23 @@ class ScatterView(StateView):
         """The glyph scatter; re-run for style and selection, with the same data object."""
         state = self.state
         cached = self._points_cache
-        # One element per frame: later frames are clones of it, so HoloViews sees the same
-        # data and does not resend the points for a restyle.
-        base = cached[1] if cached is not None and cached[0] is state.frame else None
+        hover_data = self._inline_tooltips() if self.instant_hover else None
+        # One element per frame and tooltip data: later frames are clones of it, so
+        # HoloViews sees the same data and does not resend the points for a restyle.
+        key = (state.frame, hover_data)
+        base = cached[1] if cached is not None and all(
+            new is old for new, old in zip(key, cached[0])) else None
         if base is None:
             base = plots.scatter_element(state.frame, state.color, self.style,
-                                         axis_label=self._axis_label())
-            self._points_cache = (state.frame, base)
+                                         axis_label=self._axis_label(), hover_data=hover_data,
+                                         hover_tooltips=self._tooltip_fields()[1])
+            self._points_cache = (key, base)
         element = plots.scatter_element(
             state.frame, state.color, self.style,
             selected=state.positions_of(state.selection).tolist(), base=base,
         )
-        return element.opts(hooks=[self._key_titles])
+        hooks = [self._key_titles] + ([self._hover_tooltips] if hover_data else [])
+        return element.opts(hooks=hooks)
 
     # -- raster ---------------------------------------------------------------------------------
     def _raster_layers(self) -> list[Any]:
@@ -406,6 +437,57 @@ class ScatterView(StateView):
             fields.append(plots.THUMB)
         return fields, tips
 
+    def _thumbnail(self, row: int) -> str:
+        """The tooltip image of table ``row``: a PNG data URI made here, or a blank one."""
+        image = self.state.image(row)
+        if image is None:
+            return plots.BLANK_IMAGE
+        return image.thumbnail_uri(min(_TOOLTIP_THUMB_PX, max(image.width, image.height)))
+
+    def _inline_tooltips(self) -> dict[str, np.ndarray] | None:
+        """Every projected row's tooltip fields, or None if over :data:`INLINE_TOOLTIP_BYTES`.
+
+        A sample of rows estimates the size first, so a large table costs the sample only;
+        the values are the same text (and images) the server-side hover sends.
+        """
+        state = self.state
+        frame = state.frame
+        if frame is None or state.table is None:
+            return None
+        key = (state.projection, state.table, state.hover_image,
+               tuple(state.tooltip_columns))
+        cached = self._inline_cache
+        if cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1] \
+                and cached[0][2:] == key[2:]:
+            return cached[1]
+        rows = frame[ROW].to_numpy()
+        columns = [state.table.get_column(name, convert_to="numpy")
+                   for name in state.tooltip_columns]
+
+        def texts(row: int) -> list[str]:
+            return [cell_text(values[row]) for values in columns]
+
+        def row_bytes(row: int) -> int:
+            size = sum(len(text.encode()) for text in texts(row)) + 16  # row, colour
+            return size + (len(self._thumbnail(row)) if state.hover_image is not None else 0)
+
+        sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), _SAMPLE_ROWS)).astype(int)] \
+            if len(rows) else rows
+        estimate = (sum(row_bytes(int(r)) for r in sample) / max(len(sample), 1)) * len(rows)
+        data: dict[str, np.ndarray] | None = None
+        if estimate <= INLINE_TOOLTIP_BYTES:
+            data = {}
+            for i, values in enumerate(columns):
+                data[f"t{i}"] = np.array([cell_text(values[r]) for r in rows], dtype=object)
+            if state.hover_image is not None:
+                data[plots.THUMB] = np.array([self._thumbnail(int(r)) for r in rows],
+                                             dtype=object)
+            total = sum(len(text) for values in data.values() for text in values)
+            if total > INLINE_TOOLTIP_BYTES:  # the sample was not representative
+                data = None
+        self._inline_cache = (key, data)
+        return data
+
     def _record(self, position: int, fields: list[str]) -> dict[str, Any]:
         """The hovered row's tooltip values (all text, escaped by Bokeh on display)."""
         state = self.state
@@ -419,11 +501,7 @@ class ScatterView(StateView):
         if COLOR in fields:
             record[COLOR] = cell_text(frame[COLOR].iat[position])
         if plots.THUMB in fields:
-            image = state.image(row)
-            record[plots.THUMB] = (
-                image.thumbnail_uri(_TOOLTIP_THUMB_PX) if image is not None
-                else plots.BLANK_IMAGE
-            )
+            record[plots.THUMB] = self._thumbnail(row)
         for i, name in enumerate(state.tooltip_columns):
             record[f"t{i}"] = cell_text(state.table.cells(name, [row])[0])
         return record

@@ -3,9 +3,12 @@
 Embedding columns, colour, hover image and tooltip columns; the method, its settings (widgets
 made from each :class:`~embproj_panel.state.MethodSettings`' parameter types and bounds) and
 the Compute button (amber while the plot shows an older projection); the style. Widgets are
-linked to the state's parameters with ``from_param``, except the tooltip columns: Bokeh's
-MultiChoice (Choices.js) renders option labels as HTML, so it gets escaped labels and is
-linked by hand.
+linked to the state's parameters with ``from_param``, except the embedding and tooltip
+columns: Bokeh's MultiChoice (Choices.js) renders option labels as HTML, so they get escaped
+labels and are linked by hand.
+
+The embedding chooser stays compact for hundreds of columns: a count ("64 of 64 columns"), an
+"All numeric" button and a searchable MultiChoice whose chips scroll inside a few lines.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from embproj_panel.views.text import escaped
 
 __all__ = ["SettingsView"]
 
+# Choices.js draws one chip per chosen column: keep them to a few scrolling lines.
+_SCROLLING_CHIPS = """
+.choices__inner { max-height: 6.5em; overflow-y: auto; }
+"""
+
 
 class SettingsView(StateView):
     """Embedding, display, algorithm and style settings of ``state``."""
@@ -33,8 +41,10 @@ class SettingsView(StateView):
         state = self.state
         state.param.watch(self._on_method, ["method"])
         state.param.watch(self._sync_tooltip_choice, ["table", "tooltip_columns"])
+        state.param.watch(self._sync_embedding_choice, ["table", "embedding_columns"])
         state.param.watch(self._on_stale, ["stale"])
         self._sync_tooltip_choice()
+        self._sync_embedding_choice()
         self._on_stale()
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -43,8 +53,26 @@ class SettingsView(StateView):
     def _build(self) -> pn.Column:
         state = self.state
         p = state.param
-        embedding = pn.widgets.MultiSelect.from_param(
-            p.embedding_columns, label="Embedding columns", size=6, sizing_mode="stretch_width"
+        #: The embedding columns (escaped labels -> column names), searchable; its chips
+        #: scroll inside a few lines however many columns are chosen.
+        self.embedding_choice = pn.widgets.MultiChoice(
+            label="Embedding columns", options={}, sizing_mode="stretch_width",
+            placeholder="Type to find a column", search_option_limit=50,
+            stylesheets=[_SCROLLING_CHIPS],
+        )
+        self.embedding_choice.param.watch(self._on_embedding_choice, "value")
+        #: How many of the embeddable columns are chosen (plain text).
+        self.embedding_count = pn.widgets.StaticText(value="", margin=(5, 10),
+                                                     sizing_mode="stretch_width")
+        #: Chooses every numeric (scalar) column at once.
+        self.all_numeric = pn.widgets.Button(label="All numeric", color="light",
+                                             width=110, margin=(0, 10))
+        self.all_numeric.on_click(self._on_all_numeric)
+        embedding = pn.Column(
+            self.embedding_choice,
+            pn.Row(self.embedding_count, self.all_numeric,
+                   sizing_mode="stretch_width", margin=0),
+            sizing_mode="stretch_width", margin=0,
         )
         color = pn.widgets.Select.from_param(p.color_by, label="Color by",
                                              sizing_mode="stretch_width")
@@ -135,6 +163,33 @@ class SettingsView(StateView):
         options = {escaped(label): name for label, name in column_labels(names).items()}
         self.tooltip_choice.param.update(options=options,
                                          value=list(self.state.tooltip_columns))
+
+    def _sync_embedding_choice(self, *events: Any) -> None:
+        names = list(self.state.param.embedding_columns.objects)
+        options = {escaped(label): name for label, name in column_labels(names).items()}
+        chosen = list(self.state.embedding_columns)
+        self.embedding_choice.param.update(options=options, value=chosen)
+        self.embedding_count.value = f"{len(chosen):,} of {len(names):,} columns"
+        self.all_numeric.disabled = not self._numeric_columns()
+
+    def _numeric_columns(self) -> list[Any]:
+        """Every scalar numeric column that can be an embedding column, in table order."""
+        table = self.state.table
+        if table is None:
+            return []
+        kinds = {name: info.kind for name, info in table.schema.columns.items()}
+        return [name for name in self.state.param.embedding_columns.objects
+                if kinds.get(name) == "numeric"]
+
+    def _on_embedding_choice(self, event: Any) -> None:
+        value = list(event.new)
+        if value != list(self.state.embedding_columns):
+            self.state.embedding_columns = value
+
+    def _on_all_numeric(self, event: Any = None) -> None:
+        numeric = self._numeric_columns()
+        if numeric and numeric != list(self.state.embedding_columns):
+            self.state.embedding_columns = numeric
 
     def _on_tooltip_choice(self, event: Any) -> None:
         value = list(event.new)

@@ -125,6 +125,24 @@ def test_hover_shows_the_rows_image(served_app, page, screenshot):
     screenshot("hover")
 
 
+def test_hover_on_digits_shows_the_image_without_asking_the_server(served_app, page):
+    """The digits' tooltips travel with the glyphs: a hover sends no websocket message."""
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    state = open_app(page, served_app)
+    page.wait_for_timeout(2000)  # the first draw's size and range reports
+    x, y = densest_point(state)
+    sx, sy = to_screen(page, x, y)
+    before = len(sent)
+    for dx in (0, 1, -1, 2):
+        page.mouse.move(sx + dx, sy + dx)
+        page.wait_for_timeout(100)
+    tooltip(page).first.wait_for(state="visible", timeout=5_000)
+    img = tooltip(page).first.locator("img").first
+    assert img.get_attribute("src").startswith("data:image/png;base64,")
+    assert sent[before:] == []
+
+
 def test_box_select_fills_the_table_and_table_click_highlights(served_app, page, screenshot):
     state = open_app(page, served_app)
     box_select(page)
