@@ -12,18 +12,21 @@ labels.
 
 :func:`text_box` estimates a label's box from its text without a browser: wide (East Asian
 full-width) characters count double, and the estimate is generous (0.62 em per character) so
-the real text, drawn by the browser, stays inside its box.
+the real text, drawn by the browser, stays inside its box. :func:`fit_text` cuts a text (with
+an ellipsis, keeping a trailing share such as "(92%)") until that box fits a width: a label
+wider than the plot would otherwise never be drawn at all.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MAX_LABELS", "LabelLayout", "layout_labels", "text_box"]
+__all__ = ["MAX_LABELS", "LabelLayout", "fit_text", "layout_labels", "text_box"]
 
 MAX_LABELS = 30
 _EM_PER_CHAR = 0.62
@@ -36,6 +39,30 @@ def text_box(text: str, font_px: float = 13.0, padding_px: float = 4.0) -> tuple
     width = max(1, units) * _EM_PER_CHAR * font_px + 2 * padding_px
     height = _LINE_HEIGHT * font_px + 2 * padding_px
     return width, height
+
+
+_SHARE = re.compile(r" \(\d+%\)$")
+
+
+def fit_text(text: str, max_width_px: float, font_px: float = 13.0,
+             padding_px: float = 4.0) -> str:
+    """``text``, cut with an ellipsis until its :func:`text_box` is at most ``max_width_px``.
+
+    A trailing share (" (92%)") is kept and the value before it cut; if not even the ellipsis
+    and the share fit, the result is the shortest such text (the layout then leaves it out).
+    """
+    if text_box(text, font_px, padding_px)[0] <= max_width_px:
+        return text
+    match = _SHARE.search(text)
+    head, tail = (text[: match.start()], match.group()) if match else (text, "")
+    low, high = 0, len(head)  # the longest prefix whose cut text fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        if text_box(head[:mid] + "\u2026" + tail, font_px, padding_px)[0] <= max_width_px:
+            low = mid
+        else:
+            high = mid - 1
+    return head[:low].rstrip() + "\u2026" + tail
 
 
 class LabelLayout(NamedTuple):

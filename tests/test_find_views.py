@@ -99,7 +99,25 @@ def test_hostile_labels_and_column_names_stay_text():
     assert "left out of the projection" in message and "<img" not in message
     assert "&lt;img src=x onerror=window.__xss=1&gt;" in message
     projector.selection = [1]
-    labels = projector.neighbors_panel.list.value["label"].tolist()
-    assert XSS in labels  # a Tabulator text cell (escaped by Tabulator's text formatter)
+    listing = projector.neighbors_panel.list
+    assert XSS in listing.value["color"].tolist()  # a Tabulator text cell (escaped by Tabulator)
+    assert listing.titles == {"color": "label"}
     root = pn.panel(projector).get_root()
     assert root is not None
+
+
+def test_a_hostile_colour_column_name_is_an_escaped_title_in_the_neighbour_list():
+    # Tabulator renders column titles as HTML: the colour column's name once became the
+    # neighbour list's title unescaped, and ran in the browser (tests/ui/test_hostile_browser).
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"u": rng.normal(size=20), "v": rng.normal(size=20),
+                          XSS: [XSS, "ok"] * 10})
+    projector = ep.Projector(Table(dataframe=frame), embedding_columns=["u", "v"], color_by=XSS)
+    projector.state.wait()
+    projector.selection = [1]
+    listing = projector.neighbors_panel.list
+    assert XSS not in listing.value.columns
+    assert listing.titles == {"color": "&lt;img src=x onerror=window.__xss=1&gt;"}
+    model = listing.get_root()
+    assert all(XSS not in (column.title or "") and XSS != column.field for column in model.columns)
+    projector.state.close()

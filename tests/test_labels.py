@@ -126,3 +126,16 @@ def test_text_box_grows_with_text_and_counts_wide_characters_double():
     narrow, height = text_box("abcd")
     assert text_box("abcdabcd")[0] > narrow and text_box("abcd", font_px=26)[1] > height
     assert text_box("\u732b\u732b")[0] == narrow  # two full-width cats = four latin letters
+
+
+def test_fit_text_cuts_to_the_width_and_keeps_the_share():
+    from embproj_panel.labels import fit_text
+
+    text = "<img src=x onerror=window.__xss=1> (100%)"
+    assert fit_text(text, 1000) == text
+    cut = fit_text(text, 190)
+    assert text_box(cut)[0] <= 190 < text_box(text)[0]
+    assert cut.startswith("<img") and cut.endswith("\u2026 (100%)")
+    assert fit_text("x" * 10_000, 200).endswith("\u2026") and text_box(fit_text("x" * 10_000, 200))[0] <= 200
+    # nothing fits: the shortest cut text, which the layout then leaves out
+    assert fit_text(text, 10) == "\u2026 (100%)"

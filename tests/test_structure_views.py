@@ -189,3 +189,17 @@ def test_the_scatters_pick_of_the_point_under_a_label_is_undone(projector):
     assert projector.selection == expected
     projector.selection = [9]  # a later click is the user's own
     assert projector.selection == [9]
+
+
+def test_a_label_wider_than_the_plot_is_cut_to_fit_and_drawn(digits):
+    # A long value, or a narrow plot beside a wide legend (the hostile browser test's page):
+    # the label used to be left out because its box did not fit the plot.
+    table = ep.datasets.digits()
+    table.add_column("long", ["a very long cluster name " * 4] * len(table))
+    p = Projector(table, method="pca")
+    p.state.wait()
+    p.find_clusters(min_cluster_size=100, label_column="long")
+    element = p.clusters.label_layer(width=190, height=500)
+    (text,) = set(element.dimension_values("text"))
+    assert text.startswith("a very long") and text.endswith("\u2026 (100%)")
+    p.state.close()

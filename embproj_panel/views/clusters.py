@@ -13,6 +13,7 @@ Clicking a label selects its cluster's rows.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import param
 
 from embproj_panel.clusters import UNCLUSTERED, ClusterLabel
 from embproj_panel.image_cells import THUMBNAIL_PX
-from embproj_panel.labels import MAX_LABELS, layout_labels, text_box
+from embproj_panel.labels import MAX_LABELS, fit_text, layout_labels, text_box
 from embproj_panel.state import ProjectorState
 from embproj_panel.structure import ClusterState
 from embproj_panel.views.base import StateView
@@ -121,11 +122,13 @@ class ClustersView(StateView):
     def shown_labels(self, x_range: Any, y_range: Any, size: tuple[int, int]) -> list[tuple]:
         """``(label, (x0, x1, y0, y1))`` of the labels that fit this view: their boxes in
         data units, centred where they are drawn (nudged inside at the plot's edges)."""
-        labels = [label for cluster, label in self.clusters.labels.items()
-                  if cluster != UNCLUSTERED]
+        image = self._image_labels()
+        # A text label wider than the plot would never be drawn (a long value, or a narrow
+        # plot beside a wide legend): it is cut to fit, with an ellipsis.
+        labels = [label if image else replace(label, text=fit_text(label.text, size[0], _FONT_PX))
+                  for cluster, label in self.clusters.labels.items() if cluster != UNCLUSTERED]
         if not labels:
             return []
-        image = self._image_labels()
         boxes = [(THUMBNAIL_PX + 8, THUMBNAIL_PX + 8) if image else text_box(label.text, _FONT_PX)
                  for label in labels]
         widths, heights = np.array(boxes).T

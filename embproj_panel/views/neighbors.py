@@ -5,7 +5,8 @@ or euclidean distance in the embedding (:meth:`~embproj_panel.finder.FindState.n
 never the 2-D map) are listed with their distance, the colour column and the thumbnail, and
 joined to it on the scatter by thin lines (:meth:`NeighborsView.scatter_overlay`). Clicking a
 neighbour in the list makes it the query. Messages ("Row 7 was left out of the projection
-(...)") are escaped; list cells are Tabulator text, thumbnails our own data URIs.
+(...)") are escaped; list cells are Tabulator text, thumbnails our own data URIs, and the
+colour column's title (Tabulator renders titles as HTML) is escaped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from embproj_panel.views.text import cell_text, escaped
 __all__ = ["NeighborsView"]
 
 _THUMB = "image"
+_COLOR = "color"
 
 
 class NeighborsView(StateView):
@@ -98,8 +100,14 @@ class NeighborsView(StateView):
         out = pd.DataFrame({"row": frame["row"].to_numpy(),
                             "distance": np.round(frame["distance"].to_numpy(), 4)})
         color_by = self.state.color_by
+        titles = {}
         if color_by is not None and color_by in frame:
-            out[str(color_by)] = [cell_text(v) for v in frame[color_by]]
+            # The column is named by us; its title is the user's name, escaped (Tabulator
+            # renders titles as HTML: a hostile colour column name once ran script here).
+            out[_COLOR] = [cell_text(v) for v in frame[color_by]]
+            titles[_COLOR] = escaped(color_by)
+        if self.list.titles != titles:
+            self.list.titles = titles
         image = self.state.hover_image
         if image is not None and image in frame:
             # Our own markup around our own PNG data URI: no user text inside.
