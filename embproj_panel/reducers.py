@@ -312,8 +312,14 @@ class Reducer:
 
     # -- shared steps for the neighbour-graph methods ----------------------------------------
     def _pre_reduce(self, X: np.ndarray, metric: str, params: dict[str, Any],
-                    report: _Progress, span: tuple[float, float]) -> tuple[np.ndarray, str]:
+                    report: _Progress, span: tuple[float, float],
+                    lazy: bool = False) -> tuple[np.ndarray | _ProjectedRows, str]:
         """Optional PCA to ``pca_dims`` before a neighbour search; returns (X, metric).
+
+        With ``lazy`` (a sample fit, where only the sample is needed whole and the other
+        rows a block at a time) the reduced rows are a :class:`_ProjectedRows`, computed
+        when indexed, rather than an (n, pca_dims) matrix: at a million rows that matrix
+        was most of the projection's peak memory (0.8x the input).
 
         PCA keeps Euclidean distances (up to the discarded variance), so it is applied for
         ``euclidean``; for ``cosine`` (and ``correlation``) the rows are first centred (for
@@ -337,8 +343,13 @@ class Reducer:
             X = _unit_rows(X, center=metric == "correlation")
         k = min(target, X.shape[0] - 1, d)
         sub = report.sub(*span)
-        reduced, _, _ = _pca(X, tuple(range(1, k + 1)), False, params["random_state"], sub)
+        components = tuple(range(1, k + 1))
         self.effective_params_["pca_dims"] = k
+        if lazy:
+            weights, offset, _, _ = _pca_weights(X, components, False, params["random_state"],
+                                                 sub)
+            return _ProjectedRows(X, weights, offset), "euclidean"
+        reduced, _, _ = _pca(X, components, False, params["random_state"], sub)
         return reduced, "euclidean"
 
     def _fit_sample(self, n: int, params: dict[str, Any], placed_with: str) -> np.ndarray | None:
@@ -523,8 +534,9 @@ class UMAP(Reducer):
             # ranks neighbours exactly as the angular distance does (|a - b|^2 = 2 cos_d).
             X = _unit_rows(X, center=metric == "correlation")
             metric = "euclidean"
-        X, metric = self._pre_reduce(X, metric, params, report, (0.0, 0.05))
         n = X.shape[0]
+        sampled = not params["full_fit"] and n > params["sample_size"]
+        X, metric = self._pre_reduce(X, metric, params, report, (0.0, 0.05), lazy=sampled)
         seed = params["random_state"]
         fitted = n if params["full_fit"] else min(n, params["sample_size"])
         k = min(params["n_neighbors"], fitted - 1)
@@ -637,8 +649,10 @@ class TSNE(Reducer):
         self.sample_size = sample_size
 
     def _embed(self, X: np.ndarray, params: dict[str, Any], report: _Progress) -> np.ndarray:
-        X, metric = self._pre_reduce(X, params["metric"], params, report, (0.0, 0.05))
         n = X.shape[0]
+        sampled = not params["full_fit"] and n > params["sample_size"]
+        X, metric = self._pre_reduce(X, params["metric"], params, report, (0.0, 0.05),
+                                     lazy=sampled)
         sample = self._fit_sample(
             n, params,
             f"the weighted mean of the positions of their {_tsne_engine.PLACE_NEIGHBOURS} "
@@ -795,6 +809,24 @@ def _pca(X: np.ndarray, components: tuple[int, ...], standardize: bool, seed: in
     of components ``1..max(n_ratios, max(components))`` (those that exist), and the solver.
     Components beyond the rank of the data are 0.
     """
+    weights, offset, ratios, solver = _pca_weights(X, components, standardize, seed, report,
+                                                   n_ratios)
+    n = X.shape[0]
+    coords = np.empty((n, len(components)), dtype=np.float32)
+    step = _PCA_CHUNK_ROWS
+    for start in range(0, n, step):
+        coords[start:start + step] = X[start:start + step] @ weights - offset
+        report(0.7 + 0.3 * min(1.0, (start + step) / n))
+    return coords, ratios, solver
+
+
+def _pca_weights(X: np.ndarray, components: tuple[int, ...], standardize: bool, seed: int,
+                 report: _Progress, n_ratios: int = 0):
+    """The fit of :func:`_pca`: coordinates are ``X @ weights - offset``.
+
+    Returns ``weights`` ((d, len(components)) float32), ``offset`` (float64), the ratios
+    and the solver, as :func:`_pca` does.
+    """
     n, d = X.shape
     top = max(components)
     if d <= 1000:
@@ -812,14 +844,31 @@ def _pca(X: np.ndarray, components: tuple[int, ...], standardize: bool, seed: in
             picked[:, j] = loadings[:, component - 1]
     weights = (picked / scale[:, None]).astype(np.float32)
     offset = (mean / scale) @ picked
-    coords = np.empty((n, len(components)), dtype=np.float32)
-    step = _PCA_CHUNK_ROWS
-    for start in range(0, n, step):
-        coords[start:start + step] = X[start:start + step] @ weights - offset
-        report(0.7 + 0.3 * min(1.0, (start + step) / n))
     count = min(max(n_ratios, top), len(variances))
     ratios = tuple(float(v / total) if total > 0 else 0.0 for v in variances[:count])
-    return coords, ratios, solver
+    return weights, offset, ratios, solver
+
+
+class _ProjectedRows:
+    """Rows of ``X`` on PCA components, computed when indexed: ``X[rows] @ weights - offset``.
+
+    Stands in for the reduced matrix where only some rows (a sample) or a block at a time
+    (the placement's search) are needed; indexing returns float32 rows, the same arithmetic
+    as :func:`_pca`'s.
+    """
+
+    def __init__(self, X: np.ndarray, weights: np.ndarray, offset: np.ndarray) -> None:
+        self._X = X
+        self._weights = weights
+        self._offset = offset
+        self.shape = (X.shape[0], weights.shape[1])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        block = self._X[rows]
+        return np.asarray(block @ self._weights - self._offset, dtype=np.float32)
 
 
 def _pca_covariance(X, top, standardize, report):
