@@ -18,6 +18,9 @@ configures the projector's resources:
   later (``HTMLBasePane._update`` re-sends the whole property set) goes out with the CDN
   links again; offline they fail, and the loading spinner loses its style. These panes
   inline them again on every update, as Panel does on the first render.
+- :func:`extension` also makes Panel's notebook outputs deliver their updates in order and
+  only once the page has rendered them (:mod:`embproj_panel._notebook_comm`): an early result
+  otherwise left the figure greyed out by Panel's loading classes.
 - :class:`Fast` is Panel's Fast design without its Google font (the page falls back to the
   system sans-serif instead of asking fonts.googleapis.com): the app's template uses it.
 
@@ -35,6 +38,8 @@ import panel as pn
 from panel.io.notebook import patch_inline_stylesheets
 from panel.io.state import state
 from panel.theme import Fast as _PanelFast
+
+from embproj_panel import _notebook_comm
 
 __all__ = ["Alert", "EXTENSIONS", "Fast", "HTML", "extension"]
 
@@ -58,6 +63,8 @@ def extension(*extensions: str, **params: Any) -> None:
     """
     params.setdefault("inline", True)
     pn.extension(*dict.fromkeys([*EXTENSIONS, *extensions]), **params)
+    # Notebook outputs get their updates in order, once the page can apply them.
+    _notebook_comm.install()
 
 
 class _InlineOnUpdate:

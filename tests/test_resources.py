@@ -11,6 +11,7 @@ from pathlib import Path
 
 import panel as pn
 import pytest
+from _loop import in_loop
 from bokeh.document import Document
 from bokeh.models import ImportedStyleSheet, InlineStyleSheet, UIElement
 from panel.io.notebook import patch_inline_stylesheets
@@ -36,7 +37,10 @@ _EXTENSION_SCRIPT = textwrap.dedent("""
         pass
 
     ep.extension(ip=Shell(), **json.loads(sys.argv[1]))
-    print(json.dumps({"comms": pn.config.comms, "inline": pn.config.inline}))
+    from panel.io.notebook import JupyterCommManagerBinary
+    server_comm = type(JupyterCommManagerBinary.get_server_comm()).__name__
+    print(json.dumps({"comms": pn.config.comms, "inline": pn.config.inline,
+                      "server_comm": server_comm}))
 """)
 
 
@@ -59,7 +63,8 @@ def _extension_in_fresh_process(env: dict[str, str], **params) -> dict:
     ({"VSCODE_PID": "4242", "PANEL_COMMS": "default"}, "default"),  # the variable wins
 ])
 def test_extension_keeps_panels_comms_detection(env, comms):
-    assert _extension_in_fresh_process(env) == {"comms": comms, "inline": True}
+    assert _extension_in_fresh_process(env) == {
+        "comms": comms, "inline": True, "server_comm": "OrderedComm"}
 
 
 def test_extension_passes_an_explicit_comms_setting():
@@ -133,3 +138,39 @@ def test_app_template_uses_the_local_design():
         assert app.template().design is resources.Fast
     finally:
         app.close()
+
+
+@in_loop  # as a notebook kernel runs it: HoloViews streams need a running loop
+def test_a_projector_updated_in_a_notebook_links_no_stylesheet_from_a_cdn():
+    # Every text that changes during a session (status, search, neighbours, clusters) is
+    # re-sent by its pane: each must come without CDN links, or an offline page asks for
+    # them again (and the loading spinner loses its style).
+    import numpy as np
+    import pandas as pd
+
+    import embproj_panel as ep
+
+    rng = np.random.default_rng(0)
+    table = ep.Table(dataframe=pd.DataFrame({
+        "embedding": list(rng.normal(size=(150, 6)).astype(np.float32)),
+        "label": rng.choice(["apple", "pear", "plum"], 150),
+    }))
+    pn.config.inline = True
+    try:
+        projector = ep.Projector(table).wait()
+        doc, comm = Document(), Comm()
+        with set_resource_mode("inline"):
+            root = pn.panel(projector).get_root(doc, comm)
+        for model in root.select({"type": UIElement}):  # what Panel's first render does
+            patch_inline_stylesheets(model)
+        assert not [url for model in root.select({"type": UIElement})
+                    for url in _cdn_links(model)]
+        projector.selection = [3]  # the neighbours panel lists row 3's neighbours
+        projector.search("apple")
+        projector.find_clusters(min_cluster_size=10)
+        projector.color_by = "label"
+        linked = {type(model).__name__: _cdn_links(model)
+                  for model in root.select({"type": UIElement}) if _cdn_links(model)}
+        assert not linked
+    finally:
+        pn.config.inline = False

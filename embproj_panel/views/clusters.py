@@ -20,6 +20,7 @@ import numpy as np
 import panel as pn
 import param
 
+from embproj_panel import resources
 from embproj_panel.clusters import UNCLUSTERED, ClusterLabel
 from embproj_panel.image_cells import THUMBNAIL_PX
 from embproj_panel.labels import MAX_LABELS, fit_text, layout_labels, text_box
@@ -75,7 +76,7 @@ class ClustersView(StateView):
         self.progress = pn.indicators.Progress(value=0, max=100, visible=False, height=10,
                                                sizing_mode="stretch_width")
         #: The status line (escaped: it can hold column names).
-        self.line = pn.pane.HTML("", sizing_mode="stretch_width",
+        self.line = resources.HTML("", sizing_mode="stretch_width",
                                  styles={"font-size": "0.85em", "color": "#555"})
         self._shown: list[tuple[ClusterLabel, tuple[float, float, float, float]]] = []
         self._tap_guard: tuple[float, list[int]] | None = None

@@ -31,6 +31,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from embproj_panel import resources
 from embproj_panel.comparison import CompareState, PanelState, displacements
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.sources import as_table
@@ -83,14 +84,14 @@ class ComparePanel(StateView):
     def __init__(self, state: PanelState | None = None, **params: Any) -> None:
         super().__init__(state, **params)
         #: "2 · UMAP · vectors_b": escaped, it names user columns.
-        self.title = pn.pane.HTML("", margin=(4, 10, 0, 10), height=22,
+        self.title = resources.HTML("", margin=(4, 10, 0, 10), height=22,
                                   sizing_mode="stretch_width", styles=_ONE_LINE | {
                                       "font-weight": "600"})
         #: How the shown layout was aligned to panel 1, or why not (no user text in it).
-        self.alignment = pn.pane.HTML("", margin=(0, 10), height=18,
+        self.alignment = resources.HTML("", margin=(0, 10), height=18,
                                       sizing_mode="stretch_width", styles=_SMALL)
         #: What the moves overlay drew (or why it drew nothing); empty when off.
-        self.moves_note = pn.pane.HTML("", margin=(0, 10), height=18,
+        self.moves_note = resources.HTML("", margin=(0, 10), height=18,
                                        sizing_mode="stretch_width", styles=_SMALL)
         self.status = StatusView(self.state)
         #: This panel's faithfulness line (mean, trustworthiness), computed in the background.

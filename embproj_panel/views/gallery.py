@@ -16,6 +16,7 @@ import numpy as np
 import panel as pn
 import param
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.base import StateView
 from embproj_panel.views.plots import _holoviews
@@ -50,7 +51,7 @@ class GalleryView(StateView):
         self.previous.on_click(lambda event: self._turn(-1))
         self.next.on_click(lambda event: self._turn(1))
         #: "Page 1 of 3 · 60 selected" (numbers only, no user text).
-        self.info = pn.pane.HTML("", margin=(8, 10))
+        self.info = resources.HTML("", margin=(8, 10))
         self._page_rows: np.ndarray = np.zeros(0, dtype=np.int64)
         streams = [hv.streams.Params(self, ["page", "columns", "rows_per_page", "highlight"]),
                    hv.streams.Params(self.state, ["selection", "hover_image", "color_by"])]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from embproj_panel import resources
 from embproj_panel.colors import X, Y
 from embproj_panel.finder import find_state
 from embproj_panel.neighbors import K_MAX, METRICS
@@ -42,7 +43,7 @@ class NeighborsView(StateView):
         self.metric = pn.widgets.Select(label="Distance", options=list(METRICS),
                                         value=find.metric, width=110)
         #: What the list shows, or why there is none (escaped).
-        self.message = pn.pane.HTML("Tap a point to list its nearest rows.", margin=(0, 10),
+        self.message = resources.HTML("Tap a point to list its nearest rows.", margin=(0, 10),
                                     sizing_mode="stretch_width",
                                     styles={"font-size": "0.85em", "color": "#555"})
         #: The neighbours, nearest first; a click on one makes it the query.

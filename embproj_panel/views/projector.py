@@ -21,6 +21,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from embproj_panel._notebook_comm import PageReport
 from embproj_panel.finder import find_state
 from embproj_panel.sources import as_table
 from embproj_panel.state import ProjectorState
@@ -314,8 +315,10 @@ class Projector(pn.viewable.Viewer):
                          styles={"flex": f"1 1 {_MIN_PLOT_WIDTH}px"})
         side = pn.Column(*_region(self.parts, "side"), width=460, height=720, margin=0,
                          styles={"flex": "0 1 460px"})
-        return pn.FlexBox(gear, plot, side, flex_wrap="wrap", align_items="flex-start",
-                          sizing_mode="stretch_width")
+        # The page report: in a notebook, updates wait until the page has built the output
+        # (embproj_panel._notebook_comm; a first result applied earlier was lost).
+        return pn.FlexBox(gear, plot, side, PageReport(), flex_wrap="wrap",
+                          align_items="flex-start", sizing_mode="stretch_width")
 
 
 # -- the state's parameters as properties of the Projector -------------------------------------

@@ -114,7 +114,6 @@ class ScatterView(StateView):
         self._index: PointIndex | None = None
         self._ranges: tuple | None = None
         self._plot_px: tuple[int, int] | None = None
-        self._sized: Any = None  # the plot object whose size the browser last reported
         self._streams: list[Any] = []
         self._points_cache: tuple | None = None
         # (what the tooltips depend on, field -> values or None when over the budget).
@@ -387,25 +386,6 @@ class ScatterView(StateView):
                       scale: float = 1.0) -> None:
         if width and height:
             self._plot_px = (int(width), int(height))
-            if self._sized is not self.pane.object:
-                self._sized = self.pane.object
-                self._resend_loading()
-
-    def _resend_loading(self) -> None:
-        """Send the figure's loading classes again, now that the browser has drawn it.
-
-        A size report comes from a figure the browser has built and connected. In
-        JupyterLab a result applied while the output was still rendering (the first PCA,
-        typically) changed the classes in a message the page never applied: the figure
-        kept Panel's ``pn-loading`` (greyed out, deaf to the mouse) while the kernel had
-        ``loading=False``. Re-sending the current value once per new figure makes the two
-        agree however early the result came.
-        """
-        for model, _parent in list(self.pane._models.values()):
-            classes = list(model.css_classes)
-            if model.document is not None:
-                model.trigger("css_classes", classes, classes)
-        pn.io.push_notebook(self.pane)
 
     def _on_ranges(self, x_range: Any = None, y_range: Any = None) -> None:
         if x_range is not None and y_range is not None:

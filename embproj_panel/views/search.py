@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import panel as pn
 
+from embproj_panel import resources
 from embproj_panel.colors import X, Y
 from embproj_panel.finder import find_state
 from embproj_panel.state import ProjectorState
@@ -45,7 +46,7 @@ class SearchView(StateView):
         self.select_button = pn.widgets.Button(label="Select matches", disabled=True,
                                                width=130, margin=(5, 5))
         #: The count or the error, escaped.
-        self.message = pn.pane.HTML("", height=22, margin=(0, 10), sizing_mode="stretch_width",
+        self.message = resources.HTML("", height=22, margin=(0, 10), sizing_mode="stretch_width",
                                     styles={"font-size": "0.85em", "color": "#555"})
         find = self.find
         self.input.param.watch(lambda event: setattr(find, "query", event.new), "value_input")
