@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import panel as pn
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import escaped
@@ -105,8 +106,8 @@ class IsolateView(StateView):
         #: The breadcrumb: one button per level (labels are plain text).
         self.crumbs = pn.Row(margin=0, sizing_mode="stretch_width")
         #: Why the last isolation did nothing (escaped ``state.isolation_note``).
-        self.note = pn.pane.HTML("", visible=False, margin=(8, 10), sizing_mode="stretch_width",
-                                 styles={"font-size": "0.85em", "color": "#a15c00"})
+        self.note = resources.HTML("", visible=False, margin=(8, 10),
+                                   sizing_mode="stretch_width", styles={"font-size": "0.85em", "color": "#a15c00"})
         self.state.param.watch(self._on_isolated, ["isolated", "table"])
         self.state.param.watch(self._on_note, ["isolation_note"])
         self._on_isolated()

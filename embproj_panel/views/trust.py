@@ -16,6 +16,7 @@ from typing import Any
 
 import panel as pn
 
+from embproj_panel import resources
 from embproj_panel.state import ProjectorState
 from embproj_panel.trust_state import FaithfulnessState
 from embproj_panel.views.base import StateView
@@ -55,8 +56,8 @@ class TrustView(StateView):
             self.faith.param.k, name="", width=64, height=30, margin=(0, 4, 0, 10),
             description="Neighbourhood size k of the faithfulness (1-100)")
         #: The summary (escaped: an error can quote user text).
-        self.line = pn.pane.HTML("", sizing_mode="stretch_width", height=24,
-                                 margin=(6, 10, 0, 2 if show_k else 10), styles=_LINE_STYLE)
+        self.line = resources.HTML("", sizing_mode="stretch_width", height=24,
+                                   margin=(6, 10, 0, 2 if show_k else 10), styles=_LINE_STYLE)
         self.faith.param.watch(self._update, ["status", "error"])
         self._update()
 
