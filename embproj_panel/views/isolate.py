@@ -107,7 +107,8 @@ class IsolateView(StateView):
         self.crumbs = pn.Row(margin=0, sizing_mode="stretch_width")
         #: Why the last isolation did nothing (escaped ``state.isolation_note``).
         self.note = resources.HTML("", visible=False, margin=(8, 10),
-                                   sizing_mode="stretch_width", styles={"font-size": "0.85em", "color": "#a15c00"})
+                                   sizing_mode="stretch_width",
+                                   styles={"font-size": "0.85em", "color": "#a15c00"})
         self.state.param.watch(self._on_isolated, ["isolated", "table"])
         self.state.param.watch(self._on_note, ["isolation_note"])
         self._on_isolated()
