@@ -170,7 +170,9 @@ def test_project_on_a_wandb_folder_needs_the_key_when_it_holds_several(wandb_fil
     (["{corrupt}", "--method", "pca"], 1, ["not a Parquet file"]),
     (["{ragged}", "--method", "pca"], 1, ["ragged.csv", "line"]),
     (["{text}", "--method", "pca"], 1, ["notes.txt: not a file embproj reads", ".npz"]),
-    (["{tmp}", "--method", "pca"], 1, ["No W&B tables"]),
+    (["{empty}", "--method", "pca"], 1, ["No W&B tables"]),
+    # a folder of Parquet files is a dataset: a damaged file is named
+    (["{tmp}", "--method", "pca"], 1, ["bad.parquet is not a readable Parquet file"]),
     (["p/r/k", "--method", "pca"], 1, ["neither a file nor a logged table"]),
 ])
 def test_project_errors_are_one_line_and_a_non_zero_exit(args, code, fragments, csv_file,
@@ -178,7 +180,8 @@ def test_project_errors_are_one_line_and_a_non_zero_exit(args, code, fragments, 
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3\n")
     (tmp_path / "notes.txt").write_text("hello")
-    names = {"missing": tmp_path / "missing.csv", "csv": csv_file, "tmp": tmp_path,
+    (tmp_path / "empty").mkdir()
+    names = {"empty": tmp_path / "empty", "missing": tmp_path / "missing.csv", "csv": csv_file, "tmp": tmp_path,
              "corrupt": tmp_path / "bad.parquet", "ragged": tmp_path / "ragged.csv",
              "text": tmp_path / "notes.txt"}
     args = [a.format(**names) for a in args]
