@@ -229,9 +229,7 @@ class TableView(StateView):
             titles[field] = escaped(name)
             if name in embedding and len(embedding) > 6:
                 hidden.append(field)  # dozens of pixel columns would bury the labels
-        for j, (name, found) in enumerate(state.derived.items()):
-            data[f"d{j}"] = found.values
-            titles[f"d{j}"] = escaped(name)
+        self._add_derived(data, titles)
         frame = pd.DataFrame(data, index=pd.RangeIndex(len(table), name="row"))
         formatters = {
             THUMB: {"type": "image", "height": f"{_TABLE_THUMB_PX}px",
@@ -245,6 +243,12 @@ class TableView(StateView):
             self._filter.rows = []
         self._fill_thumbnails()
 
+    def _add_derived(self, data: dict[str, Any], titles: dict[str, str]) -> None:
+        """The state's derived columns (internal fields ``d0``, ``d1``...; escaped titles)."""
+        for j, (name, found) in enumerate(self.state.derived.items()):
+            data[f"d{j}"] = found.values
+            titles[f"d{j}"] = escaped(name)
+
     def _on_derived(self, *events: Any) -> None:
         """New values of a derived column (faithfulness): the same rows, that column replaced."""
         state, value = self.state, self.tabulator.value
@@ -254,9 +258,7 @@ class TableView(StateView):
         data = {name: value[name] for name in kept}
         titles = {key: title for key, title in self.tabulator.titles.items()
                   if not str(key).startswith("d")}
-        for j, (name, found) in enumerate(state.derived.items()):
-            data[f"d{j}"] = found.values
-            titles[f"d{j}"] = escaped(name)
+        self._add_derived(data, titles)
         with pn.io.hold():
             self.tabulator.param.update(value=pd.DataFrame(data, index=value.index),
                                         titles=titles)
