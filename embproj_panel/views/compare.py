@@ -242,6 +242,10 @@ class Compare(pn.viewable.Viewer):
             # together with no round trip, and a raster panel re-shades for its new window.
             panel.scatter.pane.linked_axes = linked_zoom
             panel.scatter.pane.param.watch(self._relink, "object")
+        # In a served session the page's first render left the panels unlinked too (the
+        # plots were there, the ranges not shared: seen in the served compare page with
+        # Panel 1.9.4); linking once the page has loaded shares them.
+        pn.state.onload(self._relink)
         table_params = {} if page_size is None else {"page_size": page_size}
         self.table = TableView(state.reference, **table_params)
         self.align_toggle = pn.widgets.Checkbox.from_param(
@@ -278,10 +282,10 @@ class Compare(pn.viewable.Viewer):
         Panel runs ``link_axes`` when a pane's plot is replaced, but in a template (the
         app's page) it runs it over the template's combined "fake" root, whose id the panes'
         plots are not registered under, so a plot that arrives after the page was built
-        (every panel whose projection lands later) stayed unlinked (Panel 1.9.4; measured
-        in the served compare page). Running the same public hook over each real root the
-        panes render in fixes that; after Panel's own update of the pane, as it is
-        scheduled the same way (``state._views`` and ``state._unblocked`` are private, Panel
+        (every panel whose projection lands later) stayed unlinked (Panel 1.9.4). Running
+        the same public hook over each root the panes' plots are registered under fixes
+        that (here after every new plot, and once when a served page has loaded); after
+        Panel's own update of the pane, as it is scheduled the same way (``state._views`` and ``state._unblocked`` are private, Panel
         is pinned below 1.10 in pyproject.toml).
         """
         if not self.linked_zoom:

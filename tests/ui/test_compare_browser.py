@@ -102,3 +102,35 @@ def test_a_brush_in_panel_2_lights_up_panels_1_and_3_and_the_table(served_app, c
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.wait_for_timeout(2500)
     screenshot("compare-brushed-1920")
+
+
+# Every panel's x range: its model id and window, in reading order.
+RANGES_JS = PANELS_JS.replace(
+    "return {left: rect.left,",
+    "return {x: v.model.x_range.id, y: v.model.y_range.id, start: v.model.x_range.start, "
+    "end: v.model.x_range.end, left: rect.left,")
+
+
+def test_pan_and_zoom_one_panel_and_the_others_follow(served_app, checkpoints, page, screenshot):
+    page.goto(served_app + checkpoints, timeout=120_000)
+    page.wait_for_function(f"() => ({RANGES_JS})().length === 3", timeout=120_000)
+    page.locator("text=/aligned to panel 1/").first.wait_for(timeout=60_000)
+    page.wait_for_function(f"() => new Set(({RANGES_JS})().map(p => p.x)).size === 1",
+                           timeout=30_000)
+    before = page.evaluate(RANGES_JS)
+    assert len({p["y"] for p in before}) == 1
+    left, top, width, height = before[0]["frame"]
+    page.mouse.move(before[0]["left"] + left + width / 2, before[0]["top"] + top + height / 2)
+    for _ in range(3):
+        page.mouse.wheel(0, -200)   # zoom in over panel 1 (the wheel zoom is active)
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(1000)
+    after = page.evaluate(RANGES_JS)
+    width_before = before[2]["end"] - before[2]["start"]
+    width_after = after[2]["end"] - after[2]["start"]
+    assert width_after < 0.9 * width_before      # panel 3 followed panel 1's zoom
+    screenshot("compare-zoomed-together")
+    check_box(page, "Pan and zoom the panels together")
+    page.wait_for_function(f"() => new Set(({RANGES_JS})().map(p => p.x)).size === 3",
+                           timeout=60_000)
+    assert not page.js_errors
