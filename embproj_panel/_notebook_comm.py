@@ -52,7 +52,7 @@ __all__ = ["READY_TIMEOUT", "OrderedComm", "PageReport", "install", "keep_held"]
 
 #: Seconds after the page opened the comm at which the outbox opens without the page's
 #: report that it has rendered.
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 10.0
 
 
 class _Outbox:

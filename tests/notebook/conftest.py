@@ -264,6 +264,12 @@ COMM_STATE = (
 )
 
 
+@pytest.fixture(scope="session")
+def comm_state() -> str:
+    """A Python expression, for the kernel: the output comm's state (see COMM_STATE)."""
+    return COMM_STATE
+
+
 @pytest.fixture
 def diagnose_failure(request, notebook):
     """After a failed test, print the page's console and the output comm's state.
