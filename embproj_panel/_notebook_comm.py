@@ -30,6 +30,10 @@ through. (Bokeh's own ``DocumentReady`` never comes for a Panel notebook output:
 error in the page), the outbox opens :data:`READY_TIMEOUT` seconds after the comm did:
 Panel's behaviour, still in order.
 
+A third loss, seen after hovers and drags: when a callback of a page message raises, Panel
+leaves the output's document un-held and every later kernel change is silently not sent;
+:func:`keep_held` wraps the output's client comm so the document is held again.
+
 :func:`install` makes it the server comm of Panel's notebook comm manager; ``ep.extension()``
 calls it. It changes only the default comms (JupyterLab, Notebook 7, Colab): VS Code and
 ``comms="ipywidgets"`` render through jupyter_bokeh's widget, not this comm.
@@ -44,11 +48,11 @@ from panel.custom import JSComponent
 from panel.io.state import state
 from pyviz_comms import JupyterComm
 
-__all__ = ["READY_TIMEOUT", "OrderedComm", "PageReport", "install"]
+__all__ = ["READY_TIMEOUT", "OrderedComm", "PageReport", "install", "keep_held"]
 
 #: Seconds after the page opened the comm at which the outbox opens without the page's
 #: report that it has rendered.
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 10.0
 
 
 class _Outbox:
@@ -135,6 +139,7 @@ class OrderedComm(JupyterComm):
         #: (an output without a :class:`PageReport`: at once when the page opened the comm).
         self.opened_by: str | None = None
         self._waits_for_page = False
+        self.openings = 0  #: how many times the page opened the comm
         super().__init__(*args, **kwargs)
 
     # pyviz_comms and Panel read and write ``_comm``: the kernel's comm, or None before the
@@ -156,9 +161,26 @@ class OrderedComm(JupyterComm):
         """
         if self._timer is not None:
             self._timer.cancel()
+        self.openings += 1
         self._outbox.reset()
         self._watch_ready()
+        self._guard_client_comm()
         super().init()  # sets ``_comm`` to the kernel's comm: the outbox's channel
+
+    def _guard_client_comm(self) -> None:
+        # The output's client comm (page -> kernel) is named by its CommManager model.
+        from panel.models.comm_manager import CommManager
+        from pyviz_comms import CommManager as CommManagers  # every comm, by id
+
+        for _view, _root, doc, comm in list(state._views.values()):
+            if comm is not self:
+                continue
+            for model in doc.roots:
+                if isinstance(model, CommManager) and model.comm_id == self.id:
+                    client = CommManagers._comms.get(model.client_comm_id)
+                    if client is not None and not getattr(client, "_keeps_hold", False):
+                        client._on_msg = keep_held(doc, client._on_msg)
+                        client._keeps_hold = True
 
     def wait_for_page(self) -> None:
         """Hold messages until a :class:`PageReport` in the output reports its page built."""
@@ -190,6 +212,28 @@ class OrderedComm(JupyterComm):
         if self._timer is not None:
             self._timer.cancel()
         super().close()
+
+
+def keep_held(doc: Any, on_msg: Any) -> Any:
+    """``on_msg`` that leaves ``doc`` held as it found it, even when it raises.
+
+    Panel's ``Viewable._on_msg`` (Panel 1.9) applies a page message inside ``doc.hold()``
+    and re-holds the document in a ``finally`` *after* ``doc.unhold()``, which runs the
+    callbacks of the page's changes: when one of them raises, the notebook output's
+    document stays un-held, its changes are no longer collected for ``push``, and nothing
+    the kernel changes reaches the page any more. The error is still raised (pyviz_comms
+    reports it in the page's console).
+    """
+
+    def guarded(msg: Any) -> None:
+        held = doc.callbacks.hold_value
+        try:
+            on_msg(msg)
+        finally:
+            if held is not None and doc.callbacks.hold_value is None:
+                doc.hold(held)
+
+    return guarded
 
 
 class PageReport(JSComponent):

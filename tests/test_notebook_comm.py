@@ -14,8 +14,8 @@ import itertools
 import json
 from typing import Any
 
-import pytest
 import panel as pn
+import pytest
 from bokeh.document import Document
 from bokeh.models import Div
 from panel.io.model import add_to_doc
@@ -211,3 +211,34 @@ def test_closing_drops_what_waits_and_sends_nothing_more(kernel_comm, output):
     comm.init()
     report()
     assert kernel_comm.opened[0].sent == []
+
+
+def test_a_failing_page_message_leaves_the_document_held(kernel_comm, output):
+    # As Panel's Viewable._on_msg: hold, apply the page's changes, unhold (which runs their
+    # callbacks: one raises), re-hold only afterwards.
+    comm = OrderedComm()
+    doc, root, report = output(comm, with_report=False)
+
+    def panels_on_msg(msg):
+        held = doc.callbacks.hold_value
+        doc.hold()
+        try:
+            pass  # the page's patch
+        finally:
+            doc.unhold()
+            raise RuntimeError("a callback of the page's change failed")
+            doc.hold(held)  # never reached
+
+    guarded = _notebook_comm.keep_held(doc, panels_on_msg)
+    with pytest.raises(RuntimeError):
+        guarded({})
+    assert doc.callbacks.hold_value is not None  # still collecting for push
+    comm.init()
+    root.text = "after the error"
+    push(doc, comm)
+    assert texts(kernel_comm.opened[0].sent) == ["after the error"]
+    with pytest.raises(RuntimeError):
+        panels_on_msg({})  # unguarded, the next change would be lost
+    root.text = "lost"
+    push(doc, comm)
+    assert texts(kernel_comm.opened[0].sent) == ["after the error"]

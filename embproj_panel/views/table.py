@@ -74,6 +74,12 @@ class _Tabulator(pn.widgets.Tabulator):
         # _process_event), so the restatement is dropped.
         if self.pagination == "remote":
             events = {key: value for key, value in events.items() if key != "indices"}
+        if self.disabled:
+            # Read-only: data from the browser is never an edit, only its copy of the page
+            # (sent back after a patch). Panel 1.9 took it for edits and, while the value
+            # was being replaced, raised in _update_column, in the middle of a notebook
+            # message (see embproj_panel._notebook_comm.keep_held).
+            events = {key: value for key, value in events.items() if key != "data"}
         super()._process_events(events)
 
     #: For a lazy table: ``(columns, read)``, a 0-row frame typing the columns and a

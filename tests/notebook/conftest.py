@@ -245,3 +245,44 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, for :func:`diagnose_failure`."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+#: The projector output's comm as the kernel holds it (embproj_panel._notebook_comm).
+COMM_STATE = (
+    "[dict(opened_by=c.opened_by, openings=c.openings, ready=c._outbox.ready,"
+    " pending=c._outbox.pending, held=c._outbox.held)"
+    " for c in __import__('pyviz_comms').JupyterCommManager._comms.values()"
+    " if hasattr(c, 'opened_by')]"
+)
+
+
+@pytest.fixture(scope="session")
+def comm_state() -> str:
+    """A Python expression, for the kernel: the output comm's state (see COMM_STATE)."""
+    return COMM_STATE
+
+
+@pytest.fixture
+def diagnose_failure(request, notebook):
+    """After a failed test, print the page's console and the output comm's state.
+
+    ``notebook`` is the test module's fixture: ``(page, kernel, outside)``.
+    """
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed:
+        return
+    page, kernel, _ = notebook
+    print("The page's console:\n" + "\n".join(getattr(page, "console_log", [])))
+    try:
+        print("The output's comm:", kernel.value(COMM_STATE, timeout=30))
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure
+        print("The output's comm could not be read:", exc)

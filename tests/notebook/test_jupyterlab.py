@@ -14,6 +14,7 @@ pixels), so the tests hover and drag where a person would.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ SCREENSHOTS = ROOT / "tests" / "screenshots"
 
 # The first test also starts JupyterLab, the kernel and the first projection (90-120 s on a
 # loaded 2-core machine); every wait below has its own shorter bound.
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("diagnose_failure")]
 
 NOTEBOOK = "projector.ipynb"
 README_MARKER = "In a notebook, the same component:"
@@ -76,6 +77,7 @@ SCROLL_PLOT_JS = """
   pv.el.scrollIntoView({block: "center"});
 }
 """
+NEXT_FRAME_JS = "() => new Promise(resolve => requestAnimationFrame(() => resolve()))"
 HAS_PLOT_JS = (
     "() => window.Bokeh && Bokeh.index && [...Bokeh.index.all_views()].some("
     "v => v.frame && v.model.x_range && v.model.renderers.some("
@@ -93,7 +95,7 @@ def readme_notebook_example() -> str:
 
 
 @pytest.fixture(scope="module")
-def notebook(jupyter_lab, browser):
+def notebook(jupyter_lab, browser, comm_state):
     """The README example opened and run in JupyterLab; yields (page, kernel, requests)."""
     jupyter_lab.write_notebook(NOTEBOOK, [readme_notebook_example()])
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
@@ -103,6 +105,9 @@ def notebook(jupyter_lab, browser):
     page = context.new_page()
     page.js_errors = []
     page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    # The page's console, printed with a failure (the page reports rejected updates there).
+    page.console_log = []
+    page.on("console", lambda m: page.console_log.append(f"{m.type}: {m.text}"[:6000]))
     page.set_default_timeout(60_000)
     page.goto(jupyter_lab.lab_url(NOTEBOOK))
     page.wait_for_function("() => window.jupyterapp && jupyterapp.shell.currentWidget"
@@ -116,13 +121,14 @@ def notebook(jupyter_lab, browser):
         page.wait_for_function(HAS_PLOT_JS, timeout=60_000)
     except Exception as exc:
         shot(page, "not-rendered")
+        print("The page's console:\n" + "\n".join(page.console_log))
+        print("The output's comm:", kernel.value(comm_state, timeout=30))
         raise AssertionError(
             f"The projector did not render in JupyterLab (screenshot in {SCREENSHOTS}); "
             f"requests refused (outside the local server): {outside}; "
             f"page errors: {page.js_errors}"
         ) from exc
     page.evaluate(SCROLL_PLOT_JS)
-    page.wait_for_timeout(500)
     try:
         yield page, kernel, outside
     finally:
@@ -174,6 +180,17 @@ LAYOUT_JS = """
 """
 
 
+# How the projector output's comm (embproj_panel._notebook_comm.OrderedComm) was opened.
+OPENED_BY = ("[c.opened_by for c in __import__('pyviz_comms').JupyterCommManager._comms.values()"
+             " if hasattr(c, 'opened_by') and c.opened_by]")
+
+
+def rejected_updates(page) -> list[str]:
+    """The page's console errors for kernel messages it could not apply."""
+    signs = ("isn't known", "Expected text fragment", "Expected binary fragment")
+    return [line for line in page.console_log if any(sign in line for sign in signs)]
+
+
 def test_layout_fits_a_cell_beside_the_file_browser(notebook):
     # 1600 x 1000 with JupyterLab's file browser open: the cell is about 1,000 px wide.
     page, kernel, _ = notebook
@@ -182,21 +199,36 @@ def test_layout_fits_a_cell_beside_the_file_browser(notebook):
     assert layout["frame"][1] >= 300, layout
     # The status line is never cut without a way to read it all: it fits, or it scrolls.
     assert layout["status_fits"] or layout["status_scrolls"], layout
-    # The loading state in the page agrees with the kernel's.
-    assert layout["loading"] == 0 and kernel.value("projector.scatter.pane.loading") is False
+    # The loading state in the page agrees with the kernel's (the figure kept Panel's
+    # pn-loading classes in 5 of 26 first renders when early updates were lost).
+    assert kernel.value("projector.scatter.pane.loading") is False
+    try:
+        page.wait_for_function(f"() => ({LAYOUT_JS})().loading === 0", timeout=20_000)
+    except Exception as exc:
+        raise AssertionError(f"the page kept the loading classes: {page.evaluate(LAYOUT_JS)}"
+                             ) from exc
+    # The output's updates waited for the page to report it had built the output (or, when
+    # the report is late, for the fallback timeout), and none was rejected by the page.
+    opened_by = kernel.value(OPENED_BY)
+    print("The output's comm was opened by:", opened_by)
+    assert opened_by in (["page"], ["timeout"])
+    assert not rejected_updates(page), rejected_updates(page)
+
+
+def wait_for_plot_selection(page, rows: list[int], timeout: float = 20_000) -> None:
+    """Wait until the page's scatter shows exactly ``rows`` selected."""
+    page.wait_for_function(
+        """(rows) => [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0]
+          .model.renderers.some(r => r.data_source && r.data_source.data.x &&
+            [...r.data_source.selected.indices].sort((a, b) => a - b).join() === rows)""",
+        arg=",".join(map(str, sorted(rows))), timeout=timeout,
+    )
 
 
 def test_selection_from_python_shows_in_the_page(notebook):
-    # Before any hover: after a hover this selection reached the page in only 2 of 4 runs
-    # (the kernel's model had it, the page's did not); followed up separately.
     page, kernel, _ = notebook
     kernel.run("projector.selection = [0, 1, 2]")
-    page.wait_for_function(
-        """() => [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0]
-          .model.renderers.some(r => r.data_source && r.data_source.data.x &&
-            [...r.data_source.selected.indices].sort().join() === '0,1,2')""",
-        timeout=20_000,
-    )
+    wait_for_plot_selection(page, [0, 1, 2])
     output(page).get_by_role("button", name="Clear selection (3)").wait_for(timeout=20_000)
     assert kernel.value("projector.selected_dataframe.index.tolist()") == [0, 1, 2]
     assert kernel.value("projector.selected_dataframe.columns[:2].tolist()") == ["x", "y"]
@@ -214,10 +246,14 @@ def test_hover_shows_the_rows_image(notebook):
                    + (ys[i] - sorted(ys)[len(ys) // 2]) ** 2)
     sx, sy = page.evaluate(TO_SCREEN_JS, [xs[order[0]], ys[order[0]]])
     tooltip = page.locator(".bk-Tooltip, .bk-tooltip").filter(has=page.locator("img"))
-    for dx in (0, 1, -1, 2):  # a couple of pointer moves, as a hand makes
+    for attempt, dx in enumerate((0, 1, -1, 2)):  # a few pointer moves, as a hand makes
         page.mouse.move(sx + dx, sy + dx)
-        page.wait_for_timeout(300)
-    tooltip.first.wait_for(state="visible", timeout=20_000)
+        try:
+            tooltip.first.wait_for(state="visible", timeout=5_000 if attempt < 3 else 20_000)
+            break
+        except Exception:
+            if attempt == 3:
+                raise
     assert tooltip.first.locator("img").first.get_attribute("src").startswith(
         "data:image/png;base64,")
     shot(page, "hover")
@@ -227,7 +263,7 @@ def test_hover_shows_the_rows_image(notebook):
 def drag_box(page, fractions: tuple[float, float, float, float]) -> tuple[float, ...]:
     """Box-select over a part of the plot frame; returns the box in data coordinates."""
     page.evaluate(SCROLL_PLOT_JS)
-    page.wait_for_timeout(300)
+    page.evaluate(NEXT_FRAME_JS)
     state = page.evaluate(PLOT_JS)
     left, top, width, height = state["frame"]
     x0, y0 = state["left"] + left + fractions[0] * width, state["top"] + top + fractions[1] * height
@@ -250,14 +286,24 @@ def points_inside(page, box: tuple[float, ...]) -> int:
     return sum(x0 <= x <= x1 and y0 <= y <= y1 for x, y in zip(source["x"], source["y"]))
 
 
-def settled_selection(kernel, page, expected: int) -> int:
-    """The kernel's selection size, once it has held ``expected`` rows for 3 s (or not)."""
-    deadline = 20_000
-    while deadline > 0 and kernel.value("len(projector.selection)") != expected:
-        page.wait_for_timeout(250)
-        deadline -= 250
-    page.wait_for_timeout(3000)  # the table's page selection came back 1-1.5 s later
-    return kernel.value("len(projector.selection)")
+def settled_selection(kernel, page, expected: int, reach: float = 20, hold: float = 3) -> int:
+    """The kernel's selection size: once it is ``expected`` (within ``reach`` s), after it has
+    stayed so for ``hold`` s (the table's page selection used to come back 1-1.5 s later and
+    replace it), or the first other size seen during the hold."""
+    deadline = time.monotonic() + reach
+    size = kernel.value("len(projector.selection)")
+    while size != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+        size = kernel.value("len(projector.selection)")
+    if size != expected:
+        return size
+    until = time.monotonic() + hold
+    while time.monotonic() < until:
+        page.wait_for_timeout(200)
+        size = kernel.value("len(projector.selection)")
+        if size != expected:
+            break
+    return size
 
 
 def test_box_selections_stick_with_every_point_inside_the_box(notebook):
@@ -271,9 +317,11 @@ def test_box_selections_stick_with_every_point_inside_the_box(notebook):
         output(page).get_by_role("button", name=f"Clear selection ({inside:,})").wait_for(
             timeout=20_000)
     shot(page, "box-selected")
-    # A drag after a selection made from Python.
+    # A drag after a selection made from Python, which reaches the page after hovers and
+    # drags too (it once reached the page's plot in only 2 of 4 runs after a hover).
     kernel.run("projector.selection = [0, 1, 2]")
-    page.wait_for_timeout(1000)
+    wait_for_plot_selection(page, [0, 1, 2])
+    output(page).get_by_role("button", name="Clear selection (3)").wait_for(timeout=20_000)
     box = drag_box(page, (0.15, 0.15, 0.85, 0.85))
     inside = points_inside(page, box)
     assert settled_selection(kernel, page, inside) == inside
@@ -306,3 +354,4 @@ def test_nothing_was_asked_from_outside_during_the_whole_session(notebook):
     page, _, outside = notebook
     assert not outside, f"requests outside the local server: {outside}"
     assert not page.js_errors, page.js_errors
+    assert not rejected_updates(page), rejected_updates(page)
