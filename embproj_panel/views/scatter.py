@@ -181,15 +181,14 @@ class ScatterView(StateView):
         if frame is None:
             return None
         raster = len(frame) > state.datashade_threshold
-        # Another colour column of the same kind, a colormap, tooltip columns or hover image
-        # update the plot in place (new glyph data and properties, the same figure): only a
-        # new projection, the glyph/raster switch and a new kind of colouring (legend vs
-        # colorbar: other Bokeh models) rebuild it. A raster's legend or colorbar is a layer
-        # of its own, rebuilt with the colour column.
-        # Tooltips with the glyphs or from the server: another hover tool and streams.
+        # A colour change of any kind (another column, numbers <-> categories <-> none), a
+        # colormap, tooltip columns or hover image update the plot in place: the points get
+        # their literal colours as new glyph data (or a re-shaded raster) and the legend or
+        # colorbar models are updated (plots.update_key), in the same figure. Only a new
+        # projection, the glyph/raster switch and tooltips moving between the glyphs and the
+        # server (another hover tool and streams) rebuild it.
         inline = not raster and self._inline_tooltips() is not None
-        return (id(state.projection), raster, state.color.kind,
-                state.color_by if raster else None, inline)
+        return (id(state.projection), raster, inline)
 
     def _on_frame(self, *events: Any) -> None:
         key = self._structure_key()
@@ -205,19 +204,9 @@ class ScatterView(StateView):
             if isinstance(stream, hv_streams().PointerXY):
                 stream.event(x=stream.x, y=stream.y)
 
-    def _key_titles(self, plot: Any, element: Any) -> None:
-        """HoloViews hook: the legend and colorbar titles follow the colour column.
-
-        HoloViews sets them when a plot is built; an in-place update keeps the old ones.
-        """
-        title = "" if self.state.color_by is None else str(self.state.color_by)
-        for name, colorbar in plot.handles.items():
-            # "color_colorbar" for a colour dimension (HoloViews prefixes the handle).
-            if name.endswith("colorbar") and colorbar.title != title:
-                colorbar.title = title  # canvas text: any column name is safe
-        for legend in plot.state.legend:
-            if legend.title != title:
-                legend.title = title
+    def _key(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place."""
+        plots.update_key(plot, self.state.color, self.state.colormap)
 
     def _hover_tooltips(self, plot: Any, element: Any) -> None:
         """HoloViews hook: the hover tool lists the current tooltip fields."""
@@ -257,7 +246,6 @@ class ScatterView(StateView):
     def _build_plot(self, raster: bool, ranges: tuple | None) -> Any:
         import holoviews as hv
 
-        state = self.state
         self._data_events = hv.streams.Counter()
         # Renamed: the raster's DynamicMap listens to both counters.
         self._selection_events = hv.streams.Counter(rename={"counter": "selection_counter"})
@@ -288,10 +276,6 @@ class ScatterView(StateView):
             layers.append(hv.DynamicMap(self.inspect, streams=[pointer]))
         overlay = functools.reduce(operator.mul, layers)
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
-        if state.color.kind == "categorical":
-            # An overlay draws one legend for all its layers: its title is set here (canvas
-            # text, so any column name is safe).
-            opts.update(legend_position="right", legend_opts={"title": str(state.color_by)})
         if ranges is not None:
             opts.update(xlim=ranges[0], ylim=ranges[1])
         return overlay.opts(**opts)
@@ -304,19 +288,23 @@ class ScatterView(StateView):
         hover_data = self._inline_tooltips() if self.instant_hover else None
         # One element per frame and tooltip data: later frames are clones of it, so
         # HoloViews sees the same data and does not resend the points for a restyle.
-        key = (state.frame, hover_data)
-        base = cached[1] if cached is not None and all(
-            new is old for new, old in zip(key, cached[0])) else None
+        # The colours are literal (the colormap is in the data), so the figure never needs
+        # another colour mapper, legend or colorbar model for a colour change.
+        key = (state.frame, hover_data, state.colormap)
+        base = cached[1] if cached is not None and cached[0][0] is key[0] \
+            and cached[0][1] is key[1] and cached[0][2] == key[2] else None
         if base is None:
             base = plots.scatter_element(state.frame, state.color, self.style,
                                          axis_label=self._axis_label(), hover_data=hover_data,
-                                         hover_tooltips=self._tooltip_fields()[1])
+                                         hover_tooltips=self._tooltip_fields()[1],
+                                         literal_colors=True)
             self._points_cache = (key, base)
         element = plots.scatter_element(
             state.frame, state.color, self.style,
             selected=state.positions_of(state.selection).tolist(), base=base,
+            literal_colors=True,
         )
-        hooks = [self._key_titles] + ([self._hover_tooltips] if hover_data else [])
+        hooks = [self._key] + ([self._hover_tooltips] if hover_data else [])
         return element.opts(hooks=hooks)
 
     # -- raster ---------------------------------------------------------------------------------
@@ -339,11 +327,7 @@ class ScatterView(StateView):
         tap = hv.streams.Tap(source=raster)
         tap.add_subscriber(self._on_tap)
         self._streams.extend([*streams[:2], box, lasso, tap])
-        layers = [raster]
-        key = plots.scatter_key(self.state.color, self.style)
-        if key is not None:
-            layers.append(key)
-        return layers
+        return [raster]
 
     def _raster(self, x_range: Any = None, y_range: Any = None, width: int | None = None,
                 height: int | None = None, scale: float = 1.0, **counters: Any) -> Any:
@@ -369,6 +353,7 @@ class ScatterView(StateView):
             state.frame, state.color, self.style, raster=True, selected=selected,
             window=window, size=size, axis_label=self._axis_label(),
         )
+        element = element.opts(hooks=[self._key])  # the legend or colorbar an image lacks
         self._last_raster = (key, size, element)
         return element
 
