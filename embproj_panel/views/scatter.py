@@ -78,6 +78,11 @@ _TOOLTIP_THUMB_PX = 96
 #: answers each hover with the one hovered row.
 INLINE_TOOLTIP_BYTES = 2_000_000
 
+# The glyphs' source column of the point colours (HoloViews names it after the style), and
+# the plot.handles key of what _paint last wrote.
+_FILL_FIELD = "fill_color"
+_PAINTED = "embproj_painted"
+
 # Rows sampled to estimate the tooltip payload before making all of it.
 _SAMPLE_ROWS = 64
 
@@ -286,13 +291,14 @@ class ScatterView(StateView):
         state = self.state
         cached = self._points_cache
         hover_data = self._inline_tooltips() if self.instant_hover else None
-        # One element per frame and tooltip data: later frames are clones of it, so
-        # HoloViews sees the same data and does not resend the points for a restyle.
-        # The colours are literal (the colormap is in the data), so the figure never needs
-        # another colour mapper, legend or colorbar model for a colour change.
-        key = (state.frame, hover_data, state.colormap)
+        # One element per projection and tooltip data: later frames are clones of it, so
+        # HoloViews sees the same data and does not resend the points (nor their thumbnails)
+        # for a restyle, a selection or a colour change. The colours are literal and written
+        # into the glyphs' source by the _paint hook: only the colour columns travel, and the
+        # figure never needs another colour mapper, legend or colorbar model.
+        key = (state.projection, hover_data)
         base = cached[1] if cached is not None and cached[0][0] is key[0] \
-            and cached[0][1] is key[1] and cached[0][2] == key[2] else None
+            and cached[0][1] is key[1] else None
         if base is None:
             base = plots.scatter_element(state.frame, state.color, self.style,
                                          axis_label=self._axis_label(), hover_data=hover_data,
@@ -304,8 +310,43 @@ class ScatterView(StateView):
             selected=state.positions_of(state.selection).tolist(), base=base,
             literal_colors=True,
         )
-        hooks = [self._key] + ([self._hover_tooltips] if hover_data else [])
+        hooks = [self._paint, self._key] + ([self._hover_tooltips] if hover_data else [])
         return element.opts(hooks=hooks)
+
+    def _paint(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: the glyphs' source holds the current colours (and colour values).
+
+        The element's data is the projection's first frame (so HoloViews sends no points
+        again); the colour of each point, and the colour value the tooltips show, are
+        written here, once per new frame or colormap: two columns, not the source.
+        """
+        from bokeh.core.properties import field
+
+        state = self.state
+        source, renderer = plot.handles.get("source"), plot.handles.get("glyph_renderer")
+        if source is None or renderer is None or state.frame is None:
+            return
+        frame = state.frame
+        if len(frame) != len(source.data.get(X, ())):
+            return
+        painted = (frame, state.colormap)
+        last = plot.handles.get(_PAINTED)
+        if last is None or last[0] is not painted[0] or last[1] != painted[1]:
+            columns: dict[str, Any] = {
+                _FILL_FIELD: plots.point_colors(frame, state.color, state.colormap)}
+            if COLOR in source.data and COLOR in frame:
+                values = frame[COLOR]
+                columns[COLOR] = (values.astype(str).to_numpy(dtype=object)
+                                  if state.color.kind == "categorical"
+                                  else values.to_numpy())
+            source.data.update(columns)
+            plot.handles[_PAINTED] = painted
+        # HoloViews sets a constant colour as a property: the glyphs read the column.
+        for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph,
+                      renderer.hover_glyph, renderer.muted_glyph):
+            if glyph is not None and hasattr(glyph, "fill_color") \
+                    and glyph.fill_color != field(_FILL_FIELD):
+                glyph.fill_color = field(_FILL_FIELD)
 
     # -- raster ---------------------------------------------------------------------------------
     def _raster_layers(self) -> list[Any]:
