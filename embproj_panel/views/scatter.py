@@ -3,9 +3,12 @@
 The view draws :func:`embproj_panel.views.plots.scatter_element` of the state's frame, colour
 mapping and style: Bokeh glyphs up to ``state.datashade_threshold`` points, one server-shaded
 Datashader image above it. The HoloViews object is replaced only when its *structure* changes
-(a new projection, another colour column or tooltip, the switch between glyphs and a raster,
-another set of overlays), keeping the user's zoom whenever the coordinates are the same;
-restyling and selecting update the same plot.
+(a new projection, the switch between glyphs and a raster, tooltips moving between the glyphs
+and the server, another set of overlays), keeping the user's zoom whenever the coordinates
+are the same. Restyling, selecting and any colour change (another column, of any kind, or
+none) update the same plot: the glyphs' colours are literal (``plots.point_colors``, written
+into their source by a hook) and the figure's one legend and one colorbar are updated in
+place (``plots.update_key``).
 
 Selection has one home, ``state.selection``. The scatter writes it (box, lasso and tap;
 through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap`` mapped to rows on
