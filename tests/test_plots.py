@@ -110,6 +110,20 @@ def test_points_model_has_no_hover_and_no_image_data():
     assert not list(root.select({"type": HoverTool}))
 
 
+def test_point_colors_are_the_shadings_colours_for_every_kind():
+    frame, mapping = _frame()
+    labels = frame[colors.COLOR].astype(str).to_numpy()
+    assert list(plots.point_colors(frame, mapping)) == [mapping.color_key[v] for v in labels]
+    numbers = colors.color_mapping([0.0, 5.0, None, 10.0], "n", kind="numeric")
+    numeric = colors.plot_frame(np.zeros((4, 2)), np.arange(4), numbers)
+    palette = plots._palette("plasma")
+    assert list(plots.point_colors(numeric, numbers, "plasma")) == [
+        palette[0], palette[len(palette) // 2], colors.NAN_COLOR, palette[-1]]
+    plain = colors.plot_frame(np.zeros((3, 2)), np.arange(3), colors.ColorMapping("none"))
+    assert list(plots.point_colors(plain, colors.ColorMapping("none"))) == \
+        [colors.SINGLE_COLOR] * 3
+
+
 def _hex(rgb: np.ndarray) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
 

@@ -216,17 +216,80 @@ def test_restyle_keeps_the_plot_and_its_data(digits):
     assert points.glyph.size == 11 and points.data_source.data is source_data
 
 
+def the_figure(root):
+    (figure,) = [f for f in root.select({"type": Plot}) if main_scatter(root) in f.renderers]
+    return figure
+
+
+def fill_colours(renderer) -> list:
+    """Each drawn point's fill colour (HoloViews makes a constant column a glyph property)."""
+    fill = renderer.glyph.fill_color
+    if isinstance(fill, str):
+        return [fill.lower()] * len(renderer.data_source.data["x"])
+    return [str(c).lower() for c in renderer.data_source.data[fill.field]]
+
+
 @in_loop
-def test_colour_change_rebuilds_with_the_current_zoom(digits):
+def test_colour_change_of_any_kind_updates_the_figure_in_place_and_keeps_the_zoom(digits):
+    """Categories <-> numbers <-> none: the same figure, renderer and zoom; new colours, and
+    the legend or colorbar shown with the column's name."""
     view = projector(digits)
     root = pn.panel(view).get_root()
+    figure, renderer, plot_object = the_figure(root), main_scatter(root), view.scatter.pane.object
+    (legend,) = root.select({"type": Legend})
+    (colorbar,) = root.select({"type": ColorBar})
+    figure.x_range.update(start=-5.0, end=5.0)  # as the browser zooms, and reports it
+    figure.y_range.update(start=-4.0, end=4.0)
     (ranges,) = [s for s in _streams(view) if isinstance(s, hv.streams.RangeXY)]
-    ranges.event(x_range=(-5.0, 5.0), y_range=(-4.0, 4.0))  # as the browser reports a zoom
-    view.state.color_by = "pixel_3_3"
-    (figure,) = [f for f in root.select({"type": Plot}) if main_scatter(root) in f.renderers]
-    assert (figure.x_range.start, figure.x_range.end) == (-5.0, 5.0)
-    assert (figure.y_range.start, figure.y_range.end) == (-4.0, 4.0)
-    assert main_scatter(root).glyph.fill_color["transform"].palette  # now a colormap
+    ranges.event(x_range=(-5.0, 5.0), y_range=(-4.0, 4.0))
+    for column in ("pixel_3_3", None, "target", "pixel_4_4", "target"):
+        view.state.color_by = column
+        assert view.scatter.pane.object is plot_object
+        assert the_figure(root) is figure and figure.id == the_figure(root).id
+        assert main_scatter(root) is renderer
+        assert (figure.x_range.start, figure.x_range.end) == (-5.0, 5.0)
+        assert (figure.y_range.start, figure.y_range.end) == (-4.0, 4.0)
+        color, frame = view.state.color, view.state.frame
+        expected = [c.lower() for c in plots.point_colors(frame, color, "viridis")]
+        assert fill_colours(renderer) == expected
+        assert legend.visible == (color.kind == "categorical")
+        assert colorbar.visible == (color.kind == "numeric")
+        if color.kind == "categorical":
+            assert legend.title == column
+            (item,) = legend.items
+            (swatch,) = item.renderers
+            assert list(swatch.data_source.data[COLOR]) == list(color.color_key)
+            assert expected[0] == color.color_key[str(digits.get_column(column)[
+                int(frame[ROW].iat[0])])].lower()
+        elif color.kind == "numeric":
+            assert colorbar.title == column
+            assert (colorbar.color_mapper.low, colorbar.color_mapper.high) == \
+                plots.numeric_span(color)
+        else:
+            assert set(expected) == {plots.SINGLE_COLOR.lower()}
+
+
+@in_loop
+def test_raster_colour_change_of_any_kind_keeps_the_figure(digits):
+    view = projector(digits, datashade_threshold=1000)
+    root = pn.panel(view).get_root()
+    (raster,) = rasters(root)
+    (figure,) = [f for f in root.select({"type": Plot}) if raster in f.renderers]
+    (legend,) = root.select({"type": Legend})
+    (colorbar,) = root.select({"type": ColorBar})
+    plot_object = view.scatter.pane.object
+    before = raster_colours(raster)
+    for column in ("pixel_3_3", None, "target"):
+        view.state.color_by = column
+        assert view.scatter.pane.object is plot_object
+        assert rasters(root) == [raster]
+        assert [f for f in root.select({"type": Plot}) if raster in f.renderers] == [figure]
+        kind = view.state.color.kind
+        assert (legend.visible, colorbar.visible) == (kind == "categorical", kind == "numeric")
+        if column == "pixel_3_3":
+            assert raster_colours(raster) != before and colorbar.title == "pixel_3_3"
+    key = view.state.color.color_key
+    assert rgb_of(key["0"]) in raster_colours(raster) and legend.title == "target"
 
 
 def rasters(root) -> list:
@@ -544,12 +607,14 @@ def test_colour_colormap_and_tooltip_changes_keep_the_figure(digits):
         assert view.scatter.pane.object is plot_object
         assert [f for f in root.select({"type": Plot}) if f.renderers] == [figure]
         assert main_scatter(root) is renderer
-    colours = renderer.data_source.data[COLOR]
+    colours = renderer.data_source.data[COLOR]  # the tooltip's values travel with the glyphs
     expected = digits.get_column("pixel_4_4", convert_to="numpy")[view.state.frame[ROW]]
     assert np.allclose(np.asarray(colours, dtype=float), expected.astype(float))
     (colorbar,) = root.select({"type": ColorBar})
     assert colorbar.title == "pixel_4_4"  # follows the column
-    palette = renderer.glyph.fill_color["transform"].palette
+    palette = colorbar.color_mapper.palette
     assert palette == hv.plotting.util.process_cmap("plasma", len(palette))
+    assert fill_colours(renderer) == [
+        c.lower() for c in plots.point_colors(view.state.frame, view.state.color, "plasma")]
     (hover,) = root.select({"type": HoverTool})
     assert [label for label, _ in hover.tooltips] == ["pixel_4_4", "pixel_2_2", "row"]

@@ -44,14 +44,17 @@ from embproj_panel.colors import (
 )
 
 __all__ = [
-    "BLANK_IMAGE", "CONTEXT_COLORS", "MAX_RASTER_PIXELS", "THUMB", "ScatterStyle",
+    "BLANK_IMAGE", "CONTEXT_COLORS", "FILL", "MAX_RASTER_PIXELS", "THUMB", "ScatterStyle",
     "colorbar_overlay", "extent", "glyph_style", "inspect_element", "legend_overlay",
-    "points_element", "raster_element", "raster_size", "scatter_element", "scatter_key",
-    "shade", "tooltips", "warm_up",
+    "point_colors", "points_element", "raster_element", "raster_size", "scatter_element",
+    "scatter_key", "shade", "tooltips", "update_key", "warm_up",
 ]
 
 # The tooltip's image field (a data URI made for the hovered row only).
 THUMB = "thumb"
+
+# The field of each point's hex colour when the colours are literal (point_colors).
+FILL = "fill"
 
 # Data URI of a 1x1 transparent GIF: the placeholder for table rows whose thumbnail has not
 # been generated yet (an empty ``src`` would make some browsers request the page itself).
@@ -103,6 +106,7 @@ def points_element(
     axis_label: str = "",
     hover_data: Mapping[str, Sequence[Any]] | None = None,
     hover_tooltips: list[tuple[str, str]] | None = None,
+    literal_colors: bool = False,
 ) -> Any:
     """A Bokeh-glyph scatter of ``frame`` with box/lasso/tap selection.
 
@@ -125,6 +129,11 @@ def points_element(
         None: no hover tool and only coordinates, row and colour in the glyphs' source.
     hover_tooltips
         From :func:`tooltips`, over ``hover_data``'s fields (and ``row``, ``color``).
+    literal_colors
+        Colour each point with its hex colour from :func:`point_colors` (field
+        :data:`FILL`) instead of a HoloViews colour mapper, legend and colorbar: any colour
+        change, of any kind, is then new data for the same glyph, and :func:`update_key`
+        draws the legend or colorbar.
 
     Returns
     -------
@@ -133,6 +142,9 @@ def points_element(
     hv = _holoviews()
 
     vdims = [ROW] + ([COLOR] if COLOR in frame else [])
+    if literal_colors:
+        frame = frame.assign(**{FILL: point_colors(frame, color, colormap)})
+        vdims.append(FILL)
     if hover_data:
         frame = frame.assign(**{name: np.asarray(values, dtype=object)
                                 for name, values in hover_data.items()})
@@ -148,7 +160,11 @@ def points_element(
         tools=["box_select", "lasso_select", "tap"],
         **_common_opts(axis_label),
     )
-    opts.update(_color_opts(color, colormap))
+    # Literal colours as ``fill_color``: HoloViews names the source's column after the style,
+    # and ``color`` is the colour *value* field the tooltips show. The outline would be the
+    # same colour: none is drawn.
+    opts.update(dict(fill_color=FILL, line_color=None, show_legend=False) if literal_colors
+                else _color_opts(color, colormap))
     if hover_data:
         # The hovered point gets the ring the server-side hover draws (inspect_element).
         opts.update(tools=[*opts["tools"], "hover"], hover_tooltips=hover_tooltips or [],
@@ -467,6 +483,85 @@ def inspect_element(
     )
 
 
+def point_colors(frame: pd.DataFrame, color: ColorMapping,
+                 colormap: str | Sequence[str] = "viridis") -> np.ndarray:
+    """The hex colour of each point of ``frame``, as :func:`shade` colours it.
+
+    Categories through the colour key, numbers through ``colormap`` over the whole column's
+    span (:func:`numeric_span`; missing values :data:`NAN_COLOR`), else :data:`SINGLE_COLOR`.
+    """
+    if color.kind == "categorical":
+        key = np.array(list(color.color_key.values()), dtype=object)
+        return key[np.asarray(frame[COLOR].cat.codes)]
+    if color.kind == "numeric":
+        palette = np.array(_palette(colormap), dtype=object)
+        low, high = numeric_span(color)
+        values = frame[COLOR].to_numpy(dtype=np.float64)
+        finite = np.isfinite(values)
+        index = np.zeros(len(values), dtype=np.int64)
+        index[finite] = np.clip(((values[finite] - low) / (high - low) * len(palette)).astype(
+            np.int64), 0, len(palette) - 1)
+        out = palette[index]
+        out[~finite] = NAN_COLOR
+        return out
+    return np.full(len(frame), SINGLE_COLOR, dtype=object)
+
+
+# plot.handles key of the legend and colorbar models update_key owns.
+_KEY_MODELS = "embproj_key"
+
+
+def update_key(plot: Any, color: ColorMapping, colormap: str | Sequence[str] = "viridis") -> None:
+    """HoloViews hook body: the figure's legend (categories) or colorbar (numbers), in place.
+
+    Made once per plot (a legend over an invisible swatch glyph, one NaN point per category
+    in key order, and a colorbar) and then only updated, so a colour change of any kind
+    keeps the figure, its renderers and the user's zoom. Titles and labels are canvas text:
+    any column name or label is safe.
+    """
+    from bokeh.core.properties import field
+    from bokeh.models import (
+        ColorBar,
+        ColumnDataSource,
+        GlyphRenderer,
+        Legend,
+        LegendItem,
+        LinearColorMapper,
+        Scatter,
+    )
+
+    figure = plot.state
+    models = plot.handles.get(_KEY_MODELS)
+    if models is None or models[0] not in figure.right:
+        source = ColumnDataSource({X: [], Y: [], COLOR: [], FILL: []})
+        swatch = GlyphRenderer(data_source=source, glyph=Scatter(
+            x=X, y=Y, size=8, fill_color=field(FILL), line_color=field(FILL)))
+        legend = Legend(items=[LegendItem(label=field(COLOR), renderers=[swatch])],
+                        title_text_font_style="italic", visible=False)
+        colorbar = ColorBar(color_mapper=LinearColorMapper(palette=_palette("viridis")),
+                            visible=False)
+        figure.renderers = [*figure.renderers, swatch]
+        figure.add_layout(legend, "right")
+        figure.add_layout(colorbar, "right")
+        models = plot.handles[_KEY_MODELS] = (legend, colorbar, source)
+    legend, colorbar, source = models
+    title = "" if color.column is None else str(color.column)
+    categorical, numeric = color.kind == "categorical", color.kind == "numeric"
+    labels = list(color.color_key) if categorical else []
+    if list(source.data[COLOR]) != labels:
+        source.data = {X: [math.nan] * len(labels), Y: [math.nan] * len(labels),
+                       COLOR: labels, FILL: list(color.color_key.values())}
+    legend.update(visible=categorical, title=title if categorical else None,
+                  ncols=_legend_columns(len(labels)))
+    mapper = colorbar.color_mapper
+    low, high = numeric_span(color) if numeric else (0.0, 1.0)
+    palette = _palette(colormap)
+    if list(mapper.palette) != palette:
+        mapper.palette = palette
+    mapper.update(low=low, high=high, nan_color=NAN_COLOR)
+    colorbar.update(visible=numeric, title=title if numeric else None)
+
+
 def glyph_style(points: Any, color: ColorMapping, style: ScatterStyle,
                 selected: Sequence[int] | None = None) -> Any:
     """``points`` (from :func:`points_element`) restyled, as a clone over the *same* data.
@@ -523,6 +618,7 @@ def scatter_element(
     base: Any = None,
     hover_data: Mapping[str, Sequence[Any]] | None = None,
     hover_tooltips: list[tuple[str, str]] | None = None,
+    literal_colors: bool = False,
 ) -> Any:
     """The scatter the projector shows: glyphs, or one Datashader image above the threshold.
 
@@ -551,6 +647,9 @@ def scatter_element(
         restyled instead of rebuilt, so HoloViews does not resend the points.
     hover_data, hover_tooltips
         Glyphs only: tooltips that travel with the points (see :func:`points_element`).
+    literal_colors
+        Glyphs only: each point's own hex colour, no colour mapper (see
+        :func:`points_element`).
 
     Returns
     -------
@@ -568,8 +667,9 @@ def scatter_element(
     if base is None:
         base = points_element(frame, color, point_size=style.point_size, alpha=style.alpha,
                               colormap=style.colormap, axis_label=axis_label,
-                              hover_data=hover_data, hover_tooltips=hover_tooltips)
-    return glyph_style(base, color, style, selected)
+                              hover_data=hover_data, hover_tooltips=hover_tooltips,
+                              literal_colors=literal_colors)
+    return glyph_style(base, ColorMapping("none") if literal_colors else color, style, selected)
 
 
 def scatter_key(color: ColorMapping, style: ScatterStyle = ScatterStyle()) -> Any:

@@ -3,9 +3,12 @@
 The view draws :func:`embproj_panel.views.plots.scatter_element` of the state's frame, colour
 mapping and style: Bokeh glyphs up to ``state.datashade_threshold`` points, one server-shaded
 Datashader image above it. The HoloViews object is replaced only when its *structure* changes
-(a new projection, another colour column or tooltip, the switch between glyphs and a raster,
-another set of overlays), keeping the user's zoom whenever the coordinates are the same;
-restyling and selecting update the same plot.
+(a new projection, the switch between glyphs and a raster, tooltips moving between the glyphs
+and the server, another set of overlays), keeping the user's zoom whenever the coordinates
+are the same. Restyling, selecting and any colour change (another column, of any kind, or
+none) update the same plot: the glyphs' colours are literal (``plots.point_colors``, written
+into their source by a hook) and the figure's one legend and one colorbar are updated in
+place (``plots.update_key``).
 
 Selection has one home, ``state.selection``. The scatter writes it (box, lasso and tap;
 through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap`` mapped to rows on
@@ -77,6 +80,11 @@ _TOOLTIP_THUMB_PX = 96
 #: row) sent with the glyphs for a hover without server round trips; above it the server
 #: answers each hover with the one hovered row.
 INLINE_TOOLTIP_BYTES = 2_000_000
+
+# The glyphs' source column of the point colours (HoloViews names it after the style), and
+# the plot.handles key of what _paint last wrote.
+_FILL_FIELD = "fill_color"
+_PAINTED = "embproj_painted"
 
 # Rows sampled to estimate the tooltip payload before making all of it.
 _SAMPLE_ROWS = 64
@@ -180,15 +188,14 @@ class ScatterView(StateView):
         if frame is None:
             return None
         raster = len(frame) > state.datashade_threshold
-        # Another colour column of the same kind, a colormap, tooltip columns or hover image
-        # update the plot in place (new glyph data and properties, the same figure): only a
-        # new projection, the glyph/raster switch and a new kind of colouring (legend vs
-        # colorbar: other Bokeh models) rebuild it. A raster's legend or colorbar is a layer
-        # of its own, rebuilt with the colour column.
-        # Tooltips with the glyphs or from the server: another hover tool and streams.
+        # A colour change of any kind (another column, numbers <-> categories <-> none), a
+        # colormap, tooltip columns or hover image update the plot in place: the points get
+        # their literal colours as new glyph data (or a re-shaded raster) and the legend or
+        # colorbar models are updated (plots.update_key), in the same figure. Only a new
+        # projection, the glyph/raster switch and tooltips moving between the glyphs and the
+        # server (another hover tool and streams) rebuild it.
         inline = not raster and self._inline_tooltips() is not None
-        return (id(state.projection), raster, state.color.kind,
-                state.color_by if raster else None, inline)
+        return (id(state.projection), raster, inline)
 
     def _on_frame(self, *events: Any) -> None:
         key = self._structure_key()
@@ -204,19 +211,9 @@ class ScatterView(StateView):
             if isinstance(stream, hv_streams().PointerXY):
                 stream.event(x=stream.x, y=stream.y)
 
-    def _key_titles(self, plot: Any, element: Any) -> None:
-        """HoloViews hook: the legend and colorbar titles follow the colour column.
-
-        HoloViews sets them when a plot is built; an in-place update keeps the old ones.
-        """
-        title = "" if self.state.color_by is None else str(self.state.color_by)
-        for name, colorbar in plot.handles.items():
-            # "color_colorbar" for a colour dimension (HoloViews prefixes the handle).
-            if name.endswith("colorbar") and colorbar.title != title:
-                colorbar.title = title  # canvas text: any column name is safe
-        for legend in plot.state.legend:
-            if legend.title != title:
-                legend.title = title
+    def _key(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place."""
+        plots.update_key(plot, self.state.color, self.state.colormap)
 
     def _hover_tooltips(self, plot: Any, element: Any) -> None:
         """HoloViews hook: the hover tool lists the current tooltip fields."""
@@ -261,7 +258,6 @@ class ScatterView(StateView):
     def _build_plot(self, raster: bool, ranges: tuple | None) -> Any:
         import holoviews as hv
 
-        state = self.state
         self._data_events = hv.streams.Counter()
         # Renamed: the raster's DynamicMap listens to both counters.
         self._selection_events = hv.streams.Counter(rename={"counter": "selection_counter"})
@@ -292,10 +288,6 @@ class ScatterView(StateView):
             layers.append(hv.DynamicMap(self.inspect, streams=[pointer]))
         overlay = functools.reduce(operator.mul, layers)
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
-        if state.color.kind == "categorical":
-            # An overlay draws one legend for all its layers: its title is set here (canvas
-            # text, so any column name is safe).
-            opts.update(legend_position="right", legend_opts={"title": str(state.color_by)})
         if ranges is not None:
             opts.update(xlim=ranges[0], ylim=ranges[1])
         return overlay.opts(**opts)
@@ -306,22 +298,62 @@ class ScatterView(StateView):
         state = self.state
         cached = self._points_cache
         hover_data = self._inline_tooltips() if self.instant_hover else None
-        # One element per frame and tooltip data: later frames are clones of it, so
-        # HoloViews sees the same data and does not resend the points for a restyle.
-        key = (state.frame, hover_data)
-        base = cached[1] if cached is not None and all(
-            new is old for new, old in zip(key, cached[0])) else None
+        # One element per projection and tooltip data: later frames are clones of it, so
+        # HoloViews sees the same data and does not resend the points (nor their thumbnails)
+        # for a restyle, a selection or a colour change. The colours are literal and written
+        # into the glyphs' source by the _paint hook: only the colour columns travel, and the
+        # figure never needs another colour mapper, legend or colorbar model.
+        key = (state.projection, hover_data)
+        base = cached[1] if cached is not None and cached[0][0] is key[0] \
+            and cached[0][1] is key[1] else None
         if base is None:
             base = plots.scatter_element(state.frame, state.color, self.style,
                                          axis_label=self._axis_label(), hover_data=hover_data,
-                                         hover_tooltips=self._tooltip_fields()[1])
+                                         hover_tooltips=self._tooltip_fields()[1],
+                                         literal_colors=True)
             self._points_cache = (key, base)
         element = plots.scatter_element(
             state.frame, state.color, self.style,
             selected=state.positions_of(state.selection).tolist(), base=base,
+            literal_colors=True,
         )
-        hooks = [self._key_titles] + ([self._hover_tooltips] if hover_data else [])
+        hooks = [self._paint, self._key] + ([self._hover_tooltips] if hover_data else [])
         return element.opts(hooks=hooks)
+
+    def _paint(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: the glyphs' source holds the current colours (and colour values).
+
+        The element's data is the projection's first frame (so HoloViews sends no points
+        again); the colour of each point, and the colour value the tooltips show, are
+        written here, once per new frame or colormap: two columns, not the source.
+        """
+        from bokeh.core.properties import field
+
+        state = self.state
+        source, renderer = plot.handles.get("source"), plot.handles.get("glyph_renderer")
+        if source is None or renderer is None or state.frame is None:
+            return
+        frame = state.frame
+        if len(frame) != len(source.data.get(X, ())):
+            return
+        painted = (frame, state.colormap)
+        last = plot.handles.get(_PAINTED)
+        if last is None or last[0] is not painted[0] or last[1] != painted[1]:
+            columns: dict[str, Any] = {
+                _FILL_FIELD: plots.point_colors(frame, state.color, state.colormap)}
+            if COLOR in source.data and COLOR in frame:
+                values = frame[COLOR]
+                columns[COLOR] = (values.astype(str).to_numpy(dtype=object)
+                                  if state.color.kind == "categorical"
+                                  else values.to_numpy())
+            source.data.update(columns)
+            plot.handles[_PAINTED] = painted
+        # HoloViews sets a constant colour as a property: the glyphs read the column.
+        for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph,
+                      renderer.hover_glyph, renderer.muted_glyph):
+            if glyph is not None and hasattr(glyph, "fill_color") \
+                    and glyph.fill_color != field(_FILL_FIELD):
+                glyph.fill_color = field(_FILL_FIELD)
 
     # -- raster ---------------------------------------------------------------------------------
     def _raster_layers(self) -> list[Any]:
@@ -343,11 +375,7 @@ class ScatterView(StateView):
         tap = hv.streams.Tap(source=raster)
         tap.add_subscriber(self._on_tap)
         self._streams.extend([*streams[:2], box, lasso, tap])
-        layers = [raster]
-        key = plots.scatter_key(self.state.color, self.style)
-        if key is not None:
-            layers.append(key)
-        return layers
+        return [raster]
 
     def _raster(self, x_range: Any = None, y_range: Any = None, width: int | None = None,
                 height: int | None = None, scale: float = 1.0, **counters: Any) -> Any:
@@ -373,6 +401,7 @@ class ScatterView(StateView):
             state.frame, state.color, self.style, raster=True, selected=selected,
             window=window, size=size, axis_label=self._axis_label(),
         )
+        element = element.opts(hooks=[self._key])  # the legend or colorbar an image lacks
         self._last_raster = (key, size, element)
         return element
 
