@@ -179,7 +179,9 @@ def _common_opts(axis_label: str) -> dict[str, Any]:
         min_height=300,
         xlabel=f"{axis_label} 1".strip(),
         ylabel=f"{axis_label} 2".strip(),
-        active_tools=["wheel_zoom", "pan"],
+        # Box select is the drag on open (brushing is what the map is for); pan is one click
+        # away in the toolbar, and the wheel zooms.
+        active_tools=["wheel_zoom", "box_select"],
         default_tools=["pan", "wheel_zoom", "reset", "save"],
         toolbar="above",
     )

@@ -22,6 +22,13 @@ Bokeh's hover tool shows them in the browser with no server round trip (the 1,79
 8x8 images: about 0.4 MB). Above that budget, and for rasters, hover is resolved on the
 server: the browser gets one row, with its thumbnail.
 
+Selection modes are Bokeh's in both modes: the box, lasso or tap tool's ``mode`` (replace,
+append, intersect, subtract, xor, toggle; set from the tool's toolbar menu or Python), and
+the modifier keys of the gesture (shift appends, ctrl intersects, both subtract). Glyphs get
+them from BokehJS itself; on a raster the browser has no points to select, so the tool's
+mode is read from the plot's model and the gesture's keys from its ``PanStart``/``Tap``
+event, and the new rows are combined with the selection here (:func:`combine_selection`).
+
 Overlays: other views draw on the scatter without the scatter knowing about them
 -------------------------------------------------------------------------------
 ``ScatterView.overlays`` is a list of callables ``overlay(scatter) -> element`` (a HoloViews
@@ -63,7 +70,33 @@ from embproj_panel.views import plots
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import cell_text
 
-__all__ = ["ScatterView"]
+__all__ = ["ScatterView", "combine_selection", "gesture_mode"]
+
+
+def gesture_mode(tool_mode: str, shift: bool = False, ctrl: bool = False) -> str:
+    """The selection mode of a gesture, as BokehJS's ``SelectTool._select_mode`` has it."""
+    if shift and ctrl:
+        return "subtract"
+    if shift:
+        return "append"
+    if ctrl:
+        return "intersect"
+    return tool_mode
+
+
+def combine_selection(current: Any, new: Any, mode: str) -> np.ndarray:
+    """The selection after selecting ``new`` rows in Bokeh selection ``mode``."""
+    current = np.asarray(current, dtype=np.int64)
+    new = np.asarray(new, dtype=np.int64)
+    if mode == "append":
+        return np.union1d(current, new)
+    if mode == "intersect":
+        return np.intersect1d(current, new)
+    if mode == "subtract":
+        return np.setdiff1d(current, new)
+    if mode in ("xor", "toggle"):
+        return np.setxor1d(current, new)
+    return np.unique(new)  # "replace"
 
 
 def hv_streams() -> Any:
@@ -366,7 +399,8 @@ class ScatterView(StateView):
         # Streams without a source attach to this DynamicMap's plot.
         streams = [hv.streams.RangeXY(), hv.streams.PlotSize(), self._data_events,
                    self._selection_events]
-        raster = hv.DynamicMap(self._raster, streams=streams)
+        raster = hv.DynamicMap(self._raster, streams=streams).opts(
+            hooks=[self._watch_gestures])
         # Selections on a raster are geometric: map them to rows here, on the server.
         box = hv.streams.BoundsXY(source=raster)
         box.add_subscriber(self._on_box)
@@ -516,6 +550,39 @@ class ScatterView(StateView):
         return record
 
     # -- selection: plot -> state -------------------------------------------------------------
+    def _watch_gestures(self, plot: Any, element: Any) -> None:
+        """HoloViews hook (raster): remember the figure, and the keys held at each gesture."""
+        from bokeh import events
+
+        figure = plot.state
+        if figure is self._figure:
+            return
+        self._figure = figure
+        self._keys = {}
+        figure.on_event(events.PanStart, self._on_gesture_start)
+        figure.on_event(events.Tap, self._on_gesture_start)
+
+    _figure: Any = None
+    _keys: dict = {}
+
+    def _on_gesture_start(self, event: Any) -> None:
+        modifiers = getattr(event, "modifiers", None) or {}
+        get = modifiers.get if isinstance(modifiers, dict) else (
+            lambda key, default=False: getattr(modifiers, key, default))
+        self._keys = {"shift": bool(get("shift", False)), "ctrl": bool(get("ctrl", False))}
+
+    def _raster_select(self, positions: Any, tool: str) -> None:
+        """Select ``positions`` of the frame on a raster, in the gesture's selection mode."""
+        from bokeh.models import BoxSelectTool, LassoSelectTool, TapTool
+
+        kind = {"box": BoxSelectTool, "lasso": LassoSelectTool, "tap": TapTool}[tool]
+        figure = self._figure
+        found = figure.select_one({"type": kind}) if figure is not None else None
+        keys, self._keys = self._keys, {}
+        mode = gesture_mode(getattr(found, "mode", "replace"), **keys)
+        rows = self.state.rows_of(positions)
+        self.state.select(combine_selection(self.state.selection, rows, mode))
+
     def _on_plot_positions(self, index: list[int] | None = None) -> None:
         rows = self.state.rows_of(index or [])
         if set(rows.tolist()) != set(self.state.selection):
@@ -524,20 +591,20 @@ class ScatterView(StateView):
     def _on_box(self, bounds: tuple | None = None) -> None:
         if bounds is None or self._index is None:
             return
-        self.state.select(self.state.rows_of(self._index.in_box(*bounds)))
+        self._raster_select(self._index.in_box(*bounds), "box")
 
     def _on_lasso(self, geometry: np.ndarray | None = None) -> None:
         if geometry is None or self._index is None or len(geometry) < 3:
             return
         geometry = np.asarray(geometry)
         positions = self._index.in_polygon(geometry[:, 0], geometry[:, 1])
-        self.state.select(self.state.rows_of(positions))
+        self._raster_select(positions, "lasso")
 
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
         if x is None or y is None or self._index is None:
             return
         position = self._index.nearest(x, y, *self._radii())
-        self.state.select([] if position is None else self.state.rows_of([position]))
+        self._raster_select([] if position is None else [position], "tap")
 
     # -- selection: state -> plot ---------------------------------------------------------------
     def _on_selection(self, *events: Any) -> None:

@@ -69,7 +69,12 @@ def tooltip(page):
 
 
 def activate_tool(page, icon: str) -> None:
-    page.locator(f".bk-tool-icon-{icon}").first.click()
+    """Make a toolbar tool active (clicking an active gesture tool would switch it off)."""
+    button = page.locator(f".bk-tool-icon-{icon}").first
+    active = button.evaluate(
+        "el => (el.getRootNode().host || el.parentElement).classList.contains('bk-active')")
+    if not active:
+        button.click()
 
 
 def box_select(page, frame_fraction=(0.3, 0.3, 0.7, 0.7)) -> None:
@@ -179,6 +184,31 @@ def test_box_select_fills_the_table_and_table_click_highlights(served_app, page,
         timeout=15_000,
     )
     screenshot("table-click")
+
+
+def _selected_count(page) -> int:
+    button = page.get_by_role("button", name=re.compile(r"Clear selection \(\d"))
+    button.wait_for(timeout=30_000)
+    return int(re.sub(r"\D", "", button.inner_text()))
+
+
+def test_box_select_is_active_on_open_and_shift_adds_a_second_box(served_app, page,
+                                                                 screenshot):
+    open_app(page, served_app)
+    icon = page.locator(".bk-tool-icon-box-select").first
+    assert icon.evaluate(
+        "el => (el.getRootNode().host || el.parentElement).classList.contains('bk-active')")
+    box_select(page, (0.15, 0.15, 0.45, 0.45))
+    first = _selected_count(page)
+    page.keyboard.down("Shift")
+    box_select(page, (0.55, 0.55, 0.85, 0.85))
+    page.keyboard.up("Shift")
+    page.wait_for_function(
+        f"() => /Clear selection \\((?!{first:,}\\))/.test(document.body.innerText) || true")
+    page.wait_for_timeout(2000)
+    both = _selected_count(page)
+    screenshot("shift-box")
+    assert both > first > 0
 
 
 def test_switching_to_umap_shows_progress_then_new_coordinates(served_app, page, screenshot):

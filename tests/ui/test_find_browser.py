@@ -33,8 +33,20 @@ def test_typing_a_query_counts_rings_and_selects(served_app, page, screenshot):
     screenshot("search")
     page.get_by_role("button", name="Select matches").click()
     page.get_by_role("button", name="Clear selection (179)").wait_for(timeout=15_000)
-    # The bad-regex message is checked at the view level (tests/test_find_views.py): Playwright
-    # found no accessible checkbox named "Regex" in Panel's Checkbox here.
+    # A bad regex: the readable message, the query echoed as text, no traceback. Bokeh's
+    # Checkbox is an <input> beside a <div class="bk-label"> (no <label>), inside the
+    # widget's shadow root: it has no accessible name, so find it by its widget's text.
+    box.fill("[<b>x")
+    regex = page.locator(".bk-Checkbox", has_text="Regex").locator("input[type=checkbox]")
+    regex.check()
+    assert regex.is_checked()
+    message = page.get_by_text("Not a valid regular expression: unterminated character set")
+    message.wait_for(timeout=15_000)
+    assert box.input_value() == "[<b>x"  # the query, as typed, in the box
+    assert page.locator("b", has_text="x").count() == 0  # never markup
+    assert "Traceback" not in page.content()
+    assert page.get_by_role("button", name="Select matches").is_disabled()
+    screenshot("bad-regex")
 
 
 def test_clicking_a_row_lists_its_neighbours_with_thumbnails(served_app, page, screenshot):
