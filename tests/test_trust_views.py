@@ -284,3 +284,14 @@ def test_a_raster_shades_faithfulness_on_the_fixed_scale():
     assert pixel(fixed) == (0xa5, 0x00, 0x26)   # 0 is the low end of the fixed ramp
     assert pixel(plain) != (0xa5, 0x00, 0x26)   # the column's own span and the user's cmap
     assert plots.colorbar_overlay(fixed).opts.get().kwargs["clim"] == (0.0, 1.0)
+
+
+def test_new_faithfulness_values_keep_the_selection(projector):
+    # The table's value is replaced when new values land; Panel then clears a paged table's
+    # selection, which must not reach the state as if the user had cleared it.
+    projector.wait()
+    projector.selection = [3, 5, 8]
+    projector.state.embedding_columns = projector.state.embedding_columns[:20]
+    projector.wait()
+    assert projector.selection == [3, 5, 8]
+    assert sorted(projector.table.tabulator.selection) == [3, 5, 8]

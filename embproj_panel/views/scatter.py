@@ -20,7 +20,8 @@ PNG data URI at most 96 px, at the image's own size if smaller, and its tooltip 
 fits in :data:`INLINE_TOOLTIP_BYTES` in glyph mode, the tooltips travel with the glyphs and
 Bokeh's hover tool shows them in the browser with no server round trip (the 1,797 digits,
 8x8 images: about 0.4 MB). Above that budget, and for rasters, hover is resolved on the
-server: the browser gets one row, with its thumbnail.
+server: the browser gets one row, with its thumbnail (always so for a lazy dataset, which
+holds only what the map draws).
 
 Selection modes are Bokeh's in both modes: the box, lasso or tap tool's ``mode`` (replace,
 append, intersect, subtract, xor, toggle; set from the tool's toolbar menu or Python), and
@@ -63,6 +64,7 @@ import panel as pn
 import param
 
 from embproj_panel.colors import COLOR, ROW, X, Y
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
@@ -495,7 +497,8 @@ class ScatterView(StateView):
         """
         state = self.state
         frame = state.frame
-        if frame is None or state.table is None:
+        # A lazy dataset holds only what the map draws: its tooltips are read on hover.
+        if frame is None or state.table is None or isinstance(state.table, DatasetTable):
             return None
         key = (state.projection, state.table, state.hover_image,
                tuple(state.tooltip_columns))

@@ -341,21 +341,28 @@ class TableView(StateView):
                   if not str(key).startswith("d")}
         titles.update({field: escaped(name) for field, (name, _) in derived.items()})
         lazy = self.tabulator._lazy
+        # Panel clears a remote-paginated table's selection when its value changes; that
+        # echo is not a person's click and must not clear the state's selection.
         with pn.io.hold():
-            if lazy is not None:
-                # The index-only frame stays; the page reader now adds the derived cells.
-                template = lazy[0][[c for c in lazy[0].columns if not str(c).startswith("d")]]
-                for field, (_, found) in derived.items():
-                    template[field] = found.values[:0]
-                self.tabulator._lazy = (template, lazy[1])
-                self.tabulator.titles = titles
-                self.tabulator.param.trigger("value")
-            else:
-                data = {name: value[name] for name in value.columns
-                        if not str(name).startswith("d")}
-                data.update({field: found.values for field, (_, found) in derived.items()})
-                self.tabulator.param.update(value=pd.DataFrame(data, index=value.index),
-                                            titles=titles)
+            self._syncing = True
+            try:
+                if lazy is not None:
+                    # The index-only frame stays; the page reader now adds the derived cells.
+                    template = lazy[0][[c for c in lazy[0].columns
+                                        if not str(c).startswith("d")]]
+                    for field, (_, found) in derived.items():
+                        template[field] = found.values[:0]
+                    self.tabulator._lazy = (template, lazy[1])
+                    self.tabulator.titles = titles
+                    self.tabulator.param.trigger("value")
+                else:
+                    data = {name: value[name] for name in value.columns
+                            if not str(name).startswith("d")}
+                    data.update({field: found.values for field, (_, found) in derived.items()})
+                    self.tabulator.param.update(value=pd.DataFrame(data, index=value.index),
+                                                titles=titles)
+            finally:
+                self._syncing = False
             self._on_selection()  # the same rows stay highlighted
 
     def _on_hover_image(self, *events: Any) -> None:
