@@ -53,6 +53,7 @@ import panel as pn
 import param
 
 from embproj_panel.colors import COLOR, ROW, X, Y
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
@@ -434,6 +435,8 @@ class ScatterView(StateView):
         frame = state.frame
         if frame is None or state.table is None:
             return None
+        if isinstance(state.table, DatasetTable):
+            return None  # a lazy dataset's rows are read on hover, never every one up front
         key = (state.projection, state.table, state.hover_image,
                tuple(state.tooltip_columns))
         cached = self._inline_cache
