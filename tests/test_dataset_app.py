@@ -162,6 +162,14 @@ def test_projector_over_a_dataset_reads_table_pages_on_demand(folder, reads):
     assert reads.rows("emb") == 0 and reads.rows() <= 6 * ROW_GROUP
 
 
+def test_the_lazy_table_renders_its_columns_as_a_bokeh_model(folder):
+    projector = projected(folder, color_by="label")
+    model = projector.table.tabulator.get_root()
+    assert [column.field for column in model.columns] == ["row", "thumb", "c1"]
+    assert list(model.source.data["row"]) == list(range(10))
+    assert model.max_page == N // 10
+
+
 def test_table_clicks_select_rows_of_the_page(folder):
     projector = projected(folder, page_size=10)
     tabulator = projector.table.tabulator

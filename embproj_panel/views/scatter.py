@@ -500,6 +500,8 @@ class ScatterView(StateView):
         # A lazy dataset holds only what the map draws: its tooltips are read on hover.
         if frame is None or state.table is None or isinstance(state.table, DatasetTable):
             return None
+        if isinstance(state.table, DatasetTable):
+            return None  # a lazy dataset's rows are read on hover, never every one up front
         key = (state.projection, state.table, state.hover_image,
                tuple(state.tooltip_columns))
         cached = self._inline_cache

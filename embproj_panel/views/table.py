@@ -59,6 +59,27 @@ class _IndexLabels(Mapping):
         return iter(range(len(self._index)))
 
 
+class _RowIndex(pd.DataFrame):
+    """A lazy table's Tabulator value: the row index alone, no cell, typed as its columns.
+
+    Panel 1.9's ``Tabulator._config_columns`` (private) reads each column's dtype from
+    ``value.dtypes``: here they are those of the page frames (:attr:`column_dtypes`).
+    """
+
+    _metadata = ["column_dtypes"]
+    column_dtypes: pd.Series | None = None
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        # Filtered copies stay of this type: Panel takes a filter's result for the filtered
+        # frame only when ``type(result) is type(value)``.
+        return _RowIndex
+
+    @property
+    def dtypes(self) -> pd.Series:
+        return super().dtypes if self.column_dtypes is None else self.column_dtypes
+
+
 class _Tabulator(pn.widgets.Tabulator):
     """Panel's Tabulator without a per-row Python dict (see :class:`_IndexLabels`), and
     without the browser's restatement of its page selection (see :meth:`_process_events`).
@@ -313,7 +334,7 @@ class TableView(StateView):
             titles[field] = escaped(name)
         index = pd.RangeIndex(len(table), name="row")
         # A lazy table's frame is its index alone; its pages are read when sent (_Tabulator).
-        frame = pd.DataFrame(index=index) if lazy else pd.DataFrame(data, index=index)
+        frame = _RowIndex(index=index) if lazy else pd.DataFrame(data, index=index)
         formatters = {
             THUMB: {"type": "image", "height": f"{_TABLE_THUMB_PX}px",
                           "width": f"{_TABLE_THUMB_PX}px"}
@@ -321,7 +342,9 @@ class TableView(StateView):
         with pn.io.hold():
             if lazy:
                 read = partial(self._page_frame, table)
-                self.tabulator._lazy = (read(np.arange(min(1, len(table)))).iloc[:0], read)
+                typed = read(np.arange(min(1, len(table)))).iloc[:0]
+                frame.column_dtypes = typed.dtypes
+                self.tabulator._lazy = (typed, read)
             self.tabulator.param.update(
                 value=frame, titles=titles, hidden_columns=hidden, formatters=formatters,
                 selection=[],
