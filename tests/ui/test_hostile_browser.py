@@ -116,6 +116,8 @@ def wait_until(page, condition, what: str, timeout: float = 30.0):
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
+# A dozen views in one walk, plus its own server's start: minutes on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_hostile_text_stays_text_in_every_view(hostile_app, watched, screenshot):
     page = watched
     started = time.monotonic()
