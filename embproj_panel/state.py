@@ -413,6 +413,14 @@ class ProjectorState(param.Parameterized):
                                   error="", status="No table yet.", derived={})
             return
         embeddable, colorable, images, shown = _roles(table)
+        # The old projection's rows belong to the old table: never show them with this one.
+        # Cleared before the column choices change: a widget showing a choice that is gone
+        # sets another at once, and its watchers must not draw the old rows with this table
+        # (a rendered scatter failed on the new table's length).
+        self._positions = None
+        with param.edit_constant(self):
+            self.param.update(projection=None, frame=None, color=ColorMapping("none"),
+                              derived={})
         p = self.param
         p.embedding_columns.objects = column_labels(embeddable)
         p.color_by.objects = {NONE_LABEL: None, **column_labels(colorable)}
@@ -420,11 +428,6 @@ class ProjectorState(param.Parameterized):
         p.tooltip_columns.objects = column_labels(shown)
         values = {**_defaults_of(table), **explicit, "selection": []}
         self._check_columns(values, embeddable, colorable, images, shown)
-        # The old projection's rows belong to the old table: never show them with this one.
-        self._positions = None
-        with param.edit_constant(self):
-            self.param.update(projection=None, frame=None, color=ColorMapping("none"),
-                              derived={})
         self._projection_inputs_changed(force=True, **values)
 
     @staticmethod

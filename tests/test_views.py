@@ -618,3 +618,22 @@ def test_colour_colormap_and_tooltip_changes_keep_the_figure(digits):
         c.lower() for c in plots.point_colors(view.state.frame, view.state.color, "plasma")]
     (hover,) = root.select({"type": HoverTool})
     assert [label for label, _ in hover.tooltips] == ["pixel_4_4", "pixel_2_2", "row"]
+
+
+def test_a_rendered_projector_switches_to_a_table_without_its_colour_column():
+    # The colour menu, shown in a page, picks another column as soon as the old one is gone;
+    # the old projection used to be redrawn with the new, shorter table and the switch failed
+    # (IndexError in the scatter; in the app the table stayed half-switched).
+    rng = np.random.default_rng(0)
+    first = Table(dataframe=pd.DataFrame({"label": list("abc") * 100, "x": rng.normal(size=300),
+                                          "y": rng.normal(size=300)}))
+    second = Table(dataframe=pd.DataFrame({"other": list("abc") * 10, "u": rng.normal(size=30),
+                                           "v": rng.normal(size=30)}))
+    projector = Projector(first, color_by="label")
+    pn.panel(projector).get_root()
+    projector.state.wait()
+    projector.state.set_table(second)
+    projector.state.wait()
+    assert projector.state.embedding_columns == ["u", "v"]
+    assert projector.state.frame[ROW].max() < 30 and len(projector.state.frame) == 30
+    projector.state.close()

@@ -497,8 +497,7 @@ class ScatterView(StateView):
         """
         state = self.state
         frame = state.frame
-        # A lazy dataset holds only what the map draws: its tooltips are read on hover.
-        if frame is None or state.table is None or isinstance(state.table, DatasetTable):
+        if frame is None or state.table is None:
             return None
         if isinstance(state.table, DatasetTable):
             return None  # a lazy dataset's rows are read on hover, never every one up front

@@ -9,13 +9,10 @@ machine without it) the tests are skipped; CI installs it, so there they always 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from _browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, mark_folder, stop
+from _browser_support import CHROMIUM, CHROMIUM_ARGS, mark_folder, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "screenshots"
@@ -23,25 +20,6 @@ SCREENSHOTS = ROOT / "tests" / "screenshots"
 
 def pytest_collection_modifyitems(items):
     mark_folder(items, Path(__file__).parent, "ui")
-
-
-def _wait_for(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"panel serve exited with {process.returncode}")
-        try:
-            # A generous read timeout: on a busy machine the first page (a session, its PCA
-            # and the warm-ups starting beside it) takes longer than a few seconds, and an
-            # abandoned request leaves its session building while the next one starts another.
-            if requests.get(url, timeout=(5, 120)).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.fixture(scope="session")
@@ -53,23 +31,8 @@ def ui_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def served_app(ui_store, numba_warm):
     """``panel serve apps/projector.py`` on a free port; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "EMBPROJ_DIR": str(ui_store), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_log := ui_store.parent / "panel-serve.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", str(ROOT / "apps" / "projector.py"),
-         "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/projector"
-    try:
-        _wait_for(url, process)
+    with serve_app(ui_store) as url:
         yield url
-    finally:
-        stop(process, timeout=10)
-        log.close()
-        print(Path(tmp_log).read_text()[-3000:])
 
 
 @pytest.fixture(scope="session")
