@@ -51,7 +51,8 @@ rows and selected rows, where the bare call makes one aggregate). Below the Data
 glyphs and the Datashader baseline does not apply.
 
 Targets at 1,000,000 rows (issue 5): under 2 s from change to model, under 5 MB of plot data
-(1 MB = 10**6 bytes), peak memory under 3x the table's in-memory size.
+(1 MB = 10**6 bytes), peak memory under 3x the table's in-memory size; issue 15: the
+serving peak beyond the RSS after imports at most 2.5x the table.
 
 Run (a few minutes)::
 
@@ -92,6 +93,8 @@ MB = 10**6
 TARGET_SECONDS = 2.0
 TARGET_PLOT_BYTES = 5 * MB
 TARGET_MEMORY_RATIO = 3.0
+# Issue 15: the serving peak beyond the RSS after imports, against the table's size.
+TARGET_SERVING_RATIO = 2.5
 DIM = 64
 CLUSTERS = 20
 # The scatter's frame in Chromium with a 1400x900 viewport (the plot view's frame.bbox, as
@@ -382,9 +385,10 @@ async def browser_size_report(
         hv.streams.Stream.trigger(streams)
 
     result = await timed_change(send_size, state, root, counter)
-    (shown,) = [r for r in plot_renderers(root) if "image" in r.data_source.data]
-    shape = shown.data_source.data["image"][0].shape
-    assert shape[:2] == (size[1], size[0]), f"raster of {shape} after the size report"
+    if len(state.frame) > state.datashade_threshold:  # glyphs below: no raster to check
+        (shown,) = [r for r in plot_renderers(root) if "image" in r.data_source.data]
+        shape = shown.data_source.data["image"][0].shape
+        assert shape[:2] == (size[1], size[0]), f"raster of {shape} after the size report"
     return result
 
 
@@ -421,7 +425,10 @@ async def measure_app(table: Any, repeats: int, size: tuple[int, int]) -> dict[s
     out["raster"] = len(state.frame) > state.datashade_threshold
 
     # The first page: what PULL-DOC-REPLY carries, the plot and the Tabulator separately.
-    (tabulator,) = root.select({"type": DataTabulator})
+    # The table view's Tabulator (the neighbours list is another): Panel keeps a widget's
+    # model per root in ``_models`` (private; no public lookup from widget to model).
+    tabulator, _ = projector.table.tabulator._models[root.ref["id"]]
+    assert isinstance(tabulator, DataTabulator)
     table_models = {tabulator.id, tabulator.source.id}
     out["doc_bytes"], out["doc_largest"] = document_sizes(doc)
     out["table_page_bytes"] = serialized_size(tabulator)
@@ -646,6 +653,11 @@ def report(results: list[dict[str, Any]], size: tuple[int, int]) -> bool:
     print(f"  peak memory < {TARGET_MEMORY_RATIO:g}x the table: whole process "
           f"{verdict[memory_ok]} ({process_ratio:.2f}x); serving phase "
           f"{verdict[serving_ratio < TARGET_MEMORY_RATIO]} ({serving_ratio:.2f}x)")
+    if big["serving_peak"]:
+        beyond = (big["serving_peak"] - big["baseline_rss"]) / big["table_bytes"]
+        print(f"  serving peak beyond the imports <= {TARGET_SERVING_RATIO:g}x the table "
+              f"(issue 15): {verdict[beyond <= TARGET_SERVING_RATIO]} ({beyond:.2f}x; load "
+              f"{os.getloadavg()[0]:.1f})")
     return time_ok and bytes_ok and memory_ok
 
 
