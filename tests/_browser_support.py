@@ -110,3 +110,13 @@ def serve_app(store: Path, **env: str):
         stop(process, timeout=10)
         log.close()
         print(Path(tmp_log).read_text()[-3000:])
+
+
+def activate_tool(page, icon: str, nth: int = 0) -> None:
+    """Make the ``nth`` toolbar's tool ``icon`` active (clicking an active gesture tool would
+    switch it off: box select is active when a page opens)."""
+    button = page.locator(f".bk-tool-icon-{icon}").nth(nth)
+    active = button.evaluate(
+        "el => (el.getRootNode().host || el.parentElement).classList.contains('bk-active')")
+    if not active:
+        button.click()

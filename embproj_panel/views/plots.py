@@ -489,14 +489,15 @@ def point_colors(frame: pd.DataFrame, color: ColorMapping,
                  colormap: str | Sequence[str] = "viridis") -> np.ndarray:
     """The hex colour of each point of ``frame``, as :func:`shade` colours it.
 
-    Categories through the colour key, numbers through ``colormap`` over the whole column's
+    Categories through the colour key, numbers through ``colormap`` (or the mapping's own
+    fixed one, :func:`colormap_of`) over the whole column's
     span (:func:`numeric_span`; missing values :data:`NAN_COLOR`), else :data:`SINGLE_COLOR`.
     """
     if color.kind == "categorical":
         key = np.array(list(color.color_key.values()), dtype=object)
         return key[np.asarray(frame[COLOR].cat.codes)]
     if color.kind == "numeric":
-        palette = np.array(_palette(colormap), dtype=object)
+        palette = np.array(_palette(colormap_of(color, colormap)), dtype=object)
         low, high = numeric_span(color)
         values = frame[COLOR].to_numpy(dtype=np.float64)
         finite = np.isfinite(values)
@@ -557,7 +558,7 @@ def update_key(plot: Any, color: ColorMapping, colormap: str | Sequence[str] = "
                   ncols=_legend_columns(len(labels)))
     mapper = colorbar.color_mapper
     low, high = numeric_span(color) if numeric else (0.0, 1.0)
-    palette = _palette(colormap)
+    palette = _palette(colormap_of(color, colormap))
     if list(mapper.palette) != palette:
         mapper.palette = palette
     mapper.update(low=low, high=high, nan_color=NAN_COLOR)

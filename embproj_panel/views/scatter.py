@@ -402,7 +402,7 @@ class ScatterView(StateView):
         streams = [hv.streams.RangeXY(), hv.streams.PlotSize(), self._data_events,
                    self._selection_events]
         raster = hv.DynamicMap(self._raster, streams=streams).opts(
-            hooks=[self._watch_gestures])
+            hooks=[self._key, self._watch_gestures])
         # Selections on a raster are geometric: map them to rows here, on the server.
         box = hv.streams.BoundsXY(source=raster)
         box.add_subscriber(self._on_box)
@@ -437,7 +437,9 @@ class ScatterView(StateView):
             state.frame, state.color, self.style, raster=True, selected=selected,
             window=window, size=size, axis_label=self._axis_label(),
         )
-        element = element.opts(hooks=[self._key])  # the legend or colorbar an image lacks
+        # The legend or colorbar an image lacks, and the gesture keys (the DynamicMap's
+        # hooks and each element's replace one another: both list both).
+        element = element.opts(hooks=[self._key, self._watch_gestures])
         self._last_raster = (key, size, element)
         return element
 

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from _browser_support import activate_tool
 
 import embproj_panel as ep
 
@@ -66,15 +67,6 @@ def to_screen(page, x: float, y: float) -> tuple[float, float]:
 
 def tooltip(page):
     return page.locator(".bk-Tooltip, .bk-tooltip").filter(has=page.locator("img"))
-
-
-def activate_tool(page, icon: str) -> None:
-    """Make a toolbar tool active (clicking an active gesture tool would switch it off)."""
-    button = page.locator(f".bk-tool-icon-{icon}").first
-    active = button.evaluate(
-        "el => (el.getRootNode().host || el.parentElement).classList.contains('bk-active')")
-    if not active:
-        button.click()
 
 
 def box_select(page, frame_fraction=(0.3, 0.3, 0.7, 0.7)) -> None:

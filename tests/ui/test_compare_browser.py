@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 import pandas as pd
 import pytest
+from _browser_support import activate_tool
 
 import embproj_panel as ep
 
@@ -72,7 +73,7 @@ def test_a_brush_in_panel_2_lights_up_panels_1_and_3_and_the_table(served_app, c
     left, top, width, height = panels[1]["frame"]
     x0, y0 = panels[1]["left"] + left + 0.2 * width, panels[1]["top"] + top + 0.2 * height
     x1, y1 = panels[1]["left"] + left + 0.8 * width, panels[1]["top"] + top + 0.8 * height
-    page.locator(".bk-tool-icon-box-select").nth(1).click()   # panel 2's toolbar
+    activate_tool(page, "box-select", nth=1)   # panel 2's toolbar
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
