@@ -153,6 +153,11 @@ class ScatterView(StateView):
             None, sizing_mode="stretch_both", min_height=420, linked_axes=False
         )
         self._structure: tuple | None = None
+        # The projection the structure key was made for, and a serial number per projection:
+        # id() of a projection freed when a new table cleared it is reused by the next one
+        # (the figure was then updated in place with another table's rows, and froze).
+        self._keyed_projection: Any = None
+        self._projection_serial = 0
         self._shown_projection: Any = None
         self._index: PointIndex | None = None
         self._ranges: tuple | None = None
@@ -230,7 +235,10 @@ class ScatterView(StateView):
         # projection, the glyph/raster switch and tooltips moving between the glyphs and the
         # server (another hover tool and streams) rebuild it.
         inline = not raster and self._inline_tooltips() is not None
-        return (id(state.projection), raster, inline)
+        if state.projection is not self._keyed_projection:
+            self._keyed_projection = state.projection
+            self._projection_serial += 1
+        return (self._projection_serial, raster, inline)
 
     def _on_frame(self, *events: Any) -> None:
         key = self._structure_key()
