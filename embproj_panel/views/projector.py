@@ -261,9 +261,21 @@ class Projector(pn.viewable.Viewer):
                       label_column: Any = None) -> Any:
         """Cluster the layout now: one int64 cluster id per table row (-1: unclustered).
 
-        Adds (or updates) the table's ``cluster`` column; see :attr:`cluster_labels`.
+        Adds (or updates) the ``cluster`` column: a colour choice (categorical), a column of
+        the table view and of :attr:`selected_dataframe` and the exports, readable as
+        :attr:`cluster_ids`. It is the state's derived column (``cluster_`` if the table
+        has a ``cluster`` of its own); the user's table is not changed. See
+        :attr:`cluster_labels`.
         """
         return self.clusters.clusters.run(min_cluster_size, label_column)
+
+    @property
+    def cluster_ids(self) -> Any:
+        """The ``cluster`` column now (int64, one per table row, -1: unclustered or not
+        projected; all -1 after the layout changed), or None before :meth:`find_clusters`."""
+        clusters = self.clusters.clusters
+        found = self.state.derived.get(clusters.column) if clusters.column else None
+        return None if found is None else found.values.copy()
 
     @property
     def cluster_labels(self) -> dict[int, str]:
