@@ -256,9 +256,10 @@ def test_colour_change_of_any_kind_updates_the_figure_in_place_and_keeps_the_zoo
         assert colorbar.visible == (color.kind == "numeric")
         if color.kind == "categorical":
             assert legend.title == column
-            (item,) = legend.items
-            (swatch,) = item.renderers
-            assert list(swatch.data_source.data[COLOR]) == list(color.color_key)
+            # one item per category, each over its own swatch in the category's colour
+            assert [item.label.value for item in legend.items] == list(color.color_key)
+            assert [item.renderers[0].data_source.data[plots.FILL][0]
+                    for item in legend.items] == list(color.color_key.values())
             assert expected[0] == color.color_key[str(digits.get_column(column)[
                 int(frame[ROW].iat[0])])].lower()
         elif color.kind == "numeric":

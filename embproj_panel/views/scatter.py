@@ -14,6 +14,9 @@ Selection has one home, ``state.selection``. The scatter writes it (box, lasso a
 through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap`` mapped to rows on
 the server by a :class:`~embproj_panel.spatial.PointIndex` for rasters) and reads it
 (highlighted points, the rest dimmed or grey), comparing before assigning so no loop forms.
+A click on a categorical legend entry (``7``, a cluster, ``unclustered``) selects the points of
+that category, in both modes (:meth:`ScatterView.select_category`, through the legend's
+``LegendItemClick`` on the server).
 
 Hover is instant where the data allow: when every projected row's tooltip (its thumbnail as a
 PNG data URI at most 96 px, at the image's own size if smaller, and its tooltip fields as text)
@@ -255,8 +258,17 @@ class ScatterView(StateView):
                 stream.event(x=stream.x, y=stream.y)
 
     def _key(self, plot: Any, element: Any) -> None:
-        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place."""
-        plots.update_key(plot, self.state.color, self.state.colormap)
+        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place;
+        a click on a legend entry selects its category."""
+        plots.update_key(plot, self.state.color, self.state.colormap,
+                         on_pick=self.select_category)
+
+    def select_category(self, label: str) -> None:
+        """Select the points whose colour category is ``label`` (a legend entry's click)."""
+        state, frame = self.state, self.state.frame
+        if state.color.kind != "categorical" or frame is None or COLOR not in frame:
+            return
+        state.select(frame[ROW].to_numpy()[(frame[COLOR] == label).to_numpy()])
 
     def _hover_tooltips(self, plot: Any, element: Any) -> None:
         """HoloViews hook: the hover tool lists the current tooltip fields."""
