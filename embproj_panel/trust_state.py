@@ -42,9 +42,6 @@ __all__ = ["FAITHFULNESS_COLUMN", "FaithfulnessState", "summary_line"]
 #: The name of the derived column (underscores appended if the table has such a column).
 FAITHFULNESS_COLUMN = "faithfulness"
 
-# How often (seconds) a running job's progress is forwarded to the session.
-_PROGRESS_INTERVAL = 0.25
-
 
 def summary_line(assessment: Assessment) -> str:
     """"faithfulness mean 0.71 · trustworthiness 0.93 (k=10, 3,000-row sample)"."""
@@ -176,22 +173,11 @@ class FaithfulnessState(param.Parameterized):
             state.set_derived(self.column, np.full(len(table), np.nan), (0.0, 1.0),
                               LOW_STANDS_OUT)
         job.add_done_callback(lambda job: dispatch(partial(self._finish, job)))
-        if not job.done:
-            threading.Thread(target=self._forward_progress, args=(job, dispatch),
-                             name="embproj-faithfulness-progress", daemon=True).start()
+        self._slot.forward_progress(job, dispatch, self._set_progress,
+                                    name="embproj-faithfulness-progress")
 
-    def _forward_progress(self, job: Any, dispatch: _Dispatcher) -> None:
-        last = -1.0
-        while not job.done and self._slot.is_current(job) and not self._closed:
-            value = float(job.progress or 0.0)
-            if value != last:
-                last = value
-                dispatch(partial(self._set_progress, job, value))
-            time.sleep(_PROGRESS_INTERVAL)
-
-    def _set_progress(self, job: Any, value: float) -> None:
-        if self._slot.is_current(job) and self.busy:
-            value = min(max(value, 0.0), 1.0)
+    def _set_progress(self, value: float) -> None:
+        if self.busy:
             with param.edit_constant(self):
                 self.param.update(progress=value,
                                   status=f"faithfulness (k={self.k}): computing… "
