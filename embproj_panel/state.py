@@ -57,9 +57,6 @@ COLORMAPS = ["viridis", "plasma", "inferno", "magma", "cividis", "fire", "kbc", 
 #: (with exact tap and client-side lasso) where they are fluid and rasters everywhere else.
 DATASHADE_THRESHOLD = 50_000
 
-# How often (seconds) a running job's progress is forwarded to the session.
-_PROGRESS_INTERVAL = 0.25
-
 NONE_LABEL = "(none)"
 
 
@@ -541,27 +538,12 @@ class ProjectorState(param.Parameterized):
                 status=f"Computing {REDUCERS[method].label} of {what}...",
             )
         job.add_done_callback(lambda job: dispatch(partial(self._finish, job)))
-        if not job.done:
-            threading.Thread(
-                target=self._forward_progress, args=(job, dispatch),
-                name="embproj-progress", daemon=True,
-            ).start()
+        self._slot.forward_progress(job, dispatch, self._set_progress)
 
-    def _forward_progress(self, job: Any, dispatch: _Dispatcher) -> None:
-        # A small poller rather than a callback from the reducer: it caps the update rate
-        # at 4 per second whatever the reducer's granularity.
-        last = -1.0
-        while not job.done and self._slot.is_current(job) and not self._closed:
-            value = float(job.progress or 0.0)
-            if value != last:
-                last = value
-                dispatch(partial(self._set_progress, job, value))
-            time.sleep(_PROGRESS_INTERVAL)
-
-    def _set_progress(self, job: Any, value: float) -> None:
-        if self._slot.is_current(job) and self.busy:
+    def _set_progress(self, value: float) -> None:
+        if self.busy:
             with param.edit_constant(self):
-                self.progress = min(max(value, 0.0), 1.0)
+                self.progress = value
 
     def _fail(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
