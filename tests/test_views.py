@@ -317,10 +317,11 @@ def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
     # Glyphs left: the hover ring and the legend's one NaN point per category, no rows.
     assert all(len(r.data_source.data.get("x", [])) <= 10 for r in scatter_renderers(root))
     (legend,) = root.select({"type": Legend})
-    # One glyph whose legend Bokeh groups by category: all ten, in the key's colours.
-    (item,) = legend.items
-    (swatches,) = item.renderers
-    assert list(swatches.data_source.data[COLOR]) == list(view.state.color.color_key)
+    # One legend item per category over its own swatch: all ten, in the key's colours.
+    key = view.state.color.color_key
+    assert [item.label.value for item in legend.items] == list(key)
+    assert [item.renderers[0].data_source.data[plots.FILL][0] for item in legend.items] == list(
+        key.values())
     assert "drawn with Datashader" in view.state.status
     key = view.state.color.color_key
     assert rgb_of(key["0"]) in raster_colours(raster)
