@@ -68,7 +68,7 @@ from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
-from embproj_panel.views import plots
+from embproj_panel.views import aspect, plots
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import cell_text
 
@@ -331,6 +331,9 @@ class ScatterView(StateView):
             layers.append(hv.DynamicMap(self.inspect, streams=[pointer]))
         overlay = functools.reduce(operator.mul, layers)
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
+        projection = self.state.projection
+        if projection is not None and REDUCERS[projection.method].isotropic:
+            opts["hooks"] = [aspect.equal_scales]  # the frame's size is known in the browser
         if ranges is not None:
             opts.update(xlim=ranges[0], ylim=ranges[1])
         return overlay.opts(**opts)
