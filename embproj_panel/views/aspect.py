@@ -38,14 +38,16 @@ _FIT_JS = """
 const g = globalThis;
 if (g.__embproj_fitting) return;  // our own change of the ranges below
 
-function fit(fig) {
+function window_of(fig) {
+  return [[fig.x_range.start, fig.x_range.end], [fig.y_range.start, fig.y_range.end]];
+}
+
+// The ranges become ``target`` widened along one axis to equal px per unit.
+function fit(fig, target) {
   const xr = fig.x_range, yr = fig.y_range;
   const w = fig.inner_width, h = fig.inner_height;
   if (!(w > 0 && h > 0) || xr == null || yr == null) return;
-  for (const r of [xr, yr]) {
-    if (r.__embproj_target == null) r.__embproj_target = [r.start, r.end];
-  }
-  const [x0, x1] = xr.__embproj_target, [y0, y1] = yr.__embproj_target;
+  const [[x0, x1], [y0, y1]] = target;
   const units = Math.max(Math.abs(x1 - x0) / w, Math.abs(y1 - y0) / h);
   if (!(units > 0 && Number.isFinite(units))) return;
   const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
@@ -58,29 +60,54 @@ function fit(fig) {
   try {
     xr.setv({start: cx - hx, end: cx + hx});
     yr.setv({start: cy - hy, end: cy + hy});
+    // Tell the server as a pan would: HoloViews' RangeXY streams (the raster's window, the
+    // zoom kept on a rebuild) listen to RangesUpdate events, not to the range properties.
+    const views = g.Bokeh?.index?.all_views?.() ?? [];
+    for (const view of views) {
+      if (view.model === fig && view.trigger_ranges_update_event) {
+        view.trigger_ranges_update_event();
+        break;
+      }
+    }
   } finally {
     g.__embproj_fitting = false;
   }
 }
 
-if (cb_obj === figure) {
-  figure.x_range.__embproj_figure = figure;
-  figure.y_range.__embproj_figure = figure;
-  fit(figure);
-  return;
+function target_of(fig) {
+  const xr = fig.x_range, yr = fig.y_range;
+  if (xr.__embproj_target == null || yr.__embproj_target == null) {
+    [xr.__embproj_target, yr.__embproj_target] = window_of(fig);
+  }
+  return [xr.__embproj_target, yr.__embproj_target];
 }
-// A range moved (pan, zoom, reset, a linked panel, the server): once both axes have
-// settled, that window is the new target.
-const range = cb_obj;
-if (range.__embproj_pending) return;
-range.__embproj_pending = true;
-queueMicrotask(() => {
-  range.__embproj_pending = false;
-  const fig = range.__embproj_figure ?? figure;
-  if (fig.x_range !== range && fig.y_range !== range) return;
-  for (const r of [fig.x_range, fig.y_range]) r.__embproj_target = [r.start, r.end];
-  fit(fig);
-});
+
+function equal(fig) {
+  const [[x0, x1], [y0, y1]] = window_of(fig);
+  const px = fig.inner_width / (x1 - x0), py = fig.inner_height / (y1 - y0);
+  return Math.abs(px / py - 1) < 1e-3;
+}
+
+if (cb_obj === figure) {  // the frame's size changed: fit the target again
+  fit(figure, target_of(figure));
+} else if (cb_obj != null && cb_obj.event_name === "rangesupdate") {
+  // A pan, zoom or reset ended (Bokeh's tools emit it on every plot sharing the ranges):
+  // that window is what the user asked to see.
+  [figure.x_range.__embproj_target, figure.y_range.__embproj_target] = window_of(figure);
+  fit(figure, target_of(figure));
+} else {
+  // A range moved by something else (a tool mid-gesture, the server, a linked panel): once
+  // both axes have settled, widen it if the scales differ, and keep the target as it is.
+  if (figure.__embproj_pending) return;
+  figure.__embproj_pending = true;
+  queueMicrotask(() => {
+    figure.__embproj_pending = false;
+    target_of(figure);
+    if (figure.inner_width > 0 && figure.inner_height > 0 && !equal(figure)) {
+      fit(figure, window_of(figure));
+    }
+  });
+}
 """
 
 
@@ -96,15 +123,21 @@ def equal_scales(plot: Any, element: Any) -> None:
     for tool in figure.select({"type": WheelZoomTool}):
         tool.zoom_on_axis = False  # zooming one axis alone would break the scales
     callback = None
+
+    def ours(callbacks: list) -> bool:
+        return any(EQUAL_SCALES_TAG in cb.tags and cb.args.get("figure") is figure
+                   for cb in callbacks)
+
     targets = [(figure, ("inner_width", "inner_height")),
                (figure.x_range, ("start", "end")), (figure.y_range, ("start", "end"))]
     for model, names in targets:
         for name in names:
-            present = model.js_property_callbacks.get(f"change:{name}", [])
-            if any(EQUAL_SCALES_TAG in cb.tags and cb.args.get("figure") is figure
-                   for cb in present):
+            if ours(model.js_property_callbacks.get(f"change:{name}", [])):
                 continue
-            if callback is None:
-                callback = CustomJS(args={"figure": figure}, code=_FIT_JS,
-                                    tags=[EQUAL_SCALES_TAG])
+            callback = callback or CustomJS(args={"figure": figure}, code=_FIT_JS,
+                                            tags=[EQUAL_SCALES_TAG])
             model.js_on_change(name, callback)
+    if not ours(figure.js_event_callbacks.get("rangesupdate", [])):
+        callback = callback or CustomJS(args={"figure": figure}, code=_FIT_JS,
+                                        tags=[EQUAL_SCALES_TAG])
+        figure.js_on_event("rangesupdate", callback)

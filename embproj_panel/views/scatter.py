@@ -255,8 +255,14 @@ class ScatterView(StateView):
                 stream.event(x=stream.x, y=stream.y)
 
     def _key(self, plot: Any, element: Any) -> None:
-        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place."""
+        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place;
+        and an isotropic method's map keeps equal scales on both axes (in the browser, where
+        the frame's size is known: :mod:`~embproj_panel.views.aspect`). One hook in every
+        element's list: a hook list given to the overlay would replace the elements' own."""
         plots.update_key(plot, self.state.color, self.state.colormap)
+        projection = self.state.projection
+        if projection is not None and REDUCERS[projection.method].isotropic:
+            aspect.equal_scales(plot, element)
 
     def _hover_tooltips(self, plot: Any, element: Any) -> None:
         """HoloViews hook: the hover tool lists the current tooltip fields."""
@@ -331,9 +337,6 @@ class ScatterView(StateView):
             layers.append(hv.DynamicMap(self.inspect, streams=[pointer]))
         overlay = functools.reduce(operator.mul, layers)
         opts: dict[str, Any] = {"responsive": True, "min_height": 400}
-        projection = self.state.projection
-        if projection is not None and REDUCERS[projection.method].isotropic:
-            opts["hooks"] = [aspect.equal_scales]  # the frame's size is known in the browser
         if ranges is not None:
             opts.update(xlim=ranges[0], ylim=ranges[1])
         return overlay.opts(**opts)
