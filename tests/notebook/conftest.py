@@ -14,7 +14,16 @@ cells, then ask" a natural barrier.
 
 JupyterLab's lab settings here: windowing mode ``defer`` (the ``full`` mode of JupyterLab
 4.4+ drops canvas outputs, jupyterlab/jupyterlab#17815), no news or update checks and a
-read-only extension manager (nothing asks the internet from the browser or the server).
+read-only extension manager (nothing asks the internet from the browser or the server), and
+no build check (its page config ``buildCheck``: the server would read every extension's
+package.json for each page load, 10-15 s of CPU on a loaded machine, to say the prebuilt
+lab is up to date). Comms over kernel subshells stay JupyterLab's default, as users have them.
+
+Time: the module shares one JupyterLab, one kernel, one browser and one run of the README's
+example across its tests. The kernel is started (through the server's REST API, as the page
+would) and imports the example's packages while the browser loads JupyterLab; umap-learn's
+numba code is compiled (or loaded from numba's cache) in the background, in this process,
+for the one test that runs UMAP.
 """
 
 from __future__ import annotations
@@ -44,6 +53,10 @@ LAB_SETTINGS = {
     },
     "@jupyterlab/extensionmanager-extension/plugin": {"enabled": False},
 }
+
+
+#: JupyterLab's page config: the prebuilt lab is used as installed, never rebuilt or checked.
+PAGE_CONFIG = {"buildCheck": False, "buildAvailable": False}
 
 
 def pytest_collection_modifyitems(items):
@@ -81,12 +94,16 @@ def _write_kernel_spec(data_dir: Path, env: dict[str, str]) -> None:
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
 
 
-def _write_lab_settings(settings_dir: Path) -> None:
+def _write_lab_settings(settings_dir: Path, config_dir: Path) -> None:
     for plugin, values in LAB_SETTINGS.items():
         package, name = plugin.rsplit("/", 1)
         folder = settings_dir / package
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    # Read by LabApp before its defaults (jupyterlab/labapp.py, initialize_handlers).
+    labconfig = config_dir / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
 
 
 class JupyterLab:
@@ -115,6 +132,14 @@ class JupyterLab:
         path = self.root / name
         nbformat.write(notebook, str(path))
         return path
+
+    def start_kernel(self, notebook: str) -> None:
+        """Start the notebook's kernel session, as the page does when it opens the notebook
+        (the page then finds the session by its path)."""
+        self.api("/api/sessions", method="POST", json={
+            "path": notebook, "name": notebook, "type": "notebook",
+            "kernel": {"name": KERNEL_NAME},
+        })
 
     def lab_url(self, notebook: str) -> str:
         return f"{self.url}/lab/tree/{notebook}?token={self.token}&reset"
@@ -150,6 +175,10 @@ class KernelClient:
         # jupyter_client declare the kernel dead; the shell replies tell us it lives.
         self._client.start_channels(hb=False)
         self._client.wait_for_ready(timeout=60)
+
+    def submit(self, code: str) -> None:
+        """Queue ``code`` in the kernel and return at once (its reply is never read)."""
+        self._client.execute(code, store_history=False)
 
     def run(self, code: str, timeout: float = 120, **expressions: str) -> dict:
         """Execute ``code``; the values of ``expressions`` (name -> Python expression).
@@ -187,17 +216,21 @@ class KernelClient:
 
 
 @pytest.fixture(scope="module")
-def jupyter_lab(tmp_path_factory, numba_warm):
+def jupyter_lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with its own temporary everything; yields a :class:`JupyterLab`."""
     pytest.importorskip("jupyterlab")
     pytest.importorskip("ipykernel")
+    import embproj_panel as ep
+
+    # In the background (at a lower priority), for the UMAP test: see ``numba_warm``.
+    ep.warm_up(background=True)
     base = tmp_path_factory.mktemp("jupyter")
     root = base / "root"
     root.mkdir()
     env = _isolated_env(base)
     env["EMBPROJ_DIR"] = str(base / "embproj-runs")
     _write_kernel_spec(Path(env["JUPYTER_DATA_DIR"]), env)
-    _write_lab_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]))
+    _write_lab_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]), Path(env["JUPYTER_CONFIG_DIR"]))
     port, token = free_port(), secrets.token_hex(16)
     log_path = base / "jupyterlab.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed in the finally below
@@ -257,8 +290,8 @@ def pytest_runtest_makereport(item, call):
 
 #: The projector output's comm as the kernel holds it (embproj_panel._notebook_comm).
 COMM_STATE = (
-    "[dict(opened_by=c.opened_by, openings=c.openings, ready=c._outbox.ready,"
-    " pending=c._outbox.pending, held=c._outbox.held)"
+    "[dict(opened_by=c.opened_by, openings=c.openings, reports=c.reports,"
+    " ready=c._outbox.ready, pending=c._outbox.pending, held=c._outbox.held)"
     " for c in __import__('pyviz_comms').JupyterCommManager._comms.values()"
     " if hasattr(c, 'opened_by')]"
 )
