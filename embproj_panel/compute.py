@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 # Bump when a change in this package changes the coordinates computed for the same input.
-_ENGINE_VERSION = 1
+_ENGINE_VERSION = 2
 
 
 @dataclass(frozen=True)
