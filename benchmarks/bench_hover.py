@@ -22,23 +22,12 @@ Run::
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from _browser import RESULTS, TO_SCREEN_JS, Frames, chromium, load, serve_in_process
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-]
 TARGET_MS = 100.0
 
 # Installs the in-page timer: t0 at the first mousemove after a reset, t1 at the first frame
@@ -86,19 +75,6 @@ TIMER_JS = """
   return true;
 }
 """
-TO_SCREEN_JS = """
-([x, y]) => {
-  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
-  const rect = pv.el.getBoundingClientRect();
-  return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
-}
-"""
-
-
-def load() -> str:
-    return f"load {os.getloadavg()[0]:.2f}"
-
-
 def large_table(n: int):
     import pandas as pd
 
@@ -137,9 +113,7 @@ def measure(browser, url: str, points: Callable[[], tuple[np.ndarray, bool]], ho
             ready: str = "text=/of [\\d,]+ rows · PCA/") -> dict:
     """Median hover-to-image latency (ms) and websocket frames sent per hover, for one page."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    sent: list[float] = []
-    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(
-        time.monotonic())))
+    frames = Frames(page)
     page.goto(url, timeout=300_000)
     page.wait_for_selector(ready, timeout=300_000)
     page.wait_for_function("() => [...Bokeh.index.all_views()].some(v => v.frame"
@@ -148,7 +122,7 @@ def measure(browser, url: str, points: Callable[[], tuple[np.ndarray, bool]], ho
     page.evaluate(TIMER_JS)
     coords, instant = points()  # the page's session exists now
     rng = np.random.default_rng(7)
-    latencies, frames = [], []
+    latencies, sent = [], []
     for position in rng.choice(len(coords), hovers, replace=False):
         page.mouse.move(5, 5)  # off the plot: the tooltip hides
         page.wait_for_function("() => !window.__hover.visible()", timeout=10_000)
@@ -156,7 +130,7 @@ def measure(browser, url: str, points: Callable[[], tuple[np.ndarray, bool]], ho
         sx, sy = page.evaluate(TO_SCREEN_JS, [float(coords[position, 0]),
                                               float(coords[position, 1])])
         page.evaluate("() => { window.__hover.t0 = null; window.__hover.t1 = null; }")
-        mark = len(sent)
+        mark = frames.mark()
         page.mouse.move(sx, sy)
         try:
             page.wait_for_function("() => window.__hover.t1 !== null", timeout=15_000)
@@ -165,14 +139,13 @@ def measure(browser, url: str, points: Callable[[], tuple[np.ndarray, bool]], ho
             continue
         t0, t1 = page.evaluate("() => [window.__hover.t0, window.__hover.t1]")
         latencies.append(t1 - t0)
-        frames.append(len(sent) - mark)
-    results = ROOT / "benchmarks" / "results"  # git-ignored
-    results.mkdir(exist_ok=True)
-    page.screenshot(path=str(results / f"hover_{name}.png"))
+        sent.append(frames.since(mark)[2])
+    RESULTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(RESULTS / f"hover_{name}.png"))
     page.close()
     return {"instant": instant, "median": statistics.median(latencies),
             "max": max(latencies), "n": len(latencies),
-            "frames": statistics.median(frames), "rows": len(coords)}
+            "frames": statistics.median(sent), "rows": len(coords)}
 
 
 def main() -> None:
@@ -182,7 +155,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import panel as pn
-    from playwright.sync_api import sync_playwright
 
     import embproj_panel as ep
 
@@ -197,17 +169,8 @@ def main() -> None:
             return projector
         return build
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     plot, plain_coords = plain_bokeh(digits)
-    # A margin above the figure: the pointer "leaves" to (5, 5), outside its canvas.
-    server = pn.serve({"bokeh": lambda: pn.Column(pn.Spacer(height=60), pn.pane.Bokeh(plot)),
-                       "digits": app(digits),
-                       "large": app(big, embedding_columns=["a", "b"], color_by="label",
-                                    hover_image="image")},
-                      port=port, address="127.0.0.1", show=False, threaded=True,
-                      websocket_origin=[f"127.0.0.1:{port}"])
+
     def latest() -> tuple[np.ndarray, bool]:
         projector = projectors[-1]
         frame = projector.state.frame
@@ -215,20 +178,18 @@ def main() -> None:
         return coords, projector.scatter.instant_hover
 
     results = {}
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                 args=CHROMIUM_ARGS)
-            url = f"http://127.0.0.1:{port}"
-            results["bokeh"] = measure(browser, f"{url}/bokeh", lambda: (plain_coords, True),
-                                       args.hovers, "bokeh", ready=".bk-Canvas, canvas")
-            print("bokeh", results["bokeh"], load(), flush=True)
-            for name in ("digits", "large"):
-                results[name] = measure(browser, f"{url}/{name}", latest, args.hovers, name)
-                print(name, results[name], load(), flush=True)
-            browser.close()
-    finally:
-        server.stop()
+    # A margin above the figure: the pointer "leaves" to (5, 5), outside its canvas.
+    apps = {"bokeh": lambda: pn.Column(pn.Spacer(height=60), pn.pane.Bokeh(plot)),
+            "digits": app(digits),
+            "large": app(big, embedding_columns=["a", "b"], color_by="label",
+                         hover_image="image")}
+    with serve_in_process(apps) as url, chromium() as browser:
+        results["bokeh"] = measure(browser, f"{url}/bokeh", lambda: (plain_coords, True),
+                                   args.hovers, "bokeh", ready=".bk-Canvas, canvas")
+        print("bokeh", results["bokeh"], load(), flush=True)
+        for name in ("digits", "large"):
+            results[name] = measure(browser, f"{url}/{name}", latest, args.hovers, name)
+            print(name, results[name], load(), flush=True)
     for name, target in (("bokeh", None), ("digits", TARGET_MS), ("large", None)):
         r = results[name]
         how = ("plain Bokeh figure" if name == "bokeh" else

@@ -5,10 +5,13 @@ rows themselves, so the data never pass through the client and only one piece pe
 thread is in memory at a time.
 
 PCA is exact (no sketch, no iteration): one pass sums, per row group, the row count, the mean
-and the centred Gram matrix in float64 (a numba kernel whose sums do not depend on the thread
-count); the row groups are combined in file order with Chan's parallel formula (no
+and the centred Gram matrix in float64 (``reducers.scatter_sums``, the in-memory PCA's own
+sums: float64 BLAS products, whose sums do not depend on the thread count); the row groups
+are combined in file order with Chan's parallel formula (``reducers.combine_sums``: no
 cancellation however far the data sit from the origin, and the same sums whatever the
-partitioning), the covariance is diagonalised, and a second pass places every row. UMAP and
+partitioning), the covariance is diagonalised as in memory, and a second pass places every
+row. Local tasks run BLAS on one thread each (Dask's threads are the parallelism: two tasks
+each asking OpenBLAS for every core made a 65,536-row product 20x slower on a busy machine). UMAP and
 t-SNE are fitted in this process on a seeded random sample of ``sample_size`` rows (the same
 parameter and the same draw as in memory; the pre-reduction to ``pca_dims`` is the exact PCA
 of every row, from the same one-pass sums) and the other rows are placed piece
@@ -33,11 +36,12 @@ nothing is cached.
 
 What this module borrows from the in-memory engine (private names): ``_umap_engine.place``,
 ``UMAPModel`` and ``PLACE_EPOCHS``, ``_tsne_engine.place``, ``_sample_index.SampleIndex``,
-``reducers._unique_rows``, ``_flip_signs``, ``_unit_rows`` and ``Reducer._fit_sample``.
+``reducers._unique_rows``, ``_pick_components``, ``_unit_rows`` and ``Reducer._fit_sample``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -68,7 +72,7 @@ __all__ = ["SCHEDULER_ENV", "project", "resolve_scheduler"]
 SCHEDULER_ENV = "EMBPROJ_DASK_SCHEDULER"
 
 # Bump when a change here changes the coordinates computed for the same dataset.
-_ENGINE_VERSION = 1
+_ENGINE_VERSION = 2
 
 _LOCAL_SCHEDULERS = ("threads", "synchronous", "sync", "processes")
 
@@ -191,8 +195,37 @@ def _compute(tasks: list[Any], scheduler: Any, report: Callable[[float], None],
                 done[0] += 1
                 report(done[0] / len(keys))
 
-    with _Watch():
+    with _Watch(), _one_blas_thread():
         return list(dask.compute(*tasks, scheduler=scheduler))
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_HOLDERS: list[Any] = []  # [count, threadpoolctl limiter] while any local job runs
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS on one thread in this process while a local job runs (Dask threads in parallel).
+
+    threadpoolctl's limit is process-wide: jobs that overlap share one limit, set by the
+    first and restored by the last (nested limits restored out of order would leave the
+    process on one thread). Other BLAS calls in the process meanwhile run on one thread,
+    with the same results.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with _BLAS_LOCK:
+        if not _BLAS_HOLDERS:
+            _BLAS_HOLDERS.extend([0, threadpool_limits(limits=1, user_api="blas")])
+        _BLAS_HOLDERS[0] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HOLDERS[0] -= 1
+            if _BLAS_HOLDERS[0] == 0:
+                _BLAS_HOLDERS.pop().restore_original_limits()
+                _BLAS_HOLDERS.clear()
 
 
 # -- what every task does ---------------------------------------------------------------------
@@ -256,46 +289,6 @@ def _row_kernel():
     return project
 
 
-@functools.cache
-def _scatter_kernel():
-    """The centred scatter matrix of a block, in float64, the same on every machine.
-
-    BLAS products round differently with the thread count (a ``LocalCluster`` worker runs
-    one BLAS thread, this process several), which moved the fitted components and so every
-    UMAP coordinate; here each of ``n_chunks`` fixed runs of rows is summed by one thread
-    and the partial sums are added in order. As fast as float64 BLAS on this machine.
-    """
-    from embproj_panel.reducers import configure_numba_cache
-
-    configure_numba_cache()
-    import numba
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def scatter(X, mean, n_chunks):
-        m, d = X.shape
-        step = (m + n_chunks - 1) // n_chunks
-        partial = np.zeros((n_chunks, d, d))
-        for c in numba.prange(n_chunks):
-            row = np.empty(d)
-            sums = partial[c]
-            for i in range(c * step, min(m, (c + 1) * step)):
-                for t in range(d):
-                    row[t] = X[i, t] - mean[t]
-                for t in range(d):
-                    value = row[t]
-                    for j in range(t, d):
-                        sums[t, j] += value * row[j]
-        out = np.zeros((d, d))
-        for c in range(n_chunks):
-            out += partial[c]
-        for t in range(d):
-            for j in range(t):
-                out[t, j] = out[j, t]
-        return out
-
-    return scatter
-
-
 @dataclass
 class _Stats:
     """One piece's share of the one-pass sums (per row group), and its sample rows."""
@@ -308,6 +301,8 @@ class _Stats:
 
 
 def _stats_task(piece: Piece, plan: _Plan, sample_rows: np.ndarray, sums: bool) -> _Stats:
+    from embproj_panel.reducers import scatter_sums
+
     X, rows, excluded = plan.matrix(piece)
     picked = np.isin(rows, sample_rows, assume_unique=True)
     groups = []
@@ -320,9 +315,7 @@ def _stats_task(piece: Piece, plan: _Plan, sample_rows: np.ndarray, sums: bool) 
             block = X[lo:hi]
             if not len(block):
                 continue
-            mean = block.mean(axis=0, dtype=np.float64)
-            n_chunks = min(32, max(1, len(block) // 1024))  # from the size alone
-            groups.append((len(block), mean, _scatter_kernel()(block, mean, n_chunks)))
+            groups.append(scatter_sums(block))
     return _Stats(groups, len(X), rows[picked], np.ascontiguousarray(X[picked]), excluded)
 
 
@@ -407,52 +400,19 @@ class _Placer:
 
 
 def _combine(stats: list[_Stats]) -> tuple[int, np.ndarray, np.ndarray]:
-    """Chan's combination of the row groups' counts, means and centred scatter matrices.
+    """The row groups' sums combined in row-group order (the same whatever the partitioning)."""
+    from embproj_panel.reducers import combine_sums
 
-    Sequential, in row-group order: the same float64 operations whatever the partitioning.
-    """
-    n, mean, scatter = 0, None, None
-    for count, group_mean, group_scatter in (g for s in stats for g in s.groups):
-        if mean is None:
-            n, mean, scatter = count, group_mean.copy(), group_scatter.copy()
-            continue
-        total = n + count
-        delta = group_mean - mean
-        mean += delta * (count / total)
-        scatter += group_scatter + np.outer(delta, delta) * (n * count / total)
-        n = total
-    return n, mean, scatter
+    return combine_sums(g for s in stats for g in s.groups)
 
 
 def _components(n: int, mean: np.ndarray, scatter: np.ndarray, components: Sequence[int],
                 standardize: bool) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Weights ``(d, len(components))`` float32, offset, and explained-variance ratios 1..10."""
-    from embproj_panel.reducers import _flip_signs
+    from embproj_panel.reducers import _pick_components, covariance_eigen
 
-    d = len(mean)
-    cov = scatter / max(n - 1, 1)
-    scale = np.ones(d)
-    if standardize:  # population standard deviation, as scikit-learn's StandardScaler
-        std = np.sqrt(np.clip(np.diag(cov) * (max(n - 1, 1) / n), 0.0, None))
-        scale = np.where(std > 0, std, 1.0)
-        cov = cov / np.outer(scale, scale)
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1]
-    values = np.clip(values[order], 0.0, None)
-    vectors = _flip_signs(vectors[:, order])
-    total = float(values.sum())
-    # A component with (numerically) no variance, or beyond the rank, is placed at 0.
-    tiny = values <= values.max(initial=0.0) * 1e-10
-    rank = min(n - 1, d)
-    picked = np.zeros((d, len(components)))
-    for j, component in enumerate(components):
-        if component <= rank and not tiny[component - 1]:
-            picked[:, j] = vectors[:, component - 1]
-    weights = (picked / scale[:, None]).astype(np.float32)
-    offset = (mean / scale) @ picked
-    count = min(max(10, max(components)), d)
-    ratios = tuple(float(v / total) if total > 0 else 0.0 for v in values[:count])
-    return weights, offset, ratios
+    axes = covariance_eigen(n, mean, scatter, standardize)
+    return _pick_components(*axes, tuple(components), 10)
 
 
 # -- project ----------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 Private: :mod:`embproj_panel.reducers` is the API. The fit calls openTSNE's building blocks
 (``affinity.PerplexityBasedNN``, ``initialization.pca``, ``TSNEEmbedding.optimize``) rather
-than ``openTSNE.TSNE`` so that progress is reported and cancel polled between iterations.
+than ``openTSNE.TSNE`` so that progress is reported and cancel polled every few
+iterations.
 Rows beyond a sample fit are placed from their nearest sample rows (:func:`place`).
 
 openTSNE behaviour it relies on (the reason for the upper bound in ``pyproject.toml``):
-``TSNEEmbedding(..., ints_in_interval=, callbacks=, callbacks_every_iters=)`` (keyword
-arguments it forwards to its gradient descent) and ``optimize(..., inplace=True,
-propagate_exception=True)`` re-raising a callback's exception.
+``TSNEEmbedding(..., negative_gradient_method=<callable>, ints_in_interval=)`` (keyword
+arguments it forwards to its gradient descent, which calls the callable as it would
+``openTSNE.tsne.kl_divergence_fft``, with ``should_eval_error=``), and an exception raised
+there propagating out of ``optimize``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from embproj_panel._sample_index import SampleIndex, weighted_mean
 
 def fit(X, perplexity, params, metric, gradient, report):
     from openTSNE import TSNEEmbedding, affinity, initialization
+    from openTSNE.tsne import kl_divergence_bh, kl_divergence_fft
 
     seed = params["random_state"]
     n = X.shape[0]
@@ -38,25 +41,32 @@ def fit(X, perplexity, params, metric, gradient, report):
     n_iter = params["n_iter"]
     early = min(250, n_iter // 3)
     every = int(min(25, max(2, 200_000 // max(n, 1))))
-    done = [0]
+    objective = kl_divergence_bh if gradient == "bh" else kl_divergence_fft
+    # openTSNE's gradient descent calls the objective once per iteration and once more at
+    # the end of each ``optimize`` (two of them here).
+    calls, total = [0], n_iter + 2
 
-    def callback(iteration, error, embedding):
-        del error, embedding
-        report.check()
-        report(0.22 + 0.78 * (done[0] + iteration) / n_iter)
-        return False
+    def gradient_with_progress(*args, **kwargs):
+        # Progress and cancel from inside the objective rather than through openTSNE's
+        # callbacks: an iteration with a callback also evaluates the KL divergence
+        # (``should_eval_error``), an error nobody here reads. Never asking for it makes
+        # each iteration exactly the gradient an ``openTSNE.TSNE`` call computes.
+        kwargs["should_eval_error"] = False
+        calls[0] += 1
+        if calls[0] % every == 0:
+            report.check()
+            report(0.22 + 0.78 * calls[0] / total)
+        return objective(*args, **kwargs)
 
     embedding = TSNEEmbedding(
-        start, affinities, negative_gradient_method=gradient, n_jobs=threads,
-        ints_in_interval=2, random_state=seed, callbacks=[callback],
-        callbacks_every_iters=every, verbose=False,
+        start, affinities, negative_gradient_method=gradient_with_progress, n_jobs=threads,
+        ints_in_interval=2, random_state=seed, verbose=False,
     )
     learning_rate = params["learning_rate"]
     embedding.optimize(n_iter=early, exaggeration=params["early_exaggeration"], momentum=0.8,
-                       learning_rate=learning_rate, inplace=True, propagate_exception=True)
-    done[0] = early
+                       learning_rate=learning_rate, inplace=True)
     embedding.optimize(n_iter=n_iter - early, momentum=0.8, learning_rate=learning_rate,
-                       inplace=True, propagate_exception=True)
+                       inplace=True)
     return embedding
 
 

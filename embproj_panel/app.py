@@ -15,6 +15,7 @@ on this session's event loop.
 The URL is the view: ``?project=...&run=...&table=...&method=umap&color=target&n_neighbors=30``
 opens that table with those settings (same seed, so the same, cached, layout), and changing
 them in the page rewrites the URL. Only the current method's settings are in the URL.
+``k`` is the faithfulness line's neighbourhood size (1-100).
 
 The first ``create_app()`` of the process starts the numba warm-ups in background threads
 (UMAP's, :func:`embproj_panel.compute.warm_up`, and Datashader's aggregations,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -61,6 +63,8 @@ SAMPLE = "Sample: digits (1,797 rows, with images)"
 _URL_STATE = {"method": "method", "point_size": "size", "alpha": "alpha",
               "colormap": "colormap", "auto_compute": "auto"}
 _URL_COLUMNS = {"color_by": "color", "hover_image": "image"}
+# The faithfulness line's k (no reducer has a setting called k, so the name is free).
+_URL_FAITH = {"k": "k"}
 
 #: Bytes per upload chunk the browser sends (one websocket message each).
 UPLOAD_CHUNK_BYTES = 4 * 2**20
@@ -199,6 +203,7 @@ class ProjectorApp(pn.viewable.Viewer):
                 except Exception as exc:  # noqa: BLE001 - reported, the default stays
                     problems.append(f"{key}={query[key]!r} ({exc})")
         self._apply_method_settings(query, problems)
+        self._faithfulness_from_url(query, problems)
         for name in ("project", "run", "table", "wandb"):
             if name in query:
                 setattr(self, name, str(query[name]))
@@ -259,6 +264,25 @@ class ProjectorApp(pn.viewable.Viewer):
             query.pop("isolate", None)
         location.search = "?" + urlencode(query) if query else ""
 
+    def _faithfulness(self) -> param.Parameterized | None:
+        """The faithfulness state of the page's trust line, if the page has one."""
+        return getattr(self.parts.get("trust"), "faith", None)
+
+    def _faithfulness_from_url(self, query: dict[str, Any], problems: list[str]) -> None:
+        """``?k=25``: the faithfulness k (a whole number, 1-100; else refused, said why)."""
+        faith = self._faithfulness()
+        if faith is None or "k" not in query:
+            return
+        text = str(query["k"]).strip()
+        bounds = faith.param.k.bounds
+        value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,9}", text) else None
+        if value is None or not bounds[0] <= value <= bounds[1]:
+            shown = text if len(text) <= 40 else text[:39] + "…"
+            problems.append(f"k={shown!r} (the faithfulness k is a whole number from "
+                            f"{bounds[0]} to {bounds[1]}; k={faith.k} is used)")
+            return
+        faith.k = value
+
     def _apply_method_settings(self, query: dict[str, Any], problems: list[str]) -> None:
         settings = self.state.settings[self.state.method]
         for name in settings.param:
@@ -279,6 +303,9 @@ class ProjectorApp(pn.viewable.Viewer):
         state = self.state
         location.sync(self, ["project", "run", "table", "wandb"])
         location.sync(state, {**_URL_STATE, **_URL_COLUMNS})
+        faith = self._faithfulness()
+        if faith is not None:
+            location.sync(faith, _URL_FAITH)
         self._synced_settings = state.settings[state.method]
         location.sync(self._synced_settings)
         state.param.watch(self._on_method_url, "method")

@@ -47,6 +47,7 @@ __all__ = [
     "UNCLUSTERED",
     "Cancelled",
     "ClusterLabel",
+    "UNCLUSTERED_LABEL",
     "Clustering",
     "default_min_cluster_size",
     "find_clusters",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 UNCLUSTERED = -1
+#: The label of the unclustered rows, on the map and in the colour legend.
+UNCLUSTERED_LABEL = "unclustered"
 # Above this many projected rows a seeded sample is clustered and the rest assigned.
 DEFAULT_MAX_ROWS = 250_000
 # Up to this many points the exact (dense, quadratic) HDBSCAN costs well under a second.
@@ -453,7 +456,7 @@ def label_clusters(
     }
     unclustered = clustering.n_unclustered
     if unclustered:
-        out[UNCLUSTERED] = ClusterLabel(UNCLUSTERED, "unclustered", unclustered,
+        out[UNCLUSTERED] = ClusterLabel(UNCLUSTERED, UNCLUSTERED_LABEL, unclustered,
                                         float("nan"), float("nan"), -1)
     return out
 

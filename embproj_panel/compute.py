@@ -52,6 +52,7 @@ from embproj_panel.reducers import (
 __all__ = [
     "Cancelled",
     "JobSlot",
+    "PROGRESS_INTERVAL",
     "Projection",
     "ProjectionCache",
     "ProjectionJob",
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 # Bump when a change in this package changes the coordinates computed for the same input.
-_ENGINE_VERSION = 1
+_ENGINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -630,6 +631,9 @@ _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
 
 
+#: How often (seconds) a running job's progress is handed to its view at most.
+PROGRESS_INTERVAL = 0.25
+
 #: How much lower (``nice`` steps) projection threads run than the server's own thread.
 PROJECTION_NICENESS = 10
 
@@ -735,6 +739,43 @@ class JobSlot:
     def is_current(self, job: ProjectionJob) -> bool:
         """Whether ``job`` is the latest one started here (its result is wanted)."""
         return job is self._job
+
+    def forward_progress(self, job: ProjectionJob,
+                         dispatch: Callable[[Callable[[], None]], None],
+                         apply: Callable[[float], None], *, name: str = "embproj-progress",
+                         interval: float = PROGRESS_INTERVAL) -> threading.Thread | None:
+        """Hand ``job``'s progress to ``apply(fraction)`` through ``dispatch`` while it runs.
+
+        A small poller thread rather than a callback from the work: it caps the update rate
+        at one per ``interval`` seconds whatever the work's granularity, sends a value only
+        when it changed, and stops when the job ends or stops being this slot's current job
+        (superseded, cancelled, the session closed). ``apply`` runs wherever ``dispatch``
+        runs it (the session's thread), and only while ``job`` is still current there.
+
+        Returns
+        -------
+        threading.Thread or None
+            The poller, or None when the job had already finished.
+        """
+        if job.done:
+            return None
+
+        def apply_if_current(value: float) -> None:
+            if self.is_current(job):
+                apply(value)
+
+        def poll() -> None:
+            last = -1.0
+            while not job.done and self.is_current(job):
+                value = min(max(float(job.progress or 0.0), 0.0), 1.0)
+                if value != last:
+                    last = value
+                    dispatch(functools.partial(apply_if_current, value))
+                time.sleep(interval)
+
+        thread = threading.Thread(target=poll, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def cancel(self, reason: str = "Cancelled.") -> None:
         """Cancel the unfinished job (if any); nothing is current afterwards."""

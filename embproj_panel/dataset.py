@@ -707,7 +707,8 @@ def write_dataset(table: pa.Table, folder: str | os.PathLike, *, file_rows: int 
 
     The files are written into a temporary sibling folder that is renamed to ``folder`` at
     the end, so a reader never sees half a dataset. Vector columns skip dictionary encoding
-    and statistics (high-entropy floats gain nothing from them), as the store's single files.
+    and statistics (high-entropy floats gain nothing from them), as the store's single files,
+    and compression (see :func:`write_part`).
 
     Parameters
     ----------
@@ -752,7 +753,25 @@ def write_part(table: pa.Table, path: str | os.PathLike, row_group_rows: int | N
                ) -> None:
     """Write one file of a dataset, flushed to disk (the settings of :func:`write_dataset`)."""
     scalar = [f.name for f in table.schema if not pa.types.is_fixed_size_list(f.type)]
+    # Vectors uncompressed: Snappy saved 1% of a float32 embedding's bytes and cost 40% of
+    # the time to read it back (every projection reads every vector).
+    compression = {path: "snappy" if field.name in scalar else "none"
+                   for field in table.schema for path in _leaf_paths(field.name, field.type)}
     pq.write_table(table, path, row_group_size=row_group_rows or ROW_GROUP_ROWS,
-                   use_dictionary=scalar, write_statistics=scalar)
+                   use_dictionary=scalar, write_statistics=scalar, compression=compression)
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def _leaf_paths(name: str, arrow_type: pa.DataType) -> list[str]:
+    """Parquet's column paths under a field (a per-column option is given per leaf)."""
+    if pa.types.is_struct(arrow_type):
+        return [path for i in range(arrow_type.num_fields)
+                for path in _leaf_paths(f"{name}.{arrow_type.field(i).name}",
+                                        arrow_type.field(i).type)]
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
+            or pa.types.is_fixed_size_list(arrow_type):
+        return _leaf_paths(f"{name}.list.element", arrow_type.value_type)
+    if pa.types.is_dictionary(arrow_type):
+        return _leaf_paths(name, arrow_type.value_type)
+    return [name]

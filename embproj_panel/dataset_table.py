@@ -12,7 +12,8 @@ views keep asking the questions they ask of any table), but it holds no rows. It
 * the cells of some rows (:meth:`DatasetTable.cells`, :meth:`DatasetTable.take`) for
   tooltips, images, table pages and exports, read from the rows' Parquet row groups only.
 
-A whole scalar column (numbers, labels) can still be read with :meth:`get_column`; a whole
+A whole scalar column (numbers, labels) can still be read with :meth:`get_column`, or a
+piece at a time with :meth:`column_batches` (what text search reads); a whole
 vector or image column cannot (that is the data the dataset is kept on disk for), and asking
 for one raises :class:`LazyColumnError`, which names what to use instead. The projection
 itself runs out of core on the dataset (:func:`embproj_panel.compute.project` unwraps
@@ -25,7 +26,7 @@ colour values it keeps are the same for every session.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,20 @@ class DatasetTable(Table):
             return None
         return self._read(None, [name]).column_nulls(name)
 
+    def column_batches(self, name: str | int) -> Iterator[pa.ChunkedArray]:
+        """One scalar column, a Parquet piece at a time (only that column; bounded memory).
+
+        Each piece counts as one read (:attr:`reads`). Vector and image columns are refused
+        as by :meth:`get_column`.
+        """
+        storage = self._check(name)
+        if storage in ("vector", "image"):
+            raise LazyColumnError(f"Column {name!r} holds {storage}s: it is not read whole.")
+        for piece in self.dataset.pieces():
+            with self._lock:
+                self.reads += 1
+            yield piece.read([name]).column(0)
+
     def get_dataframe(self) -> pd.DataFrame:
         raise LazyColumnError(
             f"A lazy dataset of {len(self):,} rows is not read into one DataFrame; take rows "
@@ -192,6 +207,43 @@ class DatasetTable(Table):
         with self._lock:
             self._colors[name] = values
         return values
+
+    def sortable(self, name: str | int) -> bool:
+        """Whether the table can be sorted on ``name`` (:meth:`sort_key`): numbers, labels."""
+        return name in self._types and self.schema.columns[name].kind in ("numeric",
+                                                                          "categorical")
+
+    def sort_key(self, name: str | int) -> np.ndarray:
+        """A float64 key per row that sorts as the column's values (NaN where empty).
+
+        Only numeric and categorical columns: the key is the colour values (:meth:`color_values`,
+        read once, one column, and kept), for a categorical column each row's category's
+        rank (numbers in numeric order, text without regard to case, as Tabulator sorts).
+        A text or id column of mostly distinct values would need every value in memory, so
+        it is refused.
+
+        Raises
+        ------
+        LazyColumnError
+            A column that is not numeric or categorical.
+        """
+        if not self.sortable(name):
+            raise LazyColumnError(
+                f"Column {name!r} of a lazy dataset cannot be sorted: sorting reads the whole "
+                "column, which is done only for numbers and labels (few distinct values).")
+        values = self.color_values(name)
+        if not isinstance(values, pd.Categorical):
+            return values
+        categories = list(values.categories)
+        numbers = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                      for v in categories)
+        order = sorted(range(len(categories)),
+                       key=(lambda i: categories[i]) if numbers
+                       else (lambda i: str(categories[i]).lower()))
+        rank = np.empty(len(categories) + 1, dtype=np.float64)
+        rank[order] = np.arange(len(categories))
+        rank[-1] = np.nan  # code -1: an empty cell
+        return rank[values.codes]
 
     def _categories(self, name: Any) -> pd.Categorical:
         with self._lock:

@@ -173,6 +173,9 @@ class Reducer:
     _specs: ClassVar[tuple[ParamSpec, ...]] = ()
     # UMAP and t-SNE embed each distinct row once (duplicates share its position).
     _deduplicate: ClassVar[bool] = False
+    #: Whether a distance in the layout means the same along both axes (PCA, UMAP, t-SNE):
+    #: the map then keeps one data unit the same number of pixels on x and y.
+    isotropic: ClassVar[bool] = True
 
     # -- scikit-learn estimator protocol ----------------------------------------------------
     @classmethod
@@ -836,7 +839,21 @@ def _pca_weights(X: np.ndarray, components: tuple[int, ...], standardize: bool, 
         loadings, variances, total, mean, scale = _pca_svd(X, min(top, n, d), standardize,
                                                            seed)
         solver = "randomized" if min(n, d) > 500 else "full"
-    # A component with (numerically) no variance is noise: place every point at 0 there.
+    weights, offset, ratios = _pick_components(loadings, variances, total, mean, scale,
+                                               components, n_ratios)
+    return weights, offset, ratios, solver
+
+
+def _pick_components(loadings: np.ndarray, variances: np.ndarray, total: float,
+                     mean: np.ndarray, scale: np.ndarray, components: tuple[int, ...],
+                     n_ratios: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Weights ``(d, len(components))`` float32 and offset of the chosen components, ratios.
+
+    A component with (numerically) no variance, or beyond the rank of the data, is noise:
+    every point is placed at 0 there. The ratios are those of components
+    ``1..max(n_ratios, max(components))`` that exist.
+    """
+    d = loadings.shape[0]
     tiny = variances <= max(variances.max(initial=0.0), 0.0) * 1e-10
     picked = np.zeros((d, len(components)), dtype=np.float64)
     for j, component in enumerate(components):
@@ -844,9 +861,9 @@ def _pca_weights(X: np.ndarray, components: tuple[int, ...], standardize: bool, 
             picked[:, j] = loadings[:, component - 1]
     weights = (picked / scale[:, None]).astype(np.float32)
     offset = (mean / scale) @ picked
-    count = min(max(n_ratios, top), len(variances))
+    count = min(max(n_ratios, max(components)), len(variances))
     ratios = tuple(float(v / total) if total > 0 else 0.0 for v in variances[:count])
-    return weights, offset, ratios, solver
+    return weights, offset, ratios
 
 
 class _ProjectedRows:
@@ -872,34 +889,83 @@ class _ProjectedRows:
 
 
 def _pca_covariance(X, top, standardize, report):
-    """Covariance (or correlation) matrix over row chunks, then ``eigh``.
+    """Covariance (or correlation) matrix from float64 sums over row chunks, then ``eigh``.
 
-    Each chunk's Gram matrix is a float32 BLAS product (as fast as scikit-learn's own
-    ``covariance_eigh`` solver, which does the whole matrix at once); chunks are summed in
-    float64, so rounding stays that of one 65,536-row chunk however many rows there are.
+    The same sums as the out-of-core engine's (:func:`scatter_sums` per chunk of
+    ``_PCA_CHUNK_ROWS`` rows, combined in order by :func:`combine_sums`): a table and the
+    store's dataset of it (row groups of the same size) get the same components.
     """
-    n, d = X.shape
-    # Shift by the first chunk's mean so the one-pass sums do not cancel catastrophically
-    # when the mean is large compared with the spread.
-    shift = X[:_PCA_CHUNK_ROWS].mean(axis=0, dtype=np.float64)
-    shift32 = shift.astype(np.float32)
-    total = np.zeros(d, dtype=np.float64)
-    gram = np.zeros((d, d), dtype=np.float64)
-    buffer = np.empty((min(n, _PCA_CHUNK_ROWS), d), dtype=np.float32)
-    ones = np.ones(len(buffer), dtype=np.float32)
-    for start in range(0, n, _PCA_CHUNK_ROWS):
-        rows = X[start:start + _PCA_CHUNK_ROWS]
-        block = np.subtract(rows, shift32, out=buffer[: len(rows)])
-        total += ones[: len(rows)] @ block  # column sums as a BLAS product
-        gram += block.T @ block
-        report(0.7 * min(1.0, (start + _PCA_CHUNK_ROWS) / n))
-    shift = shift32.astype(np.float64)
-    centre = total / n
-    cov = (gram - n * np.outer(centre, centre)) / max(n - 1, 1)
-    mean = shift + centre
+    n = X.shape[0]
+
+    def chunks():
+        for start in range(0, n, _PCA_CHUNK_ROWS):
+            yield scatter_sums(X[start:start + _PCA_CHUNK_ROWS])
+            report(0.7 * min(1.0, (start + _PCA_CHUNK_ROWS) / n))
+
+    count, mean, scatter = combine_sums(chunks())
+    vectors, values, total, mean, scale = covariance_eigen(count, mean, scatter, standardize)
+    return vectors[:, :top], values, total, mean, scale
+
+
+# Rows of one float64 temporary in scatter_sums: 2**21 values (16 MB) at most.
+_SCATTER_VALUES = 2**21
+
+
+def scatter_sums(block: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Row count, mean and centred scatter matrix of a block of rows, in float64.
+
+    The mean is numpy's pairwise float64 sum; the scatter is summed by float64 BLAS products
+    over fixed runs of rows, so it depends only on the block's own values (not on where it
+    sits or on BLAS's thread count: OpenBLAS splits a product's output, never its sums).
+    Temporaries are bounded (16 MB).
+
+    Parameters
+    ----------
+    block
+        ``(m, d)`` float32 or float64 rows, ``m >= 1``.
+    """
+    m, d = block.shape
+    mean = block.mean(axis=0, dtype=np.float64)
+    scatter = np.zeros((d, d), dtype=np.float64)
+    step = max(1024, _SCATTER_VALUES // max(d, 1))
+    for start in range(0, m, step):
+        centred = block[start:start + step].astype(np.float64)
+        centred -= mean
+        scatter += centred.T @ centred
+    return m, mean, scatter
+
+
+def combine_sums(parts) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """Chan's combination of blocks' ``(count, mean, centred scatter)``, in the given order.
+
+    No cancellation however far the data sit from the origin; the same float64 operations
+    for the same blocks in the same order. ``(0, None, None)`` for no blocks.
+    """
+    n, mean, scatter = 0, None, None
+    for count, block_mean, block_scatter in parts:
+        if mean is None:
+            n, mean, scatter = count, block_mean.copy(), block_scatter.copy()
+            continue
+        total = n + count
+        delta = block_mean - mean
+        mean += delta * (count / total)
+        scatter += block_scatter + np.outer(delta, delta) * (n * count / total)
+        n = total
+    return n, mean, scatter
+
+
+def covariance_eigen(n: int, mean: np.ndarray, scatter: np.ndarray, standardize: bool):
+    """Principal axes from the combined sums.
+
+    Returns the eigenvectors (columns, by decreasing variance, signs fixed by
+    :func:`_flip_signs`), their variances, the total variance, the mean and the per-column
+    scale (population standard deviations as scikit-learn's ``StandardScaler`` when
+    ``standardize``, else ones).
+    """
+    d = len(mean)
+    cov = scatter / max(n - 1, 1)
     scale = np.ones(d)
     if standardize:
-        # Population standard deviation, as scikit-learn's StandardScaler.
         std = np.sqrt(np.clip(np.diag(cov) * (max(n - 1, 1) / n), 0.0, None))
         scale = np.where(std > 0, std, 1.0)
         cov = cov / np.outer(scale, scale)
@@ -907,7 +973,7 @@ def _pca_covariance(X, top, standardize, report):
     order = np.argsort(values)[::-1]
     values = np.clip(values[order], 0.0, None)
     vectors = _flip_signs(vectors[:, order])
-    return vectors[:, :top], values, float(values.sum()), mean, scale
+    return vectors, values, float(values.sum()), mean, scale
 
 
 def _pca_svd(X, k, standardize, seed):

@@ -15,6 +15,10 @@ values costs almost nothing per query, however many rows it has. The first query
 column pays the factorisation and the Arrow arrays (about 1-2 s for 1,000,000 distinct
 strings); ``benchmarks/bench_search.py`` prints both, against ``Series.str.contains``.
 
+A lazy dataset's columns are never read whole: each query reads the searched columns a
+Parquet piece at a time and tests each piece's distinct values the same way
+(:class:`BatchSearch`), so memory stays that of one piece and nothing is kept.
+
 Searchable columns are the schema's ``text`` and ``categorical`` columns and ``id`` columns
 stored as text (file names, keys): what a person might type. Categorical numbers (digits'
 ``target``) are searched as their text (``"7"``). Empty cells never match.
@@ -94,18 +98,75 @@ class ColumnSearch:
 
     def matches(self, pattern: re.Pattern | str) -> np.ndarray:
         """Boolean mask over rows: which rows' value contains ``pattern`` (see compile_query)."""
-        import pyarrow.compute as pc
-
-        if isinstance(pattern, str):
-            hit = pc.match_substring(self._folded, pattern).to_numpy(zero_copy_only=False)
-        elif _portable(pattern, self._newlines):
-            hit = pc.match_substring_regex(self._values, pattern.pattern, ignore_case=True
-                                           ).to_numpy(zero_copy_only=False)
-        else:  # Python-only syntax: test each distinct value with re
-            hit = np.fromiter(map(bool, map(pattern.search, self.values)), dtype=bool,
-                              count=len(self.values))
+        hit = _value_hits(pattern, self.values, self._folded, self._values, self._newlines)
         lookup = np.append(hit, False)  # code -1 (an empty cell) reads the last entry
         return lookup[self.codes]
+
+
+def _value_hits(pattern: re.Pattern | str, values: list[str], folded: Any, arrow_values: Any,
+                newlines: bool) -> np.ndarray:
+    """Which distinct ``values`` contain ``pattern``: one Arrow scan (or ``re`` per value).
+
+    ``folded`` and ``arrow_values`` are the values casefolded and as they are, as Arrow
+    arrays; ``newlines`` says whether any value holds a newline (see :func:`_portable`).
+    """
+    import pyarrow.compute as pc
+
+    if isinstance(pattern, str):
+        return pc.match_substring(folded, pattern).to_numpy(zero_copy_only=False)
+    if _portable(pattern, newlines):
+        return pc.match_substring_regex(arrow_values, pattern.pattern, ignore_case=True
+                                        ).to_numpy(zero_copy_only=False)
+    # Python-only syntax: test each distinct value with re
+    return np.fromiter(map(bool, map(pattern.search, values)), dtype=bool, count=len(values))
+
+
+class BatchSearch:
+    """One column searched batch by batch as it is read: nothing kept, memory of one batch.
+
+    For a lazy dataset (:class:`~embproj_panel.dataset_table.DatasetTable`), whose columns
+    are never read whole: each query reads the column a Parquet piece at a time (that column
+    only), dictionary-encodes the piece in Arrow, tests the piece's distinct values as
+    :class:`ColumnSearch` tests a column's (the same casefolded substring, RE2 or ``re``
+    test, so the same rows match) and maps the answer to the piece's rows.
+
+    Parameters
+    ----------
+    batches
+        Called once per query: yields the column's Arrow arrays in row order.
+    n_rows
+        Rows in all the batches.
+    """
+
+    def __init__(self, batches: Any, n_rows: int) -> None:
+        self._batches = batches
+        self.n_rows = n_rows
+
+    def matches(self, pattern: re.Pattern | str) -> np.ndarray:
+        """Boolean mask over rows: which rows' value contains ``pattern`` (see compile_query)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        hit = np.zeros(self.n_rows, dtype=bool)
+        start = 0
+        for column in self._batches():
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            encoded = pc.dictionary_encode(column)
+            values = [v if isinstance(v, str) else str(v)
+                      for v in encoded.dictionary.to_pylist()]
+            found = _value_hits(pattern, values,
+                                pa.array([v.casefold() for v in values], type=pa.large_string()),
+                                pa.array(values, type=pa.large_string()),
+                                any("\n" in v for v in values))
+            codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            hit[start:start + len(codes)] = np.append(found, False)[codes]
+            start += len(codes)
+        if start != self.n_rows:
+            raise RuntimeError(f"The column's batches held {start:,} rows, not {self.n_rows:,}.")
+        return hit
 
 
 # The pattern syntax whose meaning is the same in Python's re and in RE2 (Arrow's regexes):
@@ -180,9 +241,14 @@ class TableSearch:
     """
 
     def __init__(self, data: Any) -> None:
+        from embproj_panel.dataset_table import DatasetTable
         from embproj_panel.table import Table
 
-        if isinstance(data, Table):
+        self._lazy = data if isinstance(data, DatasetTable) else None
+        if self._lazy is not None:  # searched batch by batch, never read whole (BatchSearch)
+            schema = data.schema
+            self._read = None
+        elif isinstance(data, Table):
             schema = data.schema
             self._read = lambda name: (data.get_column(name, convert_to="numpy"),
                                        data.column_nulls(name))
@@ -204,14 +270,20 @@ class TableSearch:
         self._indexes: dict[Any, ColumnSearch] = {}
         self._lock = threading.Lock()
 
-    def index(self, column: Any) -> ColumnSearch:
-        """The (cached) :class:`ColumnSearch` of ``column``; ValueError if it is not searchable."""
+    def index(self, column: Any) -> ColumnSearch | BatchSearch:
+        """The (cached) :class:`ColumnSearch` of ``column``; ValueError if it is not searchable.
+
+        For a lazy dataset, a :class:`BatchSearch` that reads the column at each query.
+        """
         if column not in self.columns:
             if column in self._all:
                 raise ValueError(
                     f"Column {str(column)!r} holds {self._kinds[column]} values, which cannot be "
                     f"searched as text; searchable columns: {self._names()}.")
             raise ValueError(f"No column {str(column)!r}; searchable columns: {self._names()}.")
+        if self._lazy is not None:
+            lazy = self._lazy
+            return BatchSearch(lambda: lazy.column_batches(column), self.n_rows)
         with self._lock:
             found = self._indexes.get(column)
             if found is None:

@@ -57,9 +57,6 @@ COLORMAPS = ["viridis", "plasma", "inferno", "magma", "cividis", "fire", "kbc", 
 #: (with exact tap and client-side lasso) where they are fluid and rasters everywhere else.
 DATASHADE_THRESHOLD = 50_000
 
-# How often (seconds) a running job's progress is forwarded to the session.
-_PROGRESS_INTERVAL = 0.25
-
 NONE_LABEL = "(none)"
 
 
@@ -202,24 +199,36 @@ class _Dispatcher:
 
 @dataclasses.dataclass(frozen=True)
 class DerivedColumn:
-    """Per-row values computed from the layout (faithfulness), shown like a table column.
+    """Per-row values computed from the layout (faithfulness, clusters), shown like a column.
 
     They colour the points, appear in the table view and in exports, but are never written
     into the user's table: a float column added there would become part of a numeric
-    table's default embedding and of its next projection.
+    table's default embedding and of its next projection, and a view built from the table
+    would not see a column added to it later.
 
     Attributes
     ----------
     values
-        float64, one per table row, NaN for rows without a value (not projected, or not
-        computed yet).
+        Numeric: float64, one per table row, NaN for rows without a value (not projected, or
+        not computed yet). Categorical: int64 codes, one per table row (cluster ids).
     span, colormap
-        A fixed colour scale (see :class:`~embproj_panel.colors.ColorMapping`), or None.
+        Numeric: a fixed colour scale (see :class:`~embproj_panel.colors.ColorMapping`), or
+        None.
+    labels
+        None: numeric. Else the column is categorical and this maps a code to its legend
+        label (``{-1: "unclustered"}``); other codes are labelled with their number.
     """
 
     values: np.ndarray
     span: tuple[float, float] | None = None
     colormap: tuple[str, ...] | None = None
+    labels: dict[int, str] | None = None
+
+    def categories(self) -> pd.Categorical:
+        """A categorical column's values as labels (a ``pd.Categorical`` over its codes)."""
+        codes, found = pd.factorize(self.values, sort=True)
+        names = [self.labels.get(int(code), str(int(code))) for code in found]
+        return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 
 
 # -- the state ----------------------------------------------------------------------------------
@@ -529,27 +538,12 @@ class ProjectorState(param.Parameterized):
                 status=f"Computing {REDUCERS[method].label} of {what}...",
             )
         job.add_done_callback(lambda job: dispatch(partial(self._finish, job)))
-        if not job.done:
-            threading.Thread(
-                target=self._forward_progress, args=(job, dispatch),
-                name="embproj-progress", daemon=True,
-            ).start()
+        self._slot.forward_progress(job, dispatch, self._set_progress)
 
-    def _forward_progress(self, job: Any, dispatch: _Dispatcher) -> None:
-        # A small poller rather than a callback from the reducer: it caps the update rate
-        # at 4 per second whatever the reducer's granularity.
-        last = -1.0
-        while not job.done and self._slot.is_current(job) and not self._closed:
-            value = float(job.progress or 0.0)
-            if value != last:
-                last = value
-                dispatch(partial(self._set_progress, job, value))
-            time.sleep(_PROGRESS_INTERVAL)
-
-    def _set_progress(self, job: Any, value: float) -> None:
-        if self._slot.is_current(job) and self.busy:
+    def _set_progress(self, value: float) -> None:
+        if self.busy:
             with param.edit_constant(self):
-                self.progress = min(max(value, 0.0), 1.0)
+                self.progress = value
 
     def _fail(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
@@ -690,11 +684,13 @@ class ProjectorState(param.Parameterized):
 
     def set_derived(self, name: str, values: np.ndarray | None,
                     span: tuple[float, float] | None = None,
-                    colormap: tuple[str, ...] | None = None) -> None:
+                    colormap: tuple[str, ...] | None = None,
+                    labels: dict[int, str] | None = None) -> None:
         """Show ``values`` (one per table row) as the derived column ``name``; None removes it.
 
         The colour choices gain (or lose) ``name``; if the points are coloured by it they are
-        recoloured. The projection is not recomputed.
+        recoloured. The projection is not recomputed. With ``labels`` (code -> legend label,
+        may be empty) the values are integer codes coloured as categories (clusters).
         """
         derived = dict(self.derived)
         if values is None:
@@ -703,12 +699,12 @@ class ProjectorState(param.Parameterized):
             if self.color_by == name:
                 self.color_by = None
         else:
-            values = np.asarray(values, dtype=np.float64)
+            values = np.asarray(values, dtype=np.float64 if labels is None else np.int64)
             n = len(self.table) if self.table is not None else 0
             if values.shape != (n,):
                 raise ValueError(f"{name} needs one value per table row ({n:,}); got "
                                  f"shape {values.shape}")
-            derived[name] = DerivedColumn(values, span, colormap)
+            derived[name] = DerivedColumn(values, span, colormap, labels)
         with param.edit_constant(self):
             self.derived = derived
         if self.table is not None:
@@ -732,6 +728,8 @@ class ProjectorState(param.Parameterized):
         if table is None or column is None:
             return ColorMapping("none")
         found = self.derived.get(column)
+        if found is not None and found.labels is not None:
+            return color_mapping(found.categories(), column)
         if found is not None:
             return dataclasses.replace(color_mapping(found.values, column, kind="numeric"),
                                        span=found.span, colormap=found.colormap)

@@ -25,14 +25,14 @@ import param
 
 from embproj_panel.clusters import (
     UNCLUSTERED,
+    UNCLUSTERED_LABEL,
     Cancelled,
     Clustering,
     default_min_cluster_size,
     find_clusters,
     label_clusters,
 )
-from embproj_panel.columns import take_column
-from embproj_panel.state import NONE_LABEL, ProjectorState, _Dispatcher, _roles, column_labels
+from embproj_panel.state import NONE_LABEL, ProjectorState, _Dispatcher, column_labels
 
 __all__ = ["CLUSTER_COLUMN", "ClusterState"]
 
@@ -77,7 +77,8 @@ class ClusterState(param.Parameterized):
         Cluster id -> :class:`~embproj_panel.clusters.ClusterLabel` (plain text).""")
 
     column = param.String(default="", constant=True, doc="""
-        The name of the table column that holds the cluster ids ("" before the first run).""")
+        The name of the state's derived column that holds the cluster ids (``cluster``, or
+        ``cluster_`` when the table has a ``cluster`` column; "" before the first run).""")
 
     busy = param.Boolean(default=False, constant=True, doc="""Whether a search is running.""")
 
@@ -109,8 +110,7 @@ class ClusterState(param.Parameterized):
         names: list[Any] = []
         if table is not None:
             kinds = table.schema.columns
-            names = [name for name, info in kinds.items()
-                     if info.kind in _LABEL_KIND and name != self.column]
+            names = [name for name, info in kinds.items() if info.kind in _LABEL_KIND]
         self.param.label_column.objects = {NONE_LABEL: None, **column_labels(names)}
         if self.label_column not in names:
             self.label_column = self._default_label_column(names)
@@ -252,7 +252,7 @@ class ClusterState(param.Parameterized):
                 or result is self.clustering:
             return  # superseded, the layout changed meanwhile, or applied already
         self._projection = projection
-        name = self.column or _free_name(state.table.columns)
+        name = self.column or state.free_name(CLUSTER_COLUMN)
         _put_column(state, name, result.labels)
         with param.edit_constant(self):
             self.param.update(clustering=result, column=name, busy=False, progress=1.0,
@@ -295,36 +295,11 @@ class ClusterState(param.Parameterized):
             self._cancel_flag.set()
 
 
-def _free_name(columns: list[Any]) -> str:
-    """``cluster``, or ``cluster_2``, ... when the table already has a column of that name."""
-    if CLUSTER_COLUMN not in columns:
-        return CLUSTER_COLUMN
-    i = 2
-    while f"{CLUSTER_COLUMN}_{i}" in columns:
-        i += 1
-    return f"{CLUSTER_COLUMN}_{i}"
-
-
 def _put_column(state: ProjectorState, name: str, labels: np.ndarray) -> None:
-    """Write the cluster ids into the state's table and refresh the column choices.
-
-    The projection stays: only a derived column changed, so the state is not given a new
-    table (which would recompute the layout); its column choices are refreshed in place.
-    """
-    table = state.table
-    if name in table.columns:
-        # Table has no public "replace a column"; this is the column we added earlier.
-        table._flush()
-        table._columns[name] = take_column(np.asarray(labels, dtype=np.int64), name)
-        table._touch()
-    else:
-        table.add_column(name, np.asarray(labels, dtype=np.int64))
-    _embeddable, colorable, _images, shown = _roles(table)
-    p = state.param
-    p.color_by.objects = {NONE_LABEL: None, **column_labels([*colorable, *state.derived])}
-    p.tooltip_columns.objects = column_labels(shown)
-    if state.color_by == name:
-        state.param.trigger("color_by")  # the colour mapping reads the new values
+    """Show the cluster ids as the state's derived column ``name`` (categorical, -1 named
+    "unclustered"): the table view, the exports and the colour choices see it at once."""
+    state.set_derived(name, np.asarray(labels, dtype=np.int64),
+                      labels={UNCLUSTERED: UNCLUSTERED_LABEL})
 
 
 def _describe(result: Clustering) -> str:

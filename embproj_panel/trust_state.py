@@ -5,6 +5,9 @@ time a layout lands (and when ``k`` or ``metric`` change) it runs
 :func:`embproj_panel.trust.assess` on it in its own :class:`~embproj_panel.compute.JobSlot`,
 the one supersession mechanism: a newer layout cancels the running job, and a result that is
 not the slot's latest job is dropped, so the values shown always belong to the layout shown.
+A new projection request (the state turning ``busy``) cancels it at once, not when the new
+layout lands: the new projection gets the cores, and the assessment starts again when it
+lands, or on the same layout when it fails.
 Results are applied on the session's thread through the state's ``dispatch`` (as the
 projection is), never on the worker.
 
@@ -41,9 +44,6 @@ __all__ = ["FAITHFULNESS_COLUMN", "FaithfulnessState", "summary_line"]
 
 #: The name of the derived column (underscores appended if the table has such a column).
 FAITHFULNESS_COLUMN = "faithfulness"
-
-# How often (seconds) a running job's progress is forwarded to the session.
-_PROGRESS_INTERVAL = 0.25
 
 
 def summary_line(assessment: Assessment) -> str:
@@ -125,8 +125,9 @@ class FaithfulnessState(param.Parameterized):
         self._applied: Any = None  # the job last taken up for application
         self._completed: Any = None  # the job last fully applied (or failed)
         self._layout: Any = None  # the layout last asked about
+        self._held = False  # an assessment of _layout was stopped for a new projection
         self._closed = False
-        self.state.param.watch(self._on_layout, ["projection", "table"])
+        self.state.param.watch(self._on_layout, ["projection", "table", "busy"])
         self._on_layout()
 
     # -- requests -------------------------------------------------------------------------------
@@ -142,10 +143,33 @@ class FaithfulnessState(param.Parameterized):
             with param.edit_constant(self):
                 self.param.update(assessment=None, values=None, column="", busy=False,
                                   progress=0.0, status="", error="")
+        if self.state.busy:
+            self._hold()  # a new projection is on its way: the layout shown is leaving
+            return
         layout = self._current_layout()
-        if layout is not self._layout:
-            self._layout = layout
+        if layout is not self._layout or self._held:
+            self._layout = layout  # the same one when the new projection failed
             self._request()
+
+    def _hold(self, settings_changed: bool = False) -> None:
+        """Stop assessing while the state computes a new projection.
+
+        The layout being assessed is about to be replaced: its job would burn the cores the
+        new projection needs, for values nobody will see. The assessment restarts when the
+        projection lands (or fails, leaving this layout shown). A finished assessment stays:
+        it describes the layout still shown, unless ``k`` or ``metric`` changed meanwhile.
+        """
+        job = self._slot.job
+        running = job is not None and not job.done
+        if not (running or settings_changed) or self._layout is None:
+            return
+        self._slot.cancel("A new projection was requested.")
+        self._held = True
+        with param.edit_constant(self):
+            self.param.update(busy=False, progress=0.0,
+                              status=f"faithfulness (k={self.k}): waits for the new layout")
+        if settings_changed:
+            self._clear_values()  # they were for another k or metric
 
     @param.depends("k", "metric", watch=True)
     def _on_settings(self) -> None:
@@ -161,6 +185,10 @@ class FaithfulnessState(param.Parameterized):
             with param.edit_constant(self):
                 self.param.update(busy=False, progress=0.0)
             return
+        if state.busy:
+            self._hold(settings_changed=True)
+            return
+        self._held = False
         table, k, metric = state.table, self.k, self.metric
 
         def work(progress: Any, cancel: Any) -> Assessment:
@@ -169,33 +197,27 @@ class FaithfulnessState(param.Parameterized):
         dispatch = _Dispatcher(state.dispatch)
         job = self._slot.submit_work(work, "faithfulness")
         with param.edit_constant(self):
-            self.param.update(busy=True, progress=0.0, error="", values=None,
+            self.param.update(busy=True, progress=0.0, error="",
                               status=f"faithfulness (k={k}): computing…")
-        if self.column and self.publish:
-            # The old values described the old layout: none until the new ones land.
-            state.set_derived(self.column, np.full(len(table), np.nan), (0.0, 1.0),
-                              LOW_STANDS_OUT)
+        self._clear_values()  # the old values described the old layout or settings
         job.add_done_callback(lambda job: dispatch(partial(self._finish, job)))
-        if not job.done:
-            threading.Thread(target=self._forward_progress, args=(job, dispatch),
-                             name="embproj-faithfulness-progress", daemon=True).start()
+        self._slot.forward_progress(job, dispatch, self._set_progress,
+                                    name="embproj-faithfulness-progress")
 
-    def _forward_progress(self, job: Any, dispatch: _Dispatcher) -> None:
-        last = -1.0
-        while not job.done and self._slot.is_current(job) and not self._closed:
-            value = float(job.progress or 0.0)
-            if value != last:
-                last = value
-                dispatch(partial(self._set_progress, job, value))
-            time.sleep(_PROGRESS_INTERVAL)
-
-    def _set_progress(self, job: Any, value: float) -> None:
-        if self._slot.is_current(job) and self.busy:
-            value = min(max(value, 0.0), 1.0)
+    def _set_progress(self, value: float) -> None:
+        if self.busy:
             with param.edit_constant(self):
                 self.param.update(progress=value,
                                   status=f"faithfulness (k={self.k}): computing… "
                                          f"{value:.0%}")
+
+    def _clear_values(self) -> None:
+        """No values (NaN in the column) until the new ones land."""
+        with param.edit_constant(self):
+            self.values = None
+        if self.column and self.publish:
+            self.state.set_derived(self.column, np.full(len(self.state.table), np.nan),
+                                   (0.0, 1.0), LOW_STANDS_OUT)
 
     # -- results --------------------------------------------------------------------------------
     def _finish(self, job: Any) -> None:

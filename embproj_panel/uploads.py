@@ -72,6 +72,7 @@ __all__ = [
     "MAX_EXPANSION",
     "MAX_UPLOAD_ENV",
     "Upload",
+    "UploadAbuse",
     "UploadError",
     "display_name",
     "max_upload_bytes",
@@ -113,6 +114,14 @@ class UploadError(ValueError):
 
     The message is meant for the person who uploaded the file: it says what is wrong and, where
     it can, where (a line, a column, an array) and how to fix it.
+    """
+
+
+class UploadAbuse(UploadError):
+    """Upload chunks that kept coming after an upload was refused for its size.
+
+    Never a browser's: the upload box checks a file's size before sending any of it. The
+    server closes such a connection (:class:`embproj_panel.upload_widget.BoundedFileDropper`).
     """
 
 
@@ -284,6 +293,7 @@ class ChunkCollector:
         self._chunks: dict[str, list[bytes]] = {}
         self._sizes: dict[str, int] = {}
         self._refused: set[str] = set()
+        self._size_refusals = 0
 
     @property
     def held_bytes(self) -> int:
@@ -301,9 +311,12 @@ class ChunkCollector:
 
         Raises
         ------
+        UploadAbuse
+            A chunk of an upload already refused for its size, or a second upload over the
+            limit: the sender ignores the refusal (nothing of it is held).
         UploadError
             The first time an upload passes the limit, or arrives out of order; what was held
-            for it is dropped, and its later chunks are ignored until it starts again.
+            for it is dropped.
         """
         size = memoryview(data).nbytes
         if chunk == 1:
@@ -314,7 +327,8 @@ class ChunkCollector:
         elif name in self._refused:
             if chunk >= total_chunks:
                 self._refused.discard(name)
-            return None
+            raise UploadAbuse(f"Chunks of an upload refused for its size kept arriving "
+                              f"(chunk {chunk} of {total_chunks}).")
         elif name not in self._chunks or chunk != len(self._chunks[name]) + 1:
             self.discard(name)
             raise UploadError("The upload arrived out of order; please upload the file again.")
@@ -323,6 +337,10 @@ class ChunkCollector:
             self.discard(name)
             if chunk < total_chunks:
                 self._refused.add(name)
+            self._size_refusals += 1
+            if self._size_refusals > 1:
+                raise UploadAbuse("A second upload over the upload limit of "
+                                  f"{_format_size(self.max_bytes)} arrived.")
             raise UploadError(
                 f"The file is over the upload limit of {_format_size(self.max_bytes)}; it was "
                 "refused while arriving."

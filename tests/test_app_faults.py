@@ -8,11 +8,14 @@ previous table is still shown, and that the page still works afterwards (a good 
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import json
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
@@ -260,10 +263,11 @@ def test_a_url_naming_bad_paths_or_missing_tables_opens_the_sample(monkeypatch, 
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
     ["..", "../..", "/", "\\", "%2e%2e", "\u202e", "🦄", "x" * 10_000, HOSTILE, "", "null",
-     "nan", "-1", "1e309", "umap", "pca", "tsne", "label", "t", "p", "good"])
+     "nan", "-1", "1e309", "umap", "pca", "tsne", "label", "t", "p", "good", "0", "1", "7",
+     " 25 ", "+3", "100", "101", "10.0", "1" * 5000, "\u0663"])
 _KEYS = st.sampled_from(["project", "run", "table", "method", "color", "image", "size",
                          "alpha", "colormap", "auto", "n_neighbors", "min_dist", "n_components",
-                         "random_state", "metric", "perplexity", "unknown"])
+                         "random_state", "metric", "perplexity", "k", "unknown"])
 
 
 @settings(max_examples=40, deadline=None,
@@ -279,9 +283,57 @@ def test_fuzzed_url_arguments_never_break_the_page(monkeypatch, query):
     if app._message.visible:
         assert app._message.object.startswith("Some settings in the URL were ignored")
         assert "<" not in app._message.object  # escaped
+    faith = app.parts["trust"].faith
+    if "k" in query:  # taken when a whole number of 1-100 in ASCII digits, else refused
+        text = query["k"].strip()
+        if re.fullmatch(r"\+?0*([1-9][0-9]?|100)", text):
+            assert faith.k == int(text)
+        else:
+            shown = html.unescape(app._message.object)
+            assert faith.k == 10 and f"k={text[:39]!r}"[:-1] in shown
     if state.method == "pca":
         state.wait(timeout=120)
         assert state.projection is not None and not state.error
+    app.close()
+
+
+@pytest.fixture
+def location(monkeypatch):
+    """A served session's URL, as Panel's ``Location`` of the page being built."""
+    import panel as pn
+    from panel.io.location import Location
+
+    def at(search: str) -> Location:
+        here = Location(search=search)
+        monkeypatch.setattr(type(pn.state), "location", property(lambda self: here))
+        return here
+
+    return at
+
+
+def test_the_url_sets_the_faithfulness_k_and_follows_it(location):
+    url = location("?k=25")
+    app = ProjectorApp()
+    faith = app.parts["trust"].faith
+    assert faith.k == 25 and not app._message.visible
+    app.state.wait(timeout=60)
+    faith.wait(timeout=120)
+    assert faith.assessment.k == 25
+    faith.k = 12  # changed in the page: the URL follows
+    assert "k=12" in url.search
+    app.close()
+
+
+@pytest.mark.parametrize("value", ["0", "101", "abc", "7.5", "-3", "<b>x</b>"])
+def test_a_bad_faithfulness_k_in_the_url_is_refused_with_a_note(location, value):
+    url = location("?" + urlencode({"k": value}))
+    app = ProjectorApp()
+    faith = app.parts["trust"].faith
+    assert faith.k == 10
+    message = app._message.object
+    assert app._message.visible and "k=" in message and "from 1 to 100" in message
+    assert "<b>" not in message and "Traceback" not in message
+    assert "k=10" in url.search  # the URL says the k in use, not the refused one
     app.close()
 
 

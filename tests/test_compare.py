@@ -8,6 +8,8 @@ as the Projector's and is exercised by the browser test and the benchmark.
 from __future__ import annotations
 
 import html
+import threading
+import time
 
 import holoviews as hv
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 from _loop import in_loop
 from bokeh.models import GlyphRenderer, ImageRGBA, Scatter, Segment
 
+from embproj_panel import compute, trust_state
 from embproj_panel.comparison import CompareState, displacements, panel_settings
 from embproj_panel.table import Table
 from embproj_panel.views import Compare
@@ -204,6 +207,38 @@ def test_each_panel_has_its_own_status_and_progress():
     assert p2.state.stale and "press Compute" in p2.state.status
     assert not p1.state.stale and "PCA" in p1.state.status
     assert p1.status.line.object != p2.status.line.object
+
+
+def test_a_panel_stops_assessing_its_layout_when_it_is_asked_for_a_new_one(monkeypatch):
+    view = compare()
+    p1, p2, p3 = (panel.state for panel in view.panels)
+    real = trust_state.assess
+    started, cancel_seen = threading.Event(), threading.Event()
+
+    def blocking(*args):
+        if args[1] is not p2.raw_projection or started.is_set():
+            return real(*args)
+        started.set()
+        deadline = time.monotonic() + 60
+        while not args[8]() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cancel_seen.set()
+        raise compute.Cancelled("stopped")
+
+    monkeypatch.setattr(trust_state, "assess", blocking)
+    faith2 = view.panels[1].trust.faith
+    faith2.k = 5  # panel 2 alone reassesses its layout
+    assert started.wait(30)
+    running = faith2._slot.job
+    p2.embedding_columns = ["ckpt_c"]
+    # Cancelled before the new layout lands (which may be at once: the layout can be cached
+    # by an earlier test, and then a new assessment is already running).
+    assert cancel_seen.wait(30) and not faith2._slot.is_current(running)
+    with pytest.raises(compute.Cancelled):
+        running.result(timeout=30)
+    assert not view.panels[0].trust.faith.busy and not view.panels[2].trust.faith.busy
+    view.wait(120)
+    assert faith2.assessment.k == 5 and faith2.values is not None
 
 
 # -- where did it move --------------------------------------------------------------------------

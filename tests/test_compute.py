@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import embproj_panel as ep
+from embproj_panel import compute
 from embproj_panel.compute import (
     Cancelled,
     Projection,
@@ -247,6 +248,52 @@ def test_job_result_progress_and_callback(numba_warm):
     late = threading.Event()
     job.add_done_callback(lambda j: late.set())  # already done: called at once
     assert late.is_set()
+
+
+def test_forward_progress_hands_changes_to_the_view_until_superseded():
+    slot = compute.JobSlot("view")
+    steps = [threading.Event() for _ in range(2)]
+
+    def work(progress, cancel):
+        for fraction, step in zip((0.3, 0.6), steps):
+            step.wait(30)
+            progress(fraction)
+        while not cancel():
+            time.sleep(0.01)
+        raise Cancelled("superseded")
+
+    queued, applied = [], []
+    job = slot.submit_work(work, "work")
+    poller = slot.forward_progress(job, queued.append, applied.append, name="test-progress",
+                                   interval=0.01)
+
+    def run_queued():
+        while queued:
+            queued.pop(0)()
+
+    for fraction, step in zip((0.3, 0.6), steps):
+        step.set()
+        deadline = time.monotonic() + 30
+        while (not applied or applied[-1] != fraction) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            run_queued()
+    assert applied == [0.0, 0.3, 0.6]  # each change once, in order
+    time.sleep(0.05)
+    run_queued()
+    assert applied == [0.0, 0.3, 0.6]  # no repeats of an unchanged value
+    job._set_progress(0.9)
+    while not queued and poller.is_alive():
+        time.sleep(0.01)
+    slot.submit_work(lambda progress, cancel: 1, "newer")
+    run_queued()  # a value queued before the newer job is dropped on the session's side
+    assert applied == [0.0, 0.3, 0.6]
+    poller.join(10)
+    assert not poller.is_alive()
+    with pytest.raises(Cancelled):
+        job.result(10)
+    finished = slot.submit_work(lambda progress, cancel: 1, "done")
+    finished.result(10)
+    assert slot.forward_progress(finished, queued.append, applied.append) is None
 
 
 def test_job_reports_a_readable_error():

@@ -235,6 +235,47 @@ def test_pca_from_partition_sums_matches_the_in_memory_pca(data, standardize):
     assert lazy.columns == [f"emb[{i}]" for i in range(12)]
 
 
+def test_pca_of_the_stored_dataset_has_the_in_memory_pca_sums(tmp_path):
+    # One function sums both: the store's row groups are the in-memory PCA's chunks, so a
+    # table and the dataset logged from it get the same float64 sums, to the bit.
+    from embproj_panel.reducers import _PCA_CHUNK_ROWS
+
+    X, labels = blobs(_PCA_CHUNK_ROWS + 3000, 4, seed=5)
+    X += np.float32(50.0)
+    folder = write_dataset(arrow_table(X, labels), tmp_path / "t",
+                           row_group_rows=_PCA_CHUNK_ROWS)
+    lazy = ep.project(ep.Dataset(folder), "pca", cache=False, y_component=3)
+    memory = ep.project(X, "pca", cache=False, y_component=3)
+    assert lazy.explained_variance == memory.explained_variance
+    np.testing.assert_allclose(lazy.coords, memory.coords, rtol=0, atol=1e-4)
+
+
+def test_the_store_writes_vectors_uncompressed_and_the_rest_compressed(tmp_path):
+    X, labels = blobs(100, 3)
+    folder = write_dataset(arrow_table(X, labels, images=True), tmp_path / "t")
+    meta = pq.ParquetFile(next(folder.iterdir())).metadata.row_group(0)
+    codecs = {meta.column(i).path_in_schema: meta.column(i).compression
+              for i in range(meta.num_columns)}
+    assert codecs == {"emb.list.element": "UNCOMPRESSED", "label": "SNAPPY",
+                      "image.png": "SNAPPY", "image.caption": "SNAPPY"}
+
+
+def test_overlapping_local_jobs_share_one_blas_limit_and_restore_it():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    first, second = _dask_engine._one_blas_thread(), _dask_engine._one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first job ends while the second still runs
+    assert set(blas_threads()) == {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
+
+
 def test_pca_does_not_depend_on_the_partitioning(data):
     folder, paths, X, labels = data
     one = ep.project(ep.Dataset(folder, partition_rows=700), "pca", cache=False)
@@ -495,5 +536,6 @@ def test_the_benchmark_runs_the_same_path_on_a_small_dataset(tmp_path, capsys, n
     out = capsys.readouterr().out
     for figure in ("PCA end to end", "UMAP end to end", "reopen PCA with the cache",
                    "reopen UMAP with the cache", "peak RSS", "plain: read_table + sklearn PCA",
+                   "floor: read_table + float64 X.T @ X (before)", "lazy PCA / floor",
                    "in memory: read_table + ep.project umap", "load average"):
         assert figure in out

@@ -130,6 +130,27 @@ def test_color_mapping_of_a_categorical_with_gaps_marks_them_missing():
     assert list(mapping.color_key) == ["a", "b", "(missing)"]
 
 
+def test_search_reads_only_the_searched_column_a_piece_at_a_time(folder, reads, monkeypatch):
+    from embproj_panel.search import TableSearch
+
+    def whole(self, name, convert_to=None):
+        raise AssertionError(f"search read the whole column {name!r}")
+
+    monkeypatch.setattr(DatasetTable, "get_column", whole)
+    dataset = Dataset(folder, partition_rows=1400)
+    table = DatasetTable(dataset)
+    frame = pq.read_table(folder).to_pandas()
+    memory = TableSearch(frame[["label"]])
+    reads.reset()
+    lazy = TableSearch(table)
+    for query, regex in (("C3", False), ("", False), ("^c[25]$", True), (r"\w7", True)):
+        np.testing.assert_array_equal(lazy.search(query, "label", regex),
+                                      memory.search(query, "label", regex))
+    np.testing.assert_array_equal(lazy.search("c1"), memory.search("c1"))
+    assert {columns for columns, _ in reads.calls} == {("label",)}  # never the vectors, images
+    assert max(n for _, n in reads.calls) <= 1400  # one piece at a time, never the column
+
+
 # -- the projector -----------------------------------------------------------------------------
 
 
@@ -160,6 +181,49 @@ def test_projector_over_a_dataset_reads_table_pages_on_demand(folder, reads):
     assert list(tabulator._data["c1"]) == [labels[5], labels[4000], labels[5999]]
     assert tabulator.selection == [5, 4000, 5999]  # positions in the index: the rows
     assert reads.rows("emb") == 0 and reads.rows() <= 6 * ROW_GROUP
+
+
+def test_the_lazy_table_sorts_on_numbers_and_labels_reading_only_that_column(tmp_path,
+                                                                             reads):
+    import pyarrow as pa
+
+    X, labels = blobs(N, 12)
+    rng = np.random.default_rng(1)
+    score = rng.normal(size=N).round(1)  # ties: kept in row order, as Panel sorts a frame
+    score[::7] = np.nan
+    name = [f"item {i}" for i in range(N)]
+    table = pa.table({"emb": pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), 12),
+                      "label": pa.array([f"C{v}" if v % 2 else f"c{v}" for v in labels]),
+                      "score": pa.array(score), "name": pa.array(name)})
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "part.parquet", row_group_size=ROW_GROUP)
+    frame = table.drop(["emb"]).to_pandas()
+    projector = projected(tmp_path / "data", page_size=10)
+    tabulator = projector.table.tabulator
+    field = {title: key for key, title in tabulator.titles.items()}
+    assert tabulator.sortable == {field["label"]: True, field["score"]: True,
+                                  field["name"]: False}
+    assert "Not sortable" in tabulator.header_tooltips[field["name"]]
+
+    reads.reset()
+    tabulator.sorters = [{"field": field["score"], "dir": "desc"}]
+    expected = frame.sort_values("score", ascending=False, kind="mergesort").index
+    assert page_rows(tabulator) == expected[:10].tolist()
+    key_reads = [n for columns, n in reads.calls if columns == ("score",)]
+    assert sum(key_reads) == N and reads.rows("emb") == 0  # the key, then one page
+    assert reads.rows() - N <= 10 * ROW_GROUP  # the page's rows' row groups, at most 10
+    tabulator.page = 600  # the last page: the empty scores, in row order
+    assert page_rows(tabulator) == expected[-10:].tolist() == list(range(0, N, 7))[-10:]
+
+    tabulator.page = 1
+    tabulator.sorters = [{"field": field["label"], "dir": "asc"},
+                         {"field": field["score"], "dir": "asc"}]
+    expected = frame.sort_values(["label", "score"], kind="mergesort",
+                                 key=lambda c: c.str.lower() if c.name == "label" else c).index
+    assert page_rows(tabulator) == expected[:10].tolist()
+
+    projector.selection = [50, 3, 4000, 7]  # "Show selection": the selected rows, sorted
+    assert page_rows(tabulator) == [int(r) for r in expected if r in (50, 3, 4000, 7)]
 
 
 def test_the_lazy_table_renders_its_columns_as_a_bokeh_model(folder):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import panel as pn
 import pytest
+from _server import BokehClient, serve_in_process, wait
 
 import embproj_panel as ep
 from embproj_panel.compute import project, projection_cache
@@ -146,24 +145,8 @@ def test_a_server_killed_while_writing_the_cache_leaves_no_entry(isolated_store)
 
 
 # -- a browser that leaves during a compute -------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_a_session_that_disconnects_during_a_compute_cancels_its_job(isolated_store,
                                                                        numba_warm):
-    from bokeh.client import pull_session
-
     from embproj_panel.app import ProjectorApp
 
     rng = np.random.default_rng(0)
@@ -177,50 +160,24 @@ def test_a_session_that_disconnects_during_a_compute_cancels_its_job(isolated_st
         apps.append(app)
         return app.template()
 
-    port = _free_port()
-    pn.serve({"app": page}, port=port, threaded=True, show=False,
-             unused_session_lifetime_milliseconds=500, check_unused_sessions_milliseconds=100)
-    _wait(lambda: _listening(port), 60, "the server")
-    _register_panel_models()
     arguments = {"project": "p", "run": "r", "table": "t", "method": "umap", "auto": "true",
                  "n_epochs": "5000"}
-    # a real Bokeh client: the websocket a browser opens
-    session = pull_session(url=f"http://localhost:{port}/app", arguments=arguments)
-    try:
-        _wait(lambda: apps and apps[0].state._slot.job is not None, 120, "the UMAP to start")
-        job = apps[0].state._slot.job
-        _wait(lambda: job.status == "running" and job.progress > 0, 300, "the UMAP to run")
-    finally:
-        session.close()  # the browser tab closes mid-projection
-    _wait(lambda: job.done, 60, "the job to end")
-    assert job.status == "cancelled" and "session closed" in job.error
-    assert apps[0].state.closed
-    # its progress forwarder ends, and the pool's worker is free again (a new job runs)
-    _wait(lambda: not [t for t in threading.enumerate() if t.name == "embproj-progress"],
-          30, "the progress thread to end")
-    assert project(blobs(60), "pca", cache=False).coords.shape == (60, 2)
-
-
-def _register_panel_models() -> None:
-    """Import Panel's Bokeh models so the client can decode the served document."""
-    import importlib
-    import pkgutil
-
-    import panel.models
-
-    for module in pkgutil.iter_modules(panel.models.__path__):
-        try:
-            importlib.import_module(f"panel.models.{module.name}")
-        except Exception:  # noqa: BLE001, S112 - optional models (a missing extra)
-            continue
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("localhost", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+    with serve_in_process({"app": page}, unused_session_lifetime_milliseconds=500,
+                          check_unused_sessions_milliseconds=100) as base:
+        # a real Bokeh client: the websocket a browser opens
+        with BokehClient(f"{base}/app", **arguments):
+            wait(lambda: apps and apps[0].state._slot.job is not None, 120,
+                 "the UMAP to start")
+            job = apps[0].state._slot.job
+            wait(lambda: job.status == "running" and job.progress > 0, 300, "the UMAP to run")
+        # the browser tab has closed mid-projection
+        wait(lambda: job.done, 60, "the job to end")
+        assert job.status == "cancelled" and "session closed" in job.error
+        assert apps[0].state.closed
+        # its progress forwarder ends, and the pool's worker is free again (a new job runs)
+        wait(lambda: not [t for t in threading.enumerate() if t.name == "embproj-progress"],
+             30, "the progress thread to end")
+        assert project(blobs(60), "pca", cache=False).coords.shape == (60, 2)
 
 
 # -- the server's thread comes first ---------------------------------------------------------------

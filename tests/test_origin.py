@@ -17,20 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+from _server import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def readme_server(tmp_path_factory):
     """``panel serve apps/projector.py`` with only a port added (no origin options)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, EMBPROJ_DIR=str(tmp_path_factory.mktemp("store")),
                PYTHONPATH=str(ROOT))
     server = subprocess.Popen(
@@ -48,8 +43,7 @@ def readme_server(tmp_path_factory):
         server.kill()
         pytest.fail("panel serve did not listen within 120 s")
     yield port
-    server.terminate()
-    server.wait(timeout=30)
+    stop(server, timeout=30)
 
 
 async def _open_websocket(port: int, origin: str) -> int:

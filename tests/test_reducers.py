@@ -469,3 +469,22 @@ def test_cancel_stops_a_long_run_quickly(cls, numba_warm):
     with pytest.raises(Cancelled):  # how fast: benchmarks/bench_cancel.py
         cls(**long_run).fit_transform(X, progress=progress, cancel=stop.is_set)
     assert stop.is_set() and after_stop == []
+
+
+def test_tsne_never_asks_openTSNE_for_the_kl_divergence(monkeypatch):
+    # Progress and cancel must not make openTSNE evaluate its objective's error (an
+    # iteration with a callback does): that was CPU an openTSNE.TSNE call does not spend.
+    import openTSNE.tsne
+
+    asked: list[bool] = []
+    real = openTSNE.tsne.kl_divergence_bh
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["should_eval_error"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(openTSNE.tsne, "kl_divergence_bh", spy)
+    seen: list[float] = []
+    TSNE(n_iter=250).fit_transform(blobs(150, 6), progress=seen.append)
+    assert len(asked) == 250 + 2 and not any(asked)  # every iteration, and each phase's end
+    assert len(seen) > 10  # progress still arrives during the descent

@@ -1,4 +1,5 @@
-"""Selection tools: box select active on open; Bokeh's selection modes on glyphs and rasters."""
+"""Selection tools: box select active on open; Bokeh's selection modes on glyphs and rasters;
+a click on a legend entry selects its category."""
 
 from __future__ import annotations
 
@@ -93,3 +94,29 @@ def test_modes_combine_as_bokeh_defines_them():
                 "subtract": [1, 2], "xor": [1, 2, 4], "toggle": [1, 2, 4]}
     for mode, rows in expected.items():
         assert combine_selection(current, new, mode).tolist() == rows, mode
+
+
+@in_loop
+@pytest.mark.parametrize("threshold", [1_000_000, 1_000])  # glyphs, then a raster
+def test_a_click_on_a_legend_entry_selects_that_category(threshold):
+    from bokeh.models import Legend
+
+    view = _projector(datashade_threshold=threshold, color_by="target")
+    figure = _figure(pn.panel(view.scatter).get_root())
+    legend = next(m for m in figure.right if isinstance(m, Legend) and m.visible)
+    labels = [item.label.value for item in legend.items]
+    assert labels == [str(i) for i in range(10)]  # one item per category, literal text
+    seven = next(item for item in legend.items if item.label.value == "7")
+    legend._trigger_event(events.LegendItemClick(legend, seven))
+    target = view.state.table.get_column("target", convert_to="numpy")
+    assert view.state.selection == np.flatnonzero(target.astype(str) == "7").tolist()
+    # colour by the clusters: the same legend, relabelled; "unclustered" picks the -1 rows
+    ids = view.find_clusters(min_cluster_size=60)
+    view.color_by = "cluster"
+    shown = {item.label.value: item for item in legend.items}
+    assert set(shown) == {"unclustered" if c == -1 else str(c) for c in set(ids.tolist())}
+    assert (ids == -1).any()
+    legend._trigger_event(events.LegendItemClick(legend, shown["unclustered"]))
+    assert view.state.selection == np.flatnonzero(ids == -1).tolist()
+    legend._trigger_event(events.LegendItemClick(legend, shown["0"]))
+    assert view.state.selection == np.flatnonzero(ids == 0).tolist()

@@ -1,4 +1,4 @@
-"""ClusterState: the ``cluster`` column (colour, table, export), labels, background runs with
+"""ClusterState: the ``cluster`` derived column (colour, table, export), labels, background runs with
 progress and cancel, stale results dropped, a new layout invalidating the clusters."""
 
 from __future__ import annotations
@@ -47,14 +47,17 @@ def test_run_adds_a_cluster_column_usable_like_any_other(state):
     assert labels.dtype == np.int64 and labels.shape == (900,)
     assert len(set(labels.tolist())) == 3
     assert (pd.crosstab(labels, truth).to_numpy() > 0).sum() == 3  # one blob each
-    table = state.table
-    assert clusters.column == "cluster" and table.columns[-1] == "cluster"
-    np.testing.assert_array_equal(table.get_column("cluster", convert_to="numpy"), labels)
-    # colour by it, see it in exports; the projection was not recomputed
+    # the state's derived column (the user's table is left alone)
+    assert clusters.column == "cluster" and "cluster" not in state.table.columns
+    np.testing.assert_array_equal(state.derived["cluster"].values, labels)
+    np.testing.assert_array_equal(state.cells("cluster", [0, 5]), labels[[0, 5]])
+    # colour by it (categories, -1 "unclustered"), see it in exports; no new projection
     projection = state.projection
     assert "cluster" in state.param.color_by.objects.values()
     state.color_by = "cluster"
     assert state.color.kind == "categorical" and state.projection is projection
+    assert list(state.color.color_key) == [str(c) for c in sorted(set(labels.tolist()))]
+    assert state.color.values[7] == str(labels[7])
     state.select([0, 1])
     assert state.selected_dataframe["cluster"].tolist() == labels[[0, 1]].tolist()
     assert "3 clusters" in clusters.status and "0 rows unclustered" in clusters.status
@@ -80,12 +83,14 @@ def test_rerun_replaces_the_column_and_a_users_cluster_column_is_kept(state):
     state.wait()
     clusters = ClusterState(state)
     first = clusters.run(min_cluster_size=50)
-    assert clusters.column == "cluster_2"
+    assert clusters.column == "cluster_"
     assert table.get_column("cluster", convert_to="numpy")[0] == "mine"  # untouched
     again = clusters.run(min_cluster_size=600)  # too big: nothing
     assert (again == UNCLUSTERED).all() and not (first == UNCLUSTERED).all()
-    np.testing.assert_array_equal(table.get_column("cluster_2", convert_to="numpy"), again)
-    assert table.columns.count("cluster_2") == 1
+    np.testing.assert_array_equal(state.derived["cluster_"].values, again)
+    assert list(state.derived) == ["cluster_"]
+    state.color_by = "cluster_"  # all unclustered: one category, named
+    assert list(state.color.color_key) == ["unclustered"]
     assert "No clusters of at least 600 rows" in clusters.status
 
 
@@ -140,7 +145,7 @@ def test_cancel_stops_the_search_and_keeps_nothing_new(state, monkeypatch):
     clusters.param.trigger("cancel")
     clusters.wait(10)
     assert not clusters.busy and clusters.clustering is None
-    assert clusters.status.startswith("Cancelled") and "cluster" not in state.table.columns
+    assert clusters.status.startswith("Cancelled") and "cluster" not in state.derived
 
 
 def test_a_result_for_an_old_layout_is_dropped(state, monkeypatch):
@@ -150,7 +155,7 @@ def test_a_result_for_an_old_layout_is_dropped(state, monkeypatch):
     state.wait()
     release.set()
     clusters.wait(10)
-    assert clusters.clustering is None and "cluster" not in state.table.columns
+    assert clusters.clustering is None and "cluster" not in state.derived
 
 
 def test_a_new_layout_makes_the_clusters_stale(state):
@@ -161,7 +166,7 @@ def test_a_new_layout_makes_the_clusters_stale(state):
     state.wait(300)
     assert clusters.labels == {} and clusters.clustering is None
     assert "layout changed" in clusters.status
-    assert (state.table.get_column("cluster", convert_to="numpy") == UNCLUSTERED).all()
+    assert (state.derived["cluster"].values == UNCLUSTERED).all()
 
 
 def test_hostile_label_values_stay_plain_text(state):

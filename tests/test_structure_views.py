@@ -40,8 +40,22 @@ def test_find_clusters_returns_a_cluster_per_row_and_labels(projector):
     assert set(projector.cluster_labels) == set(labels.tolist())
     assert projector.cluster_labels.get(UNCLUSTERED, "unclustered") == "unclustered"
     assert all(text.endswith("%)") for c, text in projector.cluster_labels.items() if c >= 0)
-    assert "cluster" in projector.state.table.columns
-    assert projector.selected_dataframe.empty or "cluster" in projector.selected_dataframe
+    np.testing.assert_array_equal(projector.cluster_ids, labels)
+    projector.selection = [0, 1]
+    assert projector.selected_dataframe["cluster"].tolist() == labels[[0, 1]].tolist()
+
+
+def test_the_cluster_column_shows_in_the_table_view_at_once(projector):
+    """Find clusters on an open table view: its Tabulator gets the column, no reopening."""
+    tabulator = projector.table.tabulator
+    assert "cluster" not in tabulator.titles.values()
+    labels = projector.find_clusters(min_cluster_size=30)
+    field = next(key for key, title in tabulator.titles.items() if title == "cluster")
+    np.testing.assert_array_equal(tabulator.value[field].to_numpy(), labels)
+    projector.color_by = "cluster"  # and a categorical colour choice, -1 named
+    assert projector.state.color.kind == "categorical"
+    assert set(projector.state.color.color_key) == {
+        "unclustered" if c == UNCLUSTERED else str(c) for c in set(labels.tolist())}
 
 
 def test_labels_are_laid_out_without_overlap_and_tap_selects_a_cluster(projector):

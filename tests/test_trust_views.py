@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import numpy as np
 import panel as pn
@@ -121,6 +122,83 @@ def test_while_a_new_layout_is_assessed_the_column_holds_no_old_values(monkeypat
     assert faith.assessment.k == 5 and not faith.busy
     np.testing.assert_array_equal(faith.values[state.projection.rows],
                                   ep.faithfulness(table, state.projection, k=5))
+
+
+def _assess_blocking_until_cancelled(monkeypatch, which=lambda layout: True):
+    """Make trust_state.assess wait for its cancel flag, once, on the first layout ``which``
+    picks; the events say when that job started and when it saw the flag."""
+    real = trust_state.assess
+    started, cancel_seen = threading.Event(), threading.Event()
+    assessed = []
+
+    def blocking(*args):
+        assessed.append(args[1])
+        if not which(args[1]) or started.is_set():
+            return real(*args)
+        started.set()
+        cancel = args[8]
+        deadline = time.monotonic() + 60
+        while not cancel() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if cancel():
+            cancel_seen.set()
+        raise compute.Cancelled("stopped")
+
+    monkeypatch.setattr(trust_state, "assess", blocking)
+    return started, cancel_seen, assessed
+
+
+def test_a_new_projection_request_cancels_the_running_assessment_at_once(monkeypatch):
+    table = _blob_table()
+    state = ProjectorState(table=table)
+    faith = FaithfulnessState(state)
+    state.wait()
+    faith.wait()  # the first layout's values are shown...
+    old_layout = state.projection
+    started, cancel_seen, assessed = _assess_blocking_until_cancelled(monkeypatch)
+    faith.k = 5  # ...then reassessed, slowly
+    assert started.wait(30)
+    job = faith._slot.job
+    state.embedding_columns = ["n0", "n1", "n2", "n3"]  # a new projection is asked for
+    # The old layout's job stops now, while the new projection computes (nothing here
+    # applies that projection before state.wait()).
+    assert cancel_seen.wait(30)
+    with pytest.raises(compute.Cancelled):
+        job.result(30)
+    assert state.projection is old_layout and faith._slot.job is None
+    assert not faith.busy and "waits for the new layout" in faith.status
+    assert faith.values is None and np.isnan(state.derived["faithfulness"].values).all()
+    state.wait()
+    faith.wait()
+    new_layout = state.projection
+    assert [a is new_layout for a in assessed] == [False, True]  # no restart on the old one
+    np.testing.assert_array_equal(faith.values[new_layout.rows],
+                                  ep.faithfulness(table, new_layout, k=5))
+    np.testing.assert_array_equal(state.derived["faithfulness"].values, faith.values)
+
+
+def test_when_the_new_projection_fails_the_shown_layout_is_assessed_again(monkeypatch):
+    state = ProjectorState(table=_blob_table())
+    started, cancel_seen, assessed = _assess_blocking_until_cancelled(monkeypatch)
+    faith = FaithfulnessState(state)
+    state.wait()
+    shown = state.projection
+    assert started.wait(30)
+
+    def fails(*args, **kwargs):
+        return slot.submit_work(
+            lambda progress, cancel: (_ for _ in ()).throw(ValueError("no")), "pca")
+
+    slot = state._slot
+    monkeypatch.setattr(slot, "submit", fails)
+    state.embedding_columns = ["n0", "n1", "n2", "n3"]
+    assert cancel_seen.wait(30)
+    state.wait()
+    assert "failed" in state.error and state.projection is shown
+    faith.wait()
+    assert [a is shown for a in assessed] == [True, True] and faith.assessment is not None
+    np.testing.assert_array_equal(faith.values[shown.rows],
+                                  ep.faithfulness(state.table, shown, k=10))
 
 
 def test_a_table_column_called_faithfulness_is_left_alone():

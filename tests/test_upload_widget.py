@@ -62,3 +62,49 @@ def test_the_box_renders_in_a_page():
     model = pn.Column(BoundedFileDropper(max_bytes=1000)).get_root()
     (dropper,) = [m for m in model.select({"type": object}) if type(m).__name__ == "FileDropper"]
     assert dropper.max_file_size == "1KB"
+
+
+def test_chunks_after_a_size_refusal_or_a_second_oversize_upload_are_abuse():
+    # Never a browser's (it checks the size first): the box closes such a connection.
+    from embproj_panel.uploads import UploadAbuse
+
+    collector = ChunkCollector(10)
+    with pytest.raises(UploadError, match="over the upload limit") as refused:
+        collector.add("big", 1, 3, b"x" * 11)
+    assert not isinstance(refused.value, UploadAbuse)
+    with pytest.raises(UploadAbuse, match="kept arriving"):
+        collector.add("big", 2, 3, b"x" * 11)
+    assert collector.held_bytes == 0
+    assert collector.add("ok", 1, 1, b"small") == b"small"  # a good file still arrives
+    with pytest.raises(UploadAbuse, match="second upload over the upload limit"):
+        collector.add("again", 1, 1, b"y" * 11)
+
+
+def test_the_box_closes_its_sessions_connections_on_abuse(monkeypatch):
+    import embproj_panel.upload_widget as widget
+
+    closed = []
+    monkeypatch.setattr(widget, "close_connections",
+                        lambda document, reason: closed.append(reason) or 1)
+    dropper = BoundedFileDropper(max_bytes=10)
+    monkeypatch.setattr(dropper, "_session_documents", lambda: ["the session's document"])
+    events = list(chunks("big.csv", b"0" * 30, 11))
+    dropper._process_event(events[0])
+    assert "over the upload limit" in dropper.error and closed == []
+    dropper._process_event(events[1])
+    assert closed and "kept arriving" in closed[0]
+    assert "over the upload limit" in dropper.error  # the page still says why
+
+
+def test_close_connections_closes_every_websocket_of_a_served_session():
+    from embproj_panel.upload_widget import close_connections
+
+    sockets = [SimpleNamespace(closed=None) for _ in range(2)]
+    for sock in sockets:
+        sock.close = lambda code, reason, sock=sock: setattr(sock, "closed", (code, reason))
+    session = SimpleNamespace(_subscribed_connections=[SimpleNamespace(_socket=s)
+                                                       for s in sockets])
+    document = SimpleNamespace(session_context=SimpleNamespace(_session=session))
+    assert close_connections(document, "abuse") == 2
+    assert [sock.closed for sock in sockets] == [(1008, "abuse")] * 2
+    assert close_connections(SimpleNamespace(session_context=None), "abuse") == 0

@@ -256,9 +256,10 @@ def test_colour_change_of_any_kind_updates_the_figure_in_place_and_keeps_the_zoo
         assert colorbar.visible == (color.kind == "numeric")
         if color.kind == "categorical":
             assert legend.title == column
-            (item,) = legend.items
-            (swatch,) = item.renderers
-            assert list(swatch.data_source.data[COLOR]) == list(color.color_key)
+            # one item per category, each over its own swatch in the category's colour
+            assert [item.label.value for item in legend.items] == list(color.color_key)
+            assert [item.renderers[0].data_source.data[plots.FILL][0]
+                    for item in legend.items] == list(color.color_key.values())
             assert expected[0] == color.color_key[str(digits.get_column(column)[
                 int(frame[ROW].iat[0])])].lower()
         elif color.kind == "numeric":
@@ -316,10 +317,11 @@ def test_above_the_threshold_the_scatter_is_a_raster_with_row_selection(digits):
     # Glyphs left: the hover ring and the legend's one NaN point per category, no rows.
     assert all(len(r.data_source.data.get("x", [])) <= 10 for r in scatter_renderers(root))
     (legend,) = root.select({"type": Legend})
-    # One glyph whose legend Bokeh groups by category: all ten, in the key's colours.
-    (item,) = legend.items
-    (swatches,) = item.renderers
-    assert list(swatches.data_source.data[COLOR]) == list(view.state.color.color_key)
+    # One legend item per category over its own swatch: all ten, in the key's colours.
+    key = view.state.color.color_key
+    assert [item.label.value for item in legend.items] == list(key)
+    assert [item.renderers[0].data_source.data[plots.FILL][0] for item in legend.items] == list(
+        key.values())
     assert "drawn with Datashader" in view.state.status
     key = view.state.color.color_key
     assert rgb_of(key["0"]) in raster_colours(raster)
@@ -439,7 +441,9 @@ def test_the_map_fills_its_pane_with_the_legend_outside(digits):
     (legend,) = root.select({"type": Legend})
     assert legend in figure.right and legend not in figure.center
     area = main_area(view.parts)
-    assert area.height is None and "100vh" in area.styles["height"]  # not a fixed height
+    map_column = area.objects[0]
+    assert area.height is None and map_column.height is None  # not a fixed height
+    assert "100vh" in map_column.styles["height"]
 
 
 def test_thumbnails_are_made_for_the_visible_page_only(digits):

@@ -23,8 +23,9 @@ package generates, and survives the escaping as it is).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -514,48 +515,51 @@ def point_colors(frame: pd.DataFrame, color: ColorMapping,
 _KEY_MODELS = "embproj_key"
 
 
-def update_key(plot: Any, color: ColorMapping, colormap: str | Sequence[str] = "viridis") -> None:
+def update_key(plot: Any, color: ColorMapping, colormap: str | Sequence[str] = "viridis",
+               on_pick: Callable[[str], None] | None = None) -> None:
     """HoloViews hook body: the figure's legend (categories) or colorbar (numbers), in place.
 
-    Made once per plot (a legend over an invisible swatch glyph, one NaN point per category
-    in key order, and a colorbar) and then only updated, so a colour change of any kind
-    keeps the figure, its renderers and the user's zoom. Titles and labels are canvas text:
-    any column name or label is safe.
+    Made once per plot (a legend and a colorbar) and then only updated, so a colour change of
+    any kind keeps the figure, its renderers and the user's zoom. Titles and labels are
+    canvas text: any column name or label is safe.
+
+    The legend has one item per category, each over its own invisible swatch glyph (one NaN
+    point in the category's colour): Bokeh's ``LegendItemClick`` names the item clicked,
+    never an entry of a grouped item, and HoloViews keeps only the first item of several
+    that share a renderer. The items are a fixed pool, relabelled in place, because
+    HoloViews also remembers every item it has seen and merges a new one into an old one of
+    the same label. With ``on_pick``, a click on an entry calls ``on_pick(label)`` on the
+    server (the view selects that category's rows); Bokeh's own click policies only hide
+    or mute a renderer, so the legend keeps the "none" policy.
     """
-    from bokeh.core.properties import field
-    from bokeh.models import (
-        ColorBar,
-        ColumnDataSource,
-        GlyphRenderer,
-        Legend,
-        LegendItem,
-        LinearColorMapper,
-        Scatter,
-    )
+    from bokeh import events
+    from bokeh.models import ColorBar, Legend, LinearColorMapper
 
     figure = plot.state
     models = plot.handles.get(_KEY_MODELS)
     if models is None or models[0] not in figure.right:
-        source = ColumnDataSource({X: [], Y: [], COLOR: [], FILL: []})
-        swatch = GlyphRenderer(data_source=source, glyph=Scatter(
-            x=X, y=Y, size=8, fill_color=field(FILL), line_color=field(FILL)))
-        legend = Legend(items=[LegendItem(label=field(COLOR), renderers=[swatch])],
-                        title_text_font_style="italic", visible=False)
+        legend = Legend(items=[], title_text_font_style="italic", visible=False)
         colorbar = ColorBar(color_mapper=LinearColorMapper(palette=_palette("viridis")),
                             visible=False)
-        figure.renderers = [*figure.renderers, swatch]
         figure.add_layout(legend, "right")
         figure.add_layout(colorbar, "right")
-        models = plot.handles[_KEY_MODELS] = (legend, colorbar, source)
-    legend, colorbar, source = models
+        if on_pick is not None:
+            legend.on_event(events.LegendItemClick, partial(_legend_pick, on_pick))
+        models = plot.handles[_KEY_MODELS] = (legend, colorbar, [])
+    legend, colorbar, pool = models
     title = "" if color.column is None else str(color.column)
     categorical, numeric = color.kind == "categorical", color.kind == "numeric"
-    labels = list(color.color_key) if categorical else []
-    if list(source.data[COLOR]) != labels:
-        source.data = {X: [math.nan] * len(labels), Y: [math.nan] * len(labels),
-                       COLOR: labels, FILL: list(color.color_key.values())}
+    key = color.color_key if categorical else {}
+    while len(pool) < len(key):
+        pool.append(_legend_slot(figure))
+    for item, (label, hex_color) in zip(pool, key.items()):
+        _set_slot(item, label, hex_color)
+    for item in pool[len(key):]:
+        item.renderers[0].visible = False  # HoloViews drops an item whose glyph is hidden
+    if list(legend.items) != pool[:len(key)]:
+        legend.items = pool[:len(key)]
     legend.update(visible=categorical, title=title if categorical else None,
-                  ncols=_legend_columns(len(labels)))
+                  ncols=_legend_columns(len(key)))
     mapper = colorbar.color_mapper
     low, high = numeric_span(color) if numeric else (0.0, 1.0)
     palette = _palette(colormap_of(color, colormap))
@@ -563,6 +567,46 @@ def update_key(plot: Any, color: ColorMapping, colormap: str | Sequence[str] = "
         mapper.palette = palette
     mapper.update(low=low, high=high, nan_color=NAN_COLOR)
     colorbar.update(visible=numeric, title=title if numeric else None)
+
+
+def _legend_slot(figure: Any) -> Any:
+    """One legend item over its own swatch: a renderer of one NaN point (never drawn)."""
+    from bokeh.core.properties import field
+    from bokeh.models import ColumnDataSource, GlyphRenderer, LegendItem, Scatter
+
+    source = ColumnDataSource({X: [math.nan], Y: [math.nan], FILL: [SINGLE_COLOR]})
+    swatch = GlyphRenderer(data_source=source, glyph=Scatter(
+        x=X, y=Y, size=8, fill_color=field(FILL), line_color=field(FILL)))
+    figure.renderers = [*figure.renderers, swatch]
+    return LegendItem(label="", renderers=[swatch], index=0)
+
+
+def _set_slot(item: Any, label: str, hex_color: str) -> None:
+    from bokeh.core.properties import value
+
+    # value(): the label is literal text, never a column name nor a template.
+    if _item_label(item) != label:
+        item.label = value(label)
+    swatch = item.renderers[0]
+    if list(swatch.data_source.data[FILL]) != [hex_color]:
+        swatch.data_source.data = {X: [math.nan], Y: [math.nan], FILL: [hex_color]}
+    swatch.visible = True
+
+
+def _item_label(item: Any) -> str | None:
+    """The literal text of a legend item's label (None when it has none)."""
+    label = item.label
+    found = getattr(label, "value", None)
+    if found is None and isinstance(label, dict):
+        found = label.get("value")
+    return None if found is None else str(found)
+
+
+def _legend_pick(on_pick: Callable[[str], None], event: Any) -> None:
+    """A legend entry was clicked: its category, by the item's label."""
+    label = _item_label(event.item)
+    if label is not None:
+        on_pick(label)
 
 
 def glyph_style(points: Any, color: ColorMapping, style: ScatterStyle,

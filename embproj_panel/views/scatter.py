@@ -14,6 +14,9 @@ Selection has one home, ``state.selection``. The scatter writes it (box, lasso a
 through ``Selection1D`` for glyphs, through ``BoundsXY``/``Lasso``/``Tap`` mapped to rows on
 the server by a :class:`~embproj_panel.spatial.PointIndex` for rasters) and reads it
 (highlighted points, the rest dimmed or grey), comparing before assigning so no loop forms.
+A click on a categorical legend entry (``7``, a cluster, ``unclustered``) selects the points of
+that category, in both modes (:meth:`ScatterView.select_category`, through the legend's
+``LegendItemClick`` on the server).
 
 Hover is instant where the data allow: when every projected row's tooltip (its thumbnail as a
 PNG data URI at most 96 px, at the image's own size if smaller, and its tooltip fields as text)
@@ -68,7 +71,7 @@ from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
-from embproj_panel.views import plots
+from embproj_panel.views import aspect, plots
 from embproj_panel.views.base import StateView
 from embproj_panel.views.text import cell_text
 
@@ -255,8 +258,23 @@ class ScatterView(StateView):
                 stream.event(x=stream.x, y=stream.y)
 
     def _key(self, plot: Any, element: Any) -> None:
-        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place."""
-        plots.update_key(plot, self.state.color, self.state.colormap)
+        """HoloViews hook: the figure's legend or colorbar follows the colouring, in place;
+        a click on a legend entry selects its category; and an isotropic method's map keeps
+        equal scales on both axes (in the browser, where the frame's size is known:
+        :mod:`~embproj_panel.views.aspect`). One hook in every element's list: a hook list
+        given to the overlay would replace the elements' own."""
+        plots.update_key(plot, self.state.color, self.state.colormap,
+                         on_pick=self.select_category)
+        projection = self.state.projection
+        if projection is not None and REDUCERS[projection.method].isotropic:
+            aspect.equal_scales(plot, element)
+
+    def select_category(self, label: str) -> None:
+        """Select the points whose colour category is ``label`` (a legend entry's click)."""
+        state, frame = self.state, self.state.frame
+        if state.color.kind != "categorical" or frame is None or COLOR not in frame:
+            return
+        state.select(frame[ROW].to_numpy()[(frame[COLOR] == label).to_numpy()])
 
     def _hover_tooltips(self, plot: Any, element: Any) -> None:
         """HoloViews hook: the hover tool lists the current tooltip fields."""

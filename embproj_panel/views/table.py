@@ -6,8 +6,9 @@ in the table then picks among those rows without changing the list). With an iso
 projection it lists only the isolated rows. It sends the browser one page at a time, never
 vectors or raw images; the thumbnails of a page are made when the page is shown. A lazy
 dataset's table (:class:`~embproj_panel.dataset_table.DatasetTable`) is held as its row index
-only: each page's cells are read from their Parquet row groups when the page is sent (sorting
-is off there). Column titles are user text: escaped (Tabulator renders titles as HTML), and
+only: each page's cells are read from their Parquet row groups when the page is sent; it sorts
+on its numeric and categorical columns (one column's keys read and kept), and its other
+columns' headers say why they do not sort. Column titles are user text: escaped (Tabulator renders titles as HTML), and
 the data uses internal field names.
 """
 
@@ -35,6 +36,10 @@ __all__ = ["TABLE_HIGHLIGHT_MAX", "TableView"]
 TABLE_HIGHLIGHT_MAX = 10_000
 
 _TABLE_THUMB_PX = 40
+
+# The header tooltip of a lazy table's column that does not sort.
+_UNSORTABLE = ("Not sortable: this dataset stays on disk, and sorting reads a whole column, "
+               "which is done only for numbers and labels.")
 
 
 class _IndexLabels(Mapping):
@@ -103,9 +108,11 @@ class _Tabulator(pn.widgets.Tabulator):
             events = {key: value for key, value in events.items() if key != "data"}
         super()._process_events(events)
 
-    #: For a lazy table: ``(columns, read)``, a 0-row frame typing the columns and a
-    #: function of row positions -> their page frame. ``value`` is then only an index.
-    _lazy: tuple[pd.DataFrame, Callable[[np.ndarray], pd.DataFrame]] | None = None
+    #: For a lazy table: ``(columns, read, order)``, a 0-row frame typing the columns, a
+    #: function of row positions -> their page frame, and one of (row positions, sorters)
+    #: -> the positions' sorted order. ``value`` is then only an index.
+    _lazy: tuple[pd.DataFrame, Callable[[np.ndarray], pd.DataFrame],
+                 Callable[[np.ndarray, list[dict[str, Any]]], np.ndarray]] | None = None
 
     # The three overrides below are of *private* methods of Panel 1.9 (widgets/tables.py):
     # with a lazy table, ``value`` holds the row index alone (a RangeIndex costs nothing;
@@ -127,7 +134,9 @@ class _Tabulator(pn.widgets.Tabulator):
             return super()._get_data()
         from bokeh.models import ColumnDataSource
 
-        df = self._filter_dataframe(self.value)  # the filtered index; sorting is off
+        df = self._filter_dataframe(self.value)  # the filtered index
+        if self.sorters:  # sorted on keys of the sorted columns alone (DatasetTable.sort_key)
+            df = df.iloc[self._lazy[2](df.index.to_numpy(), list(self.sorters))]
         nrows = self.page_size or self.initial_page_size
         start = (self.page - 1) * nrows
         page = self._lazy[1](df.index[start:start + nrows].to_numpy())
@@ -296,6 +305,28 @@ class TableView(StateView):
             data[field] = found.values[rows]
         return pd.DataFrame(data, index=pd.Index(rows, name="row"), columns=list(data))
 
+    def _lazy_order(self, table: DatasetTable, rows: np.ndarray,
+                    sorters: list[dict[str, Any]]) -> np.ndarray:
+        """The order of ``rows`` under Tabulator's ``sorters``, from the columns' sort keys.
+
+        As Panel sorts a frame: the first sorter first, empty cells last either way, ties in
+        the listed order.
+        """
+        fields, derived = self._shown_columns(table), self._derived_fields()
+        keys = []
+        for sorter in reversed(sorters):  # np.lexsort sorts on its last key first
+            field = sorter.get("field")
+            if field in fields and table.sortable(fields[field]):
+                key = table.sort_key(fields[field])[rows]
+            elif field in derived and np.asarray(derived[field][1].values).dtype.kind in "biuf":
+                key = np.asarray(derived[field][1].values, dtype=np.float64)[rows]  # in memory
+            elif field == "row":
+                key = rows.astype(np.float64)
+            else:
+                continue  # not sortable here (the header says so)
+            keys.append(-key if sorter.get("dir") == "desc" else key)
+        return np.lexsort(keys) if keys else np.arange(len(rows))
+
     def _derived_fields(self) -> dict[str, Any]:
         """Internal field name -> a derived column (faithfulness) the table shows after its own."""
         return {f"d{j}": (name, found) for j, (name, found) in enumerate(self.state.derived.items())}
@@ -332,6 +363,14 @@ class TableView(StateView):
             if not lazy:
                 data[field] = found.values
             titles[field] = escaped(name)
+        sortable: bool | dict[str, bool] = True
+        tooltips: dict[str, str] = {}
+        if lazy:  # sorting reads the sorted column whole: only numbers and labels
+            sortable = {field: False for field in titles}
+            sortable.update({field: True for field, name in self._shown_columns(table).items()
+                             if table.sortable(name)})
+            sortable.update({field: True for field in self._derived_fields()})  # in memory
+            tooltips = {field: _UNSORTABLE for field, ok in sortable.items() if not ok}
         index = pd.RangeIndex(len(table), name="row")
         # A lazy table's frame is its index alone; its pages are read when sent (_Tabulator).
         frame = _RowIndex(index=index) if lazy else pd.DataFrame(data, index=index)
@@ -344,12 +383,10 @@ class TableView(StateView):
                 read = partial(self._page_frame, table)
                 typed = read(np.arange(min(1, len(table)))).iloc[:0]
                 frame.column_dtypes = typed.dtypes
-                self.tabulator._lazy = (typed, read)
+                self.tabulator._lazy = (typed, read, partial(self._lazy_order, table))
             self.tabulator.param.update(
                 value=frame, titles=titles, hidden_columns=hidden, formatters=formatters,
-                selection=[],
-                # Sorting a lazy table would read every row of the sorted column: off.
-                sortable=not lazy,
+                selection=[], sortable=sortable, header_tooltips=tooltips,
             )
             self._filter.rows = []
         self._fill_thumbnails()
@@ -375,7 +412,7 @@ class TableView(StateView):
                                         if not str(c).startswith("d")]]
                     for field, (_, found) in derived.items():
                         template[field] = found.values[:0]
-                    self.tabulator._lazy = (template, lazy[1])
+                    self.tabulator._lazy = (template, *lazy[1:])
                     self.tabulator.titles = titles
                     self.tabulator.param.trigger("value")
                 else:

@@ -189,3 +189,71 @@ def test_screenshots_at_two_sizes(served_app, page, screenshot):
     screenshot("1920x1080")
     map_labels(page)
     assert not page.js_errors
+
+
+# Each legend entry's label and the centre of its element on the page (Bokeh 3 draws the
+# legend's entries as DOM elements, their labels as text).
+LEGEND_ENTRIES_JS = """
+() => {
+  const out = [];
+  for (const view of Bokeh.index.all_views()) {
+    if (!String(view.model).startsWith('Legend(') || !view.model.visible) continue;
+    for (const entry of view.entries || []) {
+      const r = entry.el.getBoundingClientRect();
+      if (r.width > 0) out.push({label: String(entry.label), x: r.left + r.width / 2,
+                                 y: r.top + r.height / 2});
+    }
+  }
+  return out;
+}
+"""
+
+# The column titles of the page's first Tabulator (the table view), as shown.
+TABLE_TITLES_JS = """
+() => {
+  const walk = (root, out) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) walk(el.shadowRoot, out);
+      if (el.classList && el.classList.contains('tabulator-col-title')) out.push(el.textContent.trim());
+    }
+    return out;
+  };
+  return walk(document, []);
+}
+"""
+
+
+def selected_count(page, timeout: float = 20.0, wanted: int | None = None) -> int:
+    """The count in the "Clear selection (N)" button once it shows one (``wanted`` if given)."""
+    button = page.get_by_role("button", name=re.compile(r"Clear selection \((\d[\d,]*)"))
+    count, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if button.count():
+            count = int(re.search(r"\(([\d,]+)", button.inner_text()).group(1).replace(",", ""))
+            if wanted is None or count == wanted:
+                return count
+        page.wait_for_timeout(200)
+    return count
+
+
+def test_cluster_column_in_the_table_at_once_and_a_legend_click_selects(served_app, page,
+                                                                        screenshot):
+    import embproj_panel as ep
+
+    open_app(page, served_app)
+    assert "cluster" not in page.evaluate(TABLE_TITLES_JS)
+    find_clusters(page)
+    deadline = time.monotonic() + 20
+    while "cluster" not in page.evaluate(TABLE_TITLES_JS) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert "cluster" in page.evaluate(TABLE_TITLES_JS)  # no reopening needed
+    # the legend of the colour column (the digit): clicking "7" selects the sevens
+    entries = {e["label"]: e for e in page.evaluate(LEGEND_ENTRIES_JS)}
+    assert set(entries) == {str(i) for i in range(10)}
+    target = ep.datasets.digits().get_column("target", convert_to="numpy")
+    sevens = int((target.astype(str) == "7").sum())
+    page.mouse.click(entries["7"]["x"], entries["7"]["y"])
+    assert selected_count(page, wanted=sevens) == sevens
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("legend-clicked")
+    assert not page.js_errors

@@ -1,0 +1,224 @@
+"""Servers and real Bokeh clients for the tests that talk to the app over its websocket.
+
+One place for what those tests share (issue 16: each had its own copy):
+
+- :func:`serve_command`: a server subprocess (``panel serve apps/projector.py``, ``embproj
+  serve``) on a free loopback port over a given store, waited for until its page answers,
+  stopped afterwards; its output goes to a log file printed at the end;
+- :func:`serve_in_process`: ``pn.serve`` of page functions in this process (a test can then
+  look at the sessions' own objects), on a free port, stopped afterwards;
+- :class:`BokehClient`: a real Bokeh client session (``bokeh.client.pull_session``, the
+  websocket a browser opens) reading the server's messages on its own IO loop thread, able to
+  send the messages BokehJS sends (property changes, events such as an upload chunk).
+
+``tests/_browser_support.serve_app`` (the browser tests' server) is :func:`serve_command`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server subprocess, killing it if it does not exit within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait(condition: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it is true; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _wait_for_page(url: str, process: subprocess.Popen, timeout: float) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            # A generous read timeout: on a busy machine the first page (a session, its PCA
+            # and the warm-ups starting beside it) takes longer than a few seconds, and an
+            # abandoned request leaves its session building while the next one starts another.
+            if requests.get(url, timeout=(5, 120)).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class Served:
+    """A running server: its page's ``url`` and, for a subprocess, its ``pid``."""
+
+    url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def serve_command(arguments: list[str], store: Path, path: str = "/projector",
+                  timeout: float = 300, **env: str) -> Iterator[Served]:
+    """Run ``python -m <arguments> --port P --address 127.0.0.1`` over the run ``store``.
+
+    ``arguments`` start with the module (``["panel", "serve", "apps/projector.py"]`` or
+    ``["embproj_panel", "serve"]``); the port, the loopback address and that origin are added.
+    ``env`` adds environment variables. Yields once ``path`` answers; the server's output is
+    printed when it stops (pytest shows it for a failed test).
+    """
+    port = free_port()
+    environment = {**os.environ, "EMBPROJ_DIR": str(store), "PYTHONPATH": str(ROOT), **env}
+    store.parent.mkdir(parents=True, exist_ok=True)
+    log_path = store.parent / f"server-{port}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *arguments, "--port", str(port), "--address", "127.0.0.1",
+             "--allow-websocket-origin", f"127.0.0.1:{port}"],
+            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}{path}"
+        try:
+            _wait_for_page(url, process, timeout)
+            yield Served(url, process.pid)
+        finally:
+            stop(process, timeout=10)
+    print(log_path.read_text()[-3000:])
+
+
+@contextlib.contextmanager
+def serve_in_process(pages: dict[str, Callable[[], Any]], timeout: float = 60,
+                     **options: Any) -> Iterator[str]:
+    """``pn.serve(pages)`` in this process on a free port; yields its base URL.
+
+    ``options`` go to ``pn.serve`` (e.g. ``unused_session_lifetime_milliseconds``). The
+    server is stopped afterwards (the suite's autouse fixture also stops every server).
+    """
+    import panel as pn
+
+    port = free_port()
+    server = pn.serve(pages, port=port, address="127.0.0.1", threaded=True, show=False,
+                      websocket_origin=[f"127.0.0.1:{port}"], **options)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Listening is enough (a page request would build a session the test did not ask for).
+        wait(lambda: _listening(port), timeout, "the server listening")
+        yield base
+    finally:
+        server.stop()
+
+
+def register_panel_models() -> None:
+    """Import every Panel Bokeh model, so a client can decode the served document."""
+    import importlib
+    import pkgutil
+
+    import panel.models
+
+    for module in pkgutil.iter_modules(panel.models.__path__):
+        try:
+            importlib.import_module(f"panel.models.{module.name}")
+        except Exception:  # noqa: BLE001, S112 - optional models (a missing extra)
+            continue
+
+
+class BokehClient:
+    """A real Bokeh client session, reading the server's messages on its own IO loop thread.
+
+    ``arguments`` are the page's URL query arguments. Changes to the client's document
+    (``client.call(setattr, model, "value", x)``) are sent to the server as a browser's are.
+    """
+
+    def __init__(self, url: str, **arguments: str) -> None:
+        from bokeh.client import pull_session
+        from tornado.ioloop import IOLoop
+
+        register_panel_models()
+        self.loop = IOLoop()
+        self.session = pull_session(url=url, io_loop=self.loop, arguments=arguments or None)
+        # One reader only (a second one would interleave frames).
+        self._thread = threading.Thread(target=self.session._connection._loop_until,
+                                        args=(lambda: False,), daemon=True)
+        self._thread.start()
+
+    @property
+    def document(self) -> Any:
+        return self.session.document
+
+    @property
+    def connected(self) -> bool:
+        return self.session.connected
+
+    def models(self, kind: type | str = object) -> list[Any]:
+        """The document's models of a class (or of a class name)."""
+        models = list(self.session.document.models)
+        if isinstance(kind, str):
+            return [model for model in models if type(model).__name__ == kind]
+        return [model for model in models if isinstance(model, kind)]
+
+    def texts(self) -> str:
+        """Every text the page's models hold (labels, alerts, panes, options), joined."""
+        out = []
+        for model in list(self.session.document.models):
+            for name in ("text", "label", "title", "value", "options", "object"):
+                value = getattr(model, name, None) if name in model.properties() else None
+                if value:
+                    out.append(str(value))
+        return " ".join(out)
+
+    def call(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` on the client's loop thread (where its document lives)."""
+        self.loop.add_callback(function, *args)
+
+    def send_event(self, event: Any) -> None:
+        """Send a Bokeh ``ModelEvent`` as BokehJS sends one (a ``bokeh_event`` message)."""
+        from bokeh.document.events import MessageSentEvent
+
+        message = MessageSentEvent(self.session.document, "bokeh_event", event)
+        self.session._connection._send_patch_document(self.session.id, message)
+
+    def close(self) -> None:
+        self.loop.add_callback(self.session.close)
+        self.loop.add_callback(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> BokehClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
