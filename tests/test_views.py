@@ -641,3 +641,19 @@ def test_a_rendered_projector_switches_to_a_table_without_its_colour_column():
     assert projector.state.embedding_columns == ["u", "v"]
     assert projector.state.frame[ROW].max() < 30 and len(projector.state.frame) == 30
     projector.state.close()
+
+
+def test_a_long_status_keeps_the_lines_height_and_scrolls():
+    # Issue 13, item 4: in a notebook cell beside JupyterLab's file browser the status line
+    # was cut mid-sentence with no way to read the rest. It keeps two lines' height (a
+    # wrapping status would resize the plot) and scrolls what does not fit. (The notebook
+    # test measures the line in the page.)
+    rng = np.random.default_rng(0)
+    view = projector(Table(dataframe=pd.DataFrame({"emb": list(rng.normal(size=(20, 4)))})))
+    model = view.status.line.get_root()
+    long_status = "a status that does not fit " * 40
+    with pn.io.hold():
+        view.status.line.object = long_status
+    assert model.height == 36
+    assert model.styles["overflow-y"] in ("auto", "scroll")
+    assert long_status.strip() in model.text  # all of it is there, to scroll to
