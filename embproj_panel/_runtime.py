@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-__all__ = ["NUMBA_PARALLEL", "configure_numba_cache", "n_threads"]
+__all__ = ["NUMBA_PARALLEL", "configure_numba_cache", "n_threads", "release_free_memory"]
 
 
 def n_threads() -> int:
@@ -15,6 +15,40 @@ def n_threads() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+_MALLOC_TRIM: list = []  # [glibc's malloc_trim, or None where there is none], looked up once
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim(0)``).
+
+    A projection of a million rows frees hundreds of MB of 1-30 MB temporaries (numpy
+    arrays, datashader aggregates). glibc raises its mmap threshold after the first large
+    free, so later arrays of that size come from its heap and arenas, and freeing them
+    returns nothing to the OS: a server's RSS then grew a step with every projection
+    (issue 15: 2.77x the table at 1,000,000 rows, 0.35x of it free heap). Called by the
+    projection worker once a job ends; milliseconds. Elsewhere than glibc it does nothing.
+
+    Returns
+    -------
+    bool
+        Whether memory was released (glibc's answer).
+    """
+    if not _MALLOC_TRIM:
+        import ctypes
+        import sys
+
+        trim = None
+        if sys.platform.startswith("linux"):
+            try:
+                trim = ctypes.CDLL("libc.so.6").malloc_trim
+                trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+            except (OSError, AttributeError):  # musl and other C libraries
+                trim = None
+        _MALLOC_TRIM.append(trim)
+    trim = _MALLOC_TRIM[0]
+    return bool(trim(0)) if trim is not None else False
 
 
 def configure_numba_cache() -> Path:

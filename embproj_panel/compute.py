@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from embproj_panel._runtime import release_free_memory
 from embproj_panel.dataset import Dataset
 from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.features import Features, prepare_features
@@ -605,6 +606,10 @@ class ProjectionJob:
             self._finish(None, err)
         else:
             self._finish(result, None)
+        finally:
+            # The job's temporaries are freed by now: give their pages back (see
+            # release_free_memory), off the server's thread.
+            release_free_memory()
 
     def _finish(self, result: Projection | None, error: BaseException | None) -> None:
         with self._lock:

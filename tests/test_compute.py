@@ -367,3 +367,24 @@ def test_import_compiles_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_job_hands_its_freed_memory_back(monkeypatch):
+    # A finished job (done or failed) trims the C heap on the worker thread: at a million
+    # rows the freed temporaries otherwise stayed in the server's RSS (issue 15).
+    from embproj_panel import _runtime, compute
+
+    trimmed = threading.Semaphore(0)
+    monkeypatch.setattr(compute, "release_free_memory", trimmed.release)
+    project_async(blobs(50), "pca", cache=False).result(timeout=30)
+    assert trimmed.acquire(timeout=10)
+    job = project_async(pd.DataFrame({"a": ["x", "y"]}), "pca", columns="a")
+    with pytest.raises(ValueError):
+        job.result(timeout=30)
+    assert trimmed.acquire(timeout=10)
+    monkeypatch.undo()
+    _runtime.release_free_memory()
+    import platform
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert _runtime._MALLOC_TRIM[0] is not None  # found glibc's malloc_trim
