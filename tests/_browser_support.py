@@ -72,3 +72,30 @@ def activate_tool(page, icon: str, nth: int = 0) -> None:
         "el => (el.getRootNode().host || el.parentElement).classList.contains('bk-active')")
     if not active:
         button.click()
+
+
+# Every text node of the page, shadow roots included (Panel renders into shadow DOM, which
+# document.body.innerText does not enter), joined: what a failing test says the page showed.
+PAGE_TEXT_JS = """
+() => {
+  const out = [];
+  const walk = (node) => {
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.childNodes) {
+      if (child.nodeType === Node.TEXT_NODE) {
+        const text = child.textContent.trim();
+        if (text) out.push(text);
+      } else if (child.nodeName !== 'SCRIPT' && child.nodeName !== 'STYLE') {
+        walk(child);
+      }
+    }
+  };
+  walk(document.body);
+  return out.join(' | ');
+}
+"""
+
+
+def page_text(page, limit: int = 2000) -> str:
+    """The page's visible texts (shadow DOM included), for a failing test's message."""
+    return page.evaluate(PAGE_TEXT_JS)[:limit]

@@ -141,6 +141,10 @@ def serve_in_process(pages: dict[str, Callable[[], Any]], timeout: float = 60,
         yield base
     finally:
         server.stop()
+        # Wait for the server's thread to end: a second stop while its shutdown is still
+        # running (the suite's autouse fixture stops every server) raises "Thread already
+        # stopping", and a test must not leave a server behind for the next one.
+        server.join(timeout)
 
 
 def register_panel_models() -> None:

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from _browser_support import activate_tool
+from _browser_support import activate_tool, page_text
 
 import embproj_panel as ep
 
@@ -58,6 +58,26 @@ def open_app(page, url: str, query: str = "") -> dict:
     page.goto(url + query)
     page.wait_for_selector("text=/rows · PCA/", timeout=60_000)
     return plot_state(page)
+
+
+def run_method(page, method: str, while_running=None) -> None:
+    """Pick ``method``, press Compute once the server has taken it, wait for its layout.
+
+    The Compute click waits for the server's "press Compute to run ..." line: a click sent
+    before the server has applied the method would compute the old one (seen once in CI as
+    a three-minute wait for a UMAP that was never asked for). A timeout says what the page
+    showed instead.
+    """
+    page.get_by_role("button", name=method).click()
+    page.wait_for_selector(f"text=/press Compute to run {re.escape(method)}/", timeout=60_000)
+    page.get_by_role("button", name="Compute").first.click()
+    if while_running is not None:
+        while_running()
+    try:
+        page.wait_for_selector(f"text=/rows · {re.escape(method)}/", timeout=180_000)
+    except Exception as error:
+        raise AssertionError(f"no {method} layout within 180 s; the page showed:\n"
+                             f"{page_text(page)}") from error
 
 
 def to_screen(page, x: float, y: float) -> tuple[float, float]:
@@ -206,11 +226,7 @@ def test_box_select_is_active_on_open_and_shift_adds_a_second_box(served_app, pa
 def test_switching_to_umap_shows_progress_then_new_coordinates(served_app, page, screenshot):
     state = open_app(page, served_app)
     pca_x = state["sources"][0]["x"][:50]
-    page.get_by_role("button", name="UMAP").click()
-    compute = page.get_by_role("button", name="Compute")
-    if compute.count():
-        compute.first.click()
-    page.wait_for_selector("text=/rows · UMAP/", timeout=180_000)
+    run_method(page, "UMAP")
     state = plot_state(page)
     assert state["sources"][0]["n"] == 1797
     assert not np.allclose(state["sources"][0]["x"][:50], pca_x)
@@ -219,14 +235,12 @@ def test_switching_to_umap_shows_progress_then_new_coordinates(served_app, page,
 
 def test_progress_is_visible_while_tsne_runs(served_app, page):
     open_app(page, served_app)
-    page.get_by_role("button", name="t-SNE").click()
-    compute = page.get_by_role("button", name="Compute")
-    if compute.count():
-        compute.first.click()
     # While openTSNE runs, the page shows a progress bar and stays responsive.
-    page.locator("progress >> visible=true").first.wait_for(state="visible", timeout=30_000)
-    assert page.get_by_role("button", name="PCA").is_enabled()
-    page.wait_for_selector("text=/rows · t-SNE/", timeout=180_000)
+    def while_running():
+        page.locator("progress >> visible=true").first.wait_for(state="visible", timeout=30_000)
+        assert page.get_by_role("button", name="PCA").is_enabled()
+
+    run_method(page, "t-SNE", while_running)
 
 
 def test_hostile_labels_and_column_names_are_text(served_app, ui_store, page, screenshot):
