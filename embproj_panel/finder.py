@@ -11,23 +11,32 @@ The indexes behind them are built once and kept: one :class:`~embproj_panel.sear
 per table, one :class:`~embproj_panel.neighbors.NeighborIndex` per projection and metric (the
 cached one faithfulness also uses, see :func:`~embproj_panel.neighbors.projection_index`);
 a forest too big to answer exactly is built in the background and queries stay exact until
-it is ready.
+it is ready. A lazy dataset has no matrix in memory: its neighbours come from an exact scan
+read a piece at a time (:func:`~embproj_panel.dataset_neighbors.dataset_neighbors`), which a
+tap (:meth:`FindState.request_neighbors`) runs in the background, with progress, while the
+Python call :meth:`FindState.neighbors` waits for it.
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import param
 
+from embproj_panel import compute
+from embproj_panel.dataset_neighbors import dataset_neighbors
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.neighbors import (
     DEFAULT_K,
     K_MAX,
     METRICS,
     NeighborIndex,
+    Neighbors,
     clamp_k,
     neighbors_frame,
     projection_index,
@@ -75,6 +84,9 @@ class FindState(param.Parameterized):
         The neighbours: row, distance and the rows' columns, nearest first.""")
     neighbor_message = param.String(default="", constant=True, doc="""
         What the neighbour list is (or why there is none), as plain text.""")
+    neighbor_progress = param.Number(default=None, allow_None=True, bounds=(0.0, 1.0),
+                                     constant=True, doc="""
+        How far the background scan of a lazy dataset is (None: no scan running).""")
 
     def __init__(self, state: Any = None, **params: Any) -> None:
         if state is not None:
@@ -83,6 +95,8 @@ class FindState(param.Parameterized):
         self._search: tuple[Any, TableSearch] | None = None
         self._indexes: dict[tuple[int, str], NeighborIndex] = {}
         self._projection: Any = None
+        self._slot = compute.JobSlot("neighbors")  # a lazy dataset's scan: the newest tap wins
+        self._scan: tuple[Any, Any, Any] | None = None  # (job, table, projection) last asked
         self._error = False  # the last search failed (its message is search_message)
         self.state.param.watch(self._on_projection, ["projection", "table"])
 
@@ -161,11 +175,107 @@ class FindState(param.Parameterized):
             self.k = k_used
         if metric is not None:
             self.metric = metric
+        table, projection = self._neighbor_source()
+        if isinstance(table, DatasetTable):
+            self._slot.cancel("A newer neighbour query.")
+            found = dataset_neighbors(table.dataset, projection, row,
+                                      k if k is not None else self.k, self.metric)
+            if found.note:
+                warnings.warn(found.note, UserWarning, stacklevel=2)
+        else:
+            index = self._index(table, projection, self.metric)
+            found = index.query(row, k if k is not None else self.k)
+        return self._show_neighbors(table, found)
+
+    def request_neighbors(self, row: int) -> None:
+        """Show ``row``'s neighbours as a tap asks: at once in memory, in the background on disk.
+
+        For a lazy dataset the scan reads every embedding row once, which must not hold up the
+        session: it runs on the job pool, ``neighbor_progress`` follows it, a newer request
+        supersedes it and its result (or the reason it failed) lands on the session's thread.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`neighbors`, for an in-memory table (a lazy dataset's reason is shown in
+            ``neighbor_message`` instead).
+        """
+        table, projection = self._neighbor_source()
+        if not isinstance(table, DatasetTable):
+            self.neighbors(row)
+            return
+        from embproj_panel.state import _Dispatcher
+
+        state, k, metric = self.state, self.k, self.metric
+
+        def work(progress: Any, cancel: Any) -> Neighbors:
+            return dataset_neighbors(table.dataset, projection, row, k, metric, progress,
+                                     lambda: cancel() or state.closed)
+
+        dispatch = _Dispatcher(state.dispatch)
+        job = self._slot.submit_work(work, "neighbors")
+        self._scan = (job, table, projection)
+        with param.edit_constant(self):
+            self.param.update(
+                query_row=row, neighbor_rows=[], neighbor_table=None, neighbor_progress=0.0,
+                neighbor_message=f"Reading the {len(table):,} rows on disk for the {k} nearest "
+                                 f"to row {row}…")
+        job.add_done_callback(lambda job: dispatch(partial(self._finish_scan, job, table,
+                                                           projection)))
+        self._slot.forward_progress(job, dispatch, self._scan_progress,
+                                    name="embproj-neighbors-progress")
+
+    def wait(self, timeout: float | None = 120) -> None:
+        """Block until a background neighbour scan is done and shown (scripts, notebooks).
+
+        Plain Python has no loop to show it: the result is applied here. Never call it from
+        a served session's own callbacks: their loop applies the result.
+
+        Raises
+        ------
+        TimeoutError
+            If the scan takes longer than ``timeout`` seconds.
+        """
+        import time
+
+        scan = self._scan
+        if scan is None:
+            return
+        job = scan[0]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not job.done:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"The neighbour scan did not finish within {timeout} s")
+            time.sleep(0.02)
+        if self.state.dispatch is None:
+            self._finish_scan(*scan)  # showing a result twice shows the same list
+
+    def _neighbor_source(self) -> tuple[Any, Any]:
         table, projection = self.state.table, self.state.projection
         if projection is None:
             raise ValueError("There is no projection yet, so no neighbours.")
-        index = self._index(table, projection, self.metric)
-        found = index.query(row, k if k is not None else self.k)
+        return table, projection
+
+    def _scan_progress(self, value: float) -> None:
+        if self.neighbor_progress is not None:
+            with param.edit_constant(self):
+                self.neighbor_progress = value
+
+    def _finish_scan(self, job: Any, table: Any, projection: Any) -> None:
+        """Show a finished scan unless a newer request, table or layout superseded it."""
+        if (not self._slot.is_current(job) or job.cancelled or table is not self.state.table
+                or projection is not self.state.projection):
+            return
+        error = job.exception()
+        if error is None:
+            self._show_neighbors(table, job.result())
+            return
+        why = str(error) if isinstance(error, ValueError) else f"Neighbours failed: {error}"
+        with param.edit_constant(self):
+            self.param.update(neighbor_rows=[], neighbor_table=None, neighbor_progress=None,
+                              neighbor_message=why)
+
+    def _show_neighbors(self, table: Any, found: Neighbors) -> pd.DataFrame:
         frame = neighbors_frame(table, found)
         where = "" if found.exact else " (approximate index)"
         message = (f"{len(found.rows)} nearest rows to row {found.row} by {found.metric} "
@@ -174,14 +284,16 @@ class FindState(param.Parameterized):
             message = f"{found.note} {message}"
         with param.edit_constant(self):
             self.param.update(query_row=found.row, neighbor_rows=found.rows.tolist(),
-                              neighbor_table=frame, neighbor_message=message)
+                              neighbor_table=frame, neighbor_message=message,
+                              neighbor_progress=None)
         return frame
 
     def clear_neighbors(self) -> None:
         """Show no neighbour list."""
+        self._slot.cancel("The neighbour list was cleared.")
         with param.edit_constant(self):
             self.param.update(query_row=None, neighbor_rows=[], neighbor_table=None,
-                              neighbor_message="")
+                              neighbor_message="", neighbor_progress=None)
 
     def _index(self, table: Any, projection: Any, metric: str) -> NeighborIndex:
         key = (id(projection), metric)

@@ -51,11 +51,13 @@ __all__ = [
     "NeighborIndex",
     "Neighbors",
     "clamp_k",
+    "locate_row",
     "neighbor_index",
     "neighbors_frame",
     "original_matrix",
     "projection_index",
     "run_in_background",
+    "source_columns",
 ]
 
 METRICS = ("cosine", "euclidean")
@@ -125,6 +127,30 @@ def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; got {metric!r}.")
     return metric
+
+
+def locate_row(rows: np.ndarray, row: Any, excluded: dict[int, str]) -> int:
+    """Where input row ``row`` is in the ascending positions ``rows``, or why it is not.
+
+    Raises
+    ------
+    ValueError
+        Not a whole number; left out of the projection (``excluded`` says why); negative;
+        not among ``rows``.
+    """
+    try:
+        row = operator.index(row)  # ints and numpy integers; not 3.5, not "3"
+    except TypeError:
+        raise ValueError(f"A row is a whole-number position; got {row!r}.") from None
+    where = int(np.searchsorted(rows, row))
+    if where < len(rows) and rows[where] == row:
+        return where
+    if row in excluded:
+        raise ValueError(f"Row {row} was left out of the projection ({excluded[row]}), "
+                         "so it has no neighbours.")
+    if row < 0:
+        raise ValueError(f"Row {row} does not exist: positions start at 0.")
+    raise ValueError(f"Row {row} is not among the {len(rows):,} rows searched.")
 
 
 # -- the Annoy forest --------------------------------------------------------------------------
@@ -304,19 +330,7 @@ class NeighborIndex:
     # -- positions ----------------------------------------------------------------------------
     def position(self, row: int) -> int:
         """The matrix position of input row ``row``; ValueError saying why it has none."""
-        try:
-            row = operator.index(row)  # ints and numpy integers; not 3.5, not "3"
-        except TypeError:
-            raise ValueError(f"A row is a whole-number position; got {row!r}.") from None
-        where = int(np.searchsorted(self.rows, row))
-        if where < self.n and self.rows[where] == row:
-            return where
-        if row in self.excluded:
-            raise ValueError(f"Row {row} was left out of the projection ({self.excluded[row]}), "
-                             "so it has no neighbours.")
-        if row < 0:
-            raise ValueError(f"Row {row} does not exist: positions start at 0.")
-        raise ValueError(f"Row {row} is not among the {self.n:,} rows searched.")
+        return locate_row(self.rows, row, self.excluded)
 
     # -- the forest ---------------------------------------------------------------------------
     @property
@@ -422,49 +436,84 @@ class NeighborIndex:
         return result
 
     # -- exact search -------------------------------------------------------------------------
-    def _scores(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(len(block), n)`` float32 scores that rank like the distances, and their error bound.
+    def nearest_to(self, vector: np.ndarray, k: int, skip: int | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest matrix rows of a vector that need not be in the matrix.
+
+        Returns matrix positions and float64 distances, nearest first, ties by position;
+        ``skip`` (a matrix position) is never listed. Fewer than k when the matrix has fewer
+        rows. One pass over the matrix, as :meth:`query` makes when it is exact: the
+        streamed scan of a lazy dataset (:mod:`embproj_panel.dataset_neighbors`) asks each
+        piece's index this, so both rank by the same rule.
+        """
+        q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        q_norm2 = np.einsum("ij,ij->i", q, q, dtype=np.float64)
+        k = min(k, self.n - (skip is not None))
+        if k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        scores, tol = self._scores_of(q, q_norm2)
+        if skip is not None:
+            scores[0, skip] = np.inf
+        return self._ranked(scores[0], float(tol[0]), q[0], float(np.sqrt(q_norm2[0])), k)
+
+    def _scores_of(self, Q: np.ndarray, q_norm2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(len(Q), n)`` float32 scores of query vectors that rank like the distances, and
+        their error bound.
 
         Euclidean: ``|x|^2 - 2 x.q`` (the query's own ``|q|^2`` is the same for every x);
         cosine: ``-x.q / |x|``. Both from one float32 BLAS product; the bound covers its
         rounding so that no true neighbour is lost before the exact float64 re-ranking.
         """
-        if len(block) == 1:
+        if len(Q) == 1:
             # One row: numpy's own loop. A BLAS matrix-vector product is memory-bound (threads
             # gain nothing) and on a busy machine OpenBLAS's thread hand-off cost 30 ms for a
             # 20,000-row product that takes 1 ms on one thread.
-            dots = np.einsum("ij,j->i", self.matrix, self.matrix[block[0]])[None, :]
+            dots = np.einsum("ij,j->i", self.matrix, Q[0])[None, :]
         else:
-            dots = self.matrix[block] @ self.matrix.T
+            dots = Q @ self.matrix.T
         slack = 2.0 * (self.d + 2) * _EPS32
         if self.metric == "euclidean":
             scores = self._norm2_32[None, :] - 2.0 * dots
-            tol = slack * (self._max_norm2 + self._norm2[block]) + 1e-30
+            tol = slack * (self._max_norm2 + q_norm2) + 1e-30
         else:
             scores = -dots * self._inv_norm_32[None, :]
-            tol = slack * self._norm[block] + 1e-30
+            tol = slack * np.sqrt(q_norm2) + 1e-30
         return scores, tol
+
+    def _scores(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_scores_of` the matrix rows at positions ``block`` (trust ranks by them)."""
+        return self._scores_of(self.matrix[block], self._norm2[block])
 
     def _exact(self, block: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Exact k nearest other rows of each matrix row in ``block``, ties by position."""
         scores, tol = self._scores(block)
         scores[np.arange(len(block)), block] = np.inf  # never its own neighbour
-        kth = np.partition(scores, k - 1, axis=1)[:, k - 1]
-        out = []
-        for i, position in enumerate(block):
-            candidates = np.flatnonzero(scores[i] <= kth[i] + tol[i])
-            dist = self._distances(int(position), candidates)
-            order = np.lexsort((candidates, dist))[:k]
-            out.append((candidates[order], dist[order]))
-        return out
+        return [self._ranked(scores[i], float(tol[i]), self.matrix[position],
+                             float(self._norm[position]), k)
+                for i, position in enumerate(block)]
+
+    def _ranked(self, scores: np.ndarray, tol: float, q: np.ndarray, q_norm: float, k: int,
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of one query's scores, re-ranked by exact distance, ties by position."""
+        kth = np.partition(scores, k - 1)[k - 1]
+        candidates = np.flatnonzero(scores <= kth + tol)
+        dist = self._distances_to(q, q_norm, candidates)
+        order = np.lexsort((candidates, dist))[:k]
+        return candidates[order], dist[order]
 
     def _distances(self, position: int, candidates: np.ndarray) -> np.ndarray:
         """Exact float64 distances from matrix row ``position`` to ``candidates``."""
-        q = self.matrix[position].astype(np.float64)
+        return self._distances_to(self.matrix[position], float(self._norm[position]),
+                                  candidates)
+
+    def _distances_to(self, q: np.ndarray, q_norm: float, candidates: np.ndarray
+                      ) -> np.ndarray:
+        """Exact float64 distances from vector ``q`` (norm ``q_norm``) to ``candidates``."""
+        q = np.asarray(q, dtype=np.float64)
         C = self.matrix[candidates].astype(np.float64)
         if self.metric == "euclidean":
             return np.sqrt(np.einsum("ij,ij->i", C - q, C - q))
-        norms = self._norm[candidates] * self._norm[position]
+        norms = self._norm[candidates] * q_norm
         cos = np.divide(C @ q, norms, out=np.zeros(len(candidates)), where=norms > 0)
         return np.clip(1.0 - cos, 0.0, 2.0)
 
@@ -570,10 +619,10 @@ def original_matrix(source: Any, projection: Any, columns: Any = None) -> np.nda
 
     wanted_names = None
     if columns is None:
-        source_columns = _source_columns(source, projection.columns)
+        chosen = source_columns(source, projection.columns)
     else:
-        source_columns = columns
-    features = prepare_features(source, source_columns)
+        chosen = columns
+    features = prepare_features(source, chosen)
     if columns is None and projection.columns:
         missing = [c for c in projection.columns if c not in features.columns]
         if missing:
@@ -604,8 +653,12 @@ def original_matrix(source: Any, projection: Any, columns: Any = None) -> np.nda
 _VECTOR_ITEM = re.compile(r"^(.*)\[(\d+)\]$")
 
 
-def _source_columns(source: Any, feature_names: list[str]) -> list[Any] | None:
-    """The source columns whose features are ``feature_names`` (None for a plain array)."""
+def source_columns(source: Any, feature_names: list[str]) -> list[Any] | None:
+    """The source columns whose features are ``feature_names`` (None for a plain array).
+
+    ``emb[0]`` ... name the vector column ``emb``; a column named as a feature names itself.
+    Anything with ``columns`` (a table, a DataFrame, a lazy dataset) is a source.
+    """
     if not hasattr(source, "columns") or isinstance(source, np.ndarray):
         return None
     available = list(source.columns)
@@ -630,14 +683,17 @@ def projection_index(source: Any, projection: Any, metric: str = "cosine", colum
 
     Its matrix is :func:`original_matrix` (``columns=None``: the projection's own columns),
     its rows are ``projection.rows`` and asking about an excluded row says why. Faithfulness
-    and the neighbours panel share it, and so its forest and graph.
+    and the neighbours panel share it, and so its forest and graph. A lazy dataset has no
+    such index (ValueError): its rows' neighbours come from a scan of its pieces
+    (:func:`~embproj_panel.dataset_neighbors.dataset_neighbors`).
     """
     from embproj_panel.dataset_table import DatasetTable
 
     if isinstance(source, DatasetTable):
         raise ValueError(
-            f"Nearest neighbours in the original space are not offered for a lazy dataset "
-            f"({len(source):,} rows kept on disk) yet: they would need every vector in memory."
+            f"Faithfulness and the kNN graph are not computed for a lazy dataset "
+            f"({len(source):,} rows kept on disk): they need every row's vector in memory. "
+            "One row's neighbours are: see embproj_panel.dataset_neighbors."
         )
     X = original_matrix(source, projection, columns)
     return neighbor_index(X, metric, rows=np.asarray(projection.rows, dtype=np.int64),

@@ -36,6 +36,7 @@ import param
 
 from embproj_panel import compute
 from embproj_panel.colors import LOW_STANDS_OUT
+from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.neighbors import DEFAULT_K, K_MAX, METRICS
 from embproj_panel.state import ProjectorState, _Dispatcher
 from embproj_panel.trust import Assessment, assess
@@ -190,6 +191,14 @@ class FaithfulnessState(param.Parameterized):
             return
         self._held = False
         table, k, metric = state.table, self.k, self.metric
+        if isinstance(table, DatasetTable):
+            # No job to fail: the kNN graph of every row needs every vector in memory.
+            self._slot.cancel()
+            with param.edit_constant(self):
+                self.param.update(busy=False, progress=0.0, error="",
+                                  status=f"faithfulness: not computed for a lazy dataset "
+                                         f"({len(table):,} rows kept on disk)")
+            return
 
         def work(progress: Any, cancel: Any) -> Assessment:
             return assess(table, layout, k, metric, None, None, 0, progress, cancel)

@@ -393,12 +393,44 @@ def test_the_url_opens_a_logged_dataset_lazily(monkeypatch, reads):
     assert len(state.projection.rows) == 1200 and state.color.kind == "categorical"
 
 
-def test_neighbours_of_a_dataset_are_refused_with_a_sentence(folder):
+def test_neighbours_of_a_dataset_come_from_a_scan_piece_by_piece(folder, reads):
+    from embproj_panel.neighbors import NeighborIndex
+
     projector = projected(folder)
-    with pytest.raises(ValueError, match="not offered for a lazy dataset"):
-        projector.neighbors(3)
-    projector.selection = [3]  # the panel shows the sentence, no traceback, no list
-    assert "not offered for a lazy dataset" in projector.neighbors_panel.message.object
+    X, _ = blobs(N, 12)
+    expected = NeighborIndex(X, "cosine").query(3, 10)
+    reads.reset()
+    frame = projector.neighbors(3)  # Python waits for the scan and gets the list
+    assert frame["row"].tolist() == expected.rows.tolist()
+    np.testing.assert_allclose(frame["distance"], expected.distances, rtol=1e-12)
+    assert frame["label"].tolist() == [f"c{v}" for v in blobs(N, 12)[1][expected.rows]]
+    # one read of the vectors, a piece at a time (never the whole dataset: to_table raises),
+    # plus the listed rows' own row groups for the frame's columns
+    assert N <= reads.rows("emb") <= N + 10 * ROW_GROUP
+    assert max(n for c, n in reads.calls if "emb" in c) < N
+    # a tap: the scan runs in the background; the panel shows its progress, then the list
+    projector.selection = [8]
+    find = projector.neighbors_panel.find
+    assert find.query_row == 8 and find.neighbor_rows == []
+    assert "Reading the 6,000 rows on disk" in projector.neighbors_panel.message.object
+    projector.wait()
+    assert find.neighbor_rows == NeighborIndex(X, "cosine").query(8, 10).rows.tolist()
+    assert "10 nearest rows to row 8" in projector.neighbors_panel.message.object
+    assert len(projector.neighbors_panel.list.value) == 10
+
+
+def test_a_newer_tap_supersedes_a_running_scan(folder):
+    projector = projected(folder)
+    find = projector.neighbors_panel.find
+    find.request_neighbors(8)
+    first = find._slot.job
+    find.request_neighbors(9)
+    projector.wait()
+    assert first.done and find.query_row == 9 and len(find.neighbor_rows) == 10
+    # a row it cannot search: the reason is shown, nothing listed, nothing raised
+    find.request_neighbors(N + 5)
+    projector.wait()
+    assert find.neighbor_rows == [] and "not among the 6,000 rows" in find.neighbor_message
 
 
 def test_thumbnails_on_the_map_are_read_in_one_pass(folder, reads):
@@ -441,3 +473,11 @@ def test_embproj_project_a_dataset_folder(folder, reads, tmp_path, capsys):
     written = pq.read_table(out)
     assert written.num_rows == N and written.column_names == ["row", "x", "y"]
     assert f"Wrote {N:,} rows" in capsys.readouterr().out
+
+
+def test_faithfulness_says_it_is_not_computed_for_a_lazy_dataset(folder):
+    projector = projected(folder)
+    projector.wait()
+    faith = projector.trust.faith
+    assert faith.error == "" and faith.values is None and faith._slot.job is None
+    assert faith.status == "faithfulness: not computed for a lazy dataset (6,000 rows kept on disk)"

@@ -1,8 +1,9 @@
 """``NeighborsView``: the k nearest rows of the tapped row, in the original space.
 
 Tap a point or click a table row (a selection of one row) and its k nearest rows by cosine
-or euclidean distance in the embedding (:meth:`~embproj_panel.finder.FindState.neighbors`,
-never the 2-D map) are listed with their distance, the colour column and the thumbnail, and
+or euclidean distance in the embedding
+(:meth:`~embproj_panel.finder.FindState.request_neighbors`, never the 2-D map; on a lazy
+dataset a scan in the background, its progress in the message) are listed with their distance, the colour column and the thumbnail, and
 joined to it on the scatter by thin lines (:meth:`NeighborsView.scatter_overlay`). Clicking a
 neighbour in the list makes it the query. Messages ("Row 7 was left out of the projection
 (...)") are escaped; list cells are Tabulator text, thumbnails our own data URIs, and the
@@ -56,6 +57,7 @@ class NeighborsView(StateView):
         self.metric.param.watch(lambda event: self._refresh(metric=event.new), "value")
         self.state.param.watch(self._on_selection, ["selection"])
         find.param.watch(self._show, ["neighbor_table", "neighbor_message"])
+        find.param.watch(self._show_progress, ["neighbor_progress"])
         # k and the metric set from Python (projector.neighbors(row, k=5)) show in the widgets.
         find.param.watch(lambda event: setattr(self.k, "value", event.new), "k")
         find.param.watch(lambda event: setattr(self.metric, "value", event.new), "metric")
@@ -83,7 +85,7 @@ class NeighborsView(StateView):
         if row is None:
             return
         try:
-            find.neighbors(row)
+            find.request_neighbors(row)  # a lazy dataset's scan runs in the background
         except ValueError as err:  # an excluded row: say why, list nothing
             find.clear_neighbors()
             self.message.object = escaped(err)
@@ -94,6 +96,12 @@ class NeighborsView(StateView):
         with pn.io.hold():
             self.message.object = escaped(find.neighbor_message)
             self.list.value = self._listing(frame)
+
+    def _show_progress(self, *events: Any) -> None:
+        find = self.find
+        if find.neighbor_progress is not None:
+            self.message.object = escaped(f"{find.neighbor_message} "
+                                          f"{find.neighbor_progress:.0%}")
 
     def _listing(self, frame: pd.DataFrame | None) -> pd.DataFrame:
         if frame is None:

@@ -210,8 +210,8 @@ class Projector(pn.viewable.Viewer):
         self.state.param.trigger("compute")
 
     def wait(self, timeout: float | None = 120) -> Projector:
-        """Block until the running projection is done and shown, and its faithfulness too;
-        returns the projector.
+        """Block until the running projection is done and shown, and its faithfulness and a
+        neighbour scan of a lazy dataset too; returns the projector.
 
         Raises
         ------
@@ -222,6 +222,7 @@ class Projector(pn.viewable.Viewer):
         trust = self.parts.get("trust")
         if isinstance(trust, TrustView):
             trust.faith.wait(timeout=timeout)
+        find_state(self.state).wait(timeout=timeout)
         return self
 
     @property

@@ -1,7 +1,9 @@
-"""``embproj serve <Parquet dataset folder>`` in a real browser: pages, hover and box select.
+"""``embproj serve <Parquet dataset folder>`` in a real browser: pages, hover, box select and
+neighbours.
 
 The dataset (three Parquet files, 6,000 rows, row groups of 700) stays on disk: the table's
-pages, the tooltip's image and the selection's rows are read on demand by the server.
+pages, the tooltip's image, the selection's rows and a row's neighbours are read on demand by
+the server.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ def test_a_served_dataset_pages_hovers_and_selects(served_dataset, page, screens
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.wait_for_timeout(1500)
     screenshot("box-selected-1920")
+
+    # A click on a row lists its neighbours: a scan of the vectors on disk, in the background.
+    page.locator(".tabulator").first.locator(".tabulator-row").first.locator(
+        ".tabulator-cell").nth(2).click()
+    page.get_by_text(f"10 nearest rows to row {shown[0]} ").wait_for(timeout=60_000)
+    listing = page.locator(".tabulator >> nth=1")  # the side column: the table, then these
+    listing.locator("img[src^='data:image/png']").first.wait_for(timeout=15_000)
+    assert listing.locator(".tabulator-row").count() == 10
+    screenshot("neighbours")
 
     assert not page.js_errors, page.js_errors
 
