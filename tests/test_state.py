@@ -209,7 +209,9 @@ def test_new_table_clears_the_selection_and_old_projection(digits):
     state = ready(ProjectorState(table=digits))
     state.selection = [1, 2]
     state.table = datasets.hello_world()
-    assert state.selection == [] and state.projection is None
+    # the old layout is gone at once (a quick new one may already have landed)
+    assert state.selection == [] and (state.projection is None
+                                      or len(state.projection.rows) == 3)
     ready(state)
     assert len(state.projection.rows) == 3
 

@@ -147,7 +147,9 @@ class ClustersView(StateView):
     def _image_labels(self) -> bool:
         column = self.clusters.label_column
         table = self.state.table
-        return column is not None and table is not None \
+        # A new table may lack the old label column while its first layout is drawn (a
+        # cached layout lands inside the table change, before the clusters hear of it).
+        return column is not None and table is not None and column in table.schema.columns \
             and table.schema.columns[column].kind == "image"
 
     def label_layer(self, x_range: Any = None, y_range: Any = None, width: Any = None,
