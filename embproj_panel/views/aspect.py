@@ -60,6 +60,7 @@ function fit(fig, target) {
   try {
     xr.setv({start: cx - hx, end: cx + hx});
     yr.setv({start: cy - hy, end: cy + hy});
+    fig.__embproj_fitted = [xr.start, xr.end, yr.start, yr.end];
     // Tell the server as a pan would: HoloViews' RangeXY streams (the raster's window, the
     // zoom kept on a rebuild) listen to RangesUpdate events, not to the range properties.
     const views = g.Bokeh?.index?.all_views?.() ?? [];
@@ -92,7 +93,12 @@ if (cb_obj === figure) {  // the frame's size changed: fit the target again
   fit(figure, target_of(figure));
 } else if (cb_obj != null && cb_obj.event_name === "rangesupdate") {
   // A pan, zoom or reset ended (Bokeh's tools emit it on every plot sharing the ranges):
-  // that window is what the user asked to see.
+  // that window is what the user asked to see; unless it is the event fit() sent.
+  const event = [cb_obj.x0, cb_obj.x1, cb_obj.y0, cb_obj.y1];
+  const fitted = figure.__embproj_fitted;
+  const span = i => (i < 2 ? fitted[1] - fitted[0] : fitted[3] - fitted[2]);
+  if (fitted != null
+      && event.every((v, i) => Math.abs(v - fitted[i]) <= 1e-9 * Math.abs(span(i)))) return;
   [figure.x_range.__embproj_target, figure.y_range.__embproj_target] = window_of(figure);
   fit(figure, target_of(figure));
 } else {
