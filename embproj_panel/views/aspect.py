@@ -15,7 +15,10 @@ Bokeh's own ``match_aspect`` adjusts only ``DataRange1d`` (HoloViews uses ``Rang
 * whenever the frame's size or the target changes, the ranges become the target widened along
   one axis (about its centre) until x and y have the same units per pixel; the whole target
   stays in view and no part of the frame is left empty;
-* the callback's own range changes are not targets, so resizing back and forth never drifts.
+* the callback's own range changes are not targets, so resizing back and forth never drifts;
+* figures that share their ranges (Compare's linked panels) leave the fitting to one of them,
+  the first shown: frames of different shapes fitting the same ranges in turn would widen
+  them without end (seen as axes of ±1e307 after a brush changed one panel's header).
 
 The ranges are synced to the server as any pan is, so a Datashader raster is shaded for the
 widened window (its ``RangeXY`` stream) and the zoom is kept on a rebuild. Wheel zoom scales
@@ -37,6 +40,28 @@ EQUAL_SCALES_TAG = "embproj-equal-scales"
 _FIT_JS = """
 const g = globalThis;
 if (g.__embproj_fitting) return;  // our own change of the ranges below
+
+// Figures sharing their ranges (Compare's linked panels) cannot each fit them: two frames of
+// different shapes would widen the shared ranges in turn, without end. The first figure on
+// the page to fit a pair of ranges owns them until its view is gone or hidden; the others
+// follow (their frames are about the same shape).
+function shown(fig) {
+  if (!(fig.inner_width > 0 && fig.inner_height > 0)) return false;
+  const views = g.Bokeh?.index?.all_views?.() ?? [];
+  for (const view of views) {
+    if (view.model === fig) {
+      const r = view.el?.getBoundingClientRect?.();
+      return view.el?.isConnected === true && r != null && r.width > 0 && r.height > 0;
+    }
+  }
+  return false;
+}
+const owner = figure.x_range.__embproj_owner;
+if (owner !== figure) {
+  if (owner != null && shown(owner)) return;
+  if (!shown(figure)) return;
+  figure.x_range.__embproj_owner = figure;
+}
 
 function window_of(fig) {
   return [[fig.x_range.start, fig.x_range.end], [fig.y_range.start, fig.y_range.end]];
