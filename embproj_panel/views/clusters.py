@@ -147,7 +147,9 @@ class ClustersView(StateView):
     def _image_labels(self) -> bool:
         column = self.clusters.label_column
         table = self.state.table
-        return column is not None and table is not None \
+        # A new table's first layout can be drawn (a cached projection lands at once) before
+        # the cluster state has heard of the table: its label column is then the old table's.
+        return column is not None and table is not None and column in table.schema.columns \
             and table.schema.columns[column].kind == "image"
 
     def label_layer(self, x_range: Any = None, y_range: Any = None, width: Any = None,
