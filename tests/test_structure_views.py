@@ -103,17 +103,6 @@ def test_image_labels_show_the_most_central_member(projector):
                for u in element.dimension_values("url"))
 
 
-def test_the_label_layer_draws_while_a_new_table_lacks_the_label_column(projector):
-    """A new table's first layout can land inside the table change, before the clusters hear
-    of it (a loaded run: the label layer read the old label column, KeyError)."""
-    projector.find_clusters(min_cluster_size=30, label_column="image")
-    projector.state.table = ep.datasets.hello_world()  # no "image" column
-    clusters = projector.clusters.clusters
-    clusters.param.label_column.objects = [None, "image"]  # as they stood mid-change
-    clusters.label_column = "image"
-    projector.clusters.label_layer()  # draws (text or nothing), does not raise
-
-
 def test_show_images_picks_one_per_cell_and_bounds_the_bytes(projector):
     images = projector.images
     assert not projector.show_images and len(images.thumbnails()) == 0
@@ -227,4 +216,26 @@ def test_a_label_wider_than_the_plot_is_cut_to_fit_and_drawn(digits):
     element = p.clusters.label_layer(width=190, height=500)
     (text,) = set(element.dimension_values("text"))
     assert text.startswith("a very long") and text.endswith("\u2026 (100%)")
+    p.state.close()
+
+
+def test_labels_are_drawn_before_the_cluster_state_hears_of_a_new_table():
+    # A new table's cached layout lands inside the state's own table watcher, and the map
+    # draws its labels before the cluster state's watcher has replaced the old table's label
+    # column: that column is not in the new table (a KeyError; test_views' table switch
+    # failed in most runs on a busy machine). Drawn here in that order, on purpose.
+    import pandas as pd
+    import param
+
+    first = ep.Table(dataframe=pd.DataFrame({"label": list("ab") * 20, "x": np.arange(40.0),
+                                             "y": np.arange(40.0) % 7}))
+    second = ep.Table(dataframe=pd.DataFrame({"other": list("ab") * 5, "u": np.arange(10.0),
+                                              "v": np.arange(10.0) % 3}))
+    p = Projector(first, method="pca")
+    p.state.wait()
+    assert p.clusters.clusters.label_column == "label"
+    with param.discard_events(p.state):
+        p.state.table = second
+    element = p.clusters.label_layer(width=400, height=300)
+    assert len(element) == 0  # no clusters yet: nothing drawn, and no error
     p.state.close()
