@@ -190,14 +190,22 @@ class BokehClient:
         self.loop = IOLoop()
         self.session = pull_session(url=url, io_loop=self.loop, arguments=arguments or None)
         self._patch_times: list[float] = []
+        self._applying = False
         self._patched = threading.Condition()
         apply_patch = self.session._handle_patch
 
         def handle(message: Any) -> None:  # on the loop thread
-            apply_patch(message)
-            with self._patched:
-                self._patch_times.append(time.monotonic())
-                self._patched.notify_all()
+            # Timed on arrival: applying it to this Python document is the client's work (a
+            # browser's is BokehJS's), not the server's answer time.
+            arrived = time.monotonic()
+            self._applying = True
+            try:
+                apply_patch(message)
+            finally:
+                with self._patched:
+                    self._applying = False
+                    self._patch_times.append(arrived)
+                    self._patched.notify_all()
 
         self.session._handle_patch = handle
         # One reader only (a second one would interleave frames).
@@ -236,12 +244,14 @@ class BokehClient:
         self.loop.add_callback(function, *args)
 
     def quiet(self, seconds: float = 0.3, timeout: float = 10.0) -> None:
-        """Wait until the server has sent nothing for ``seconds`` (at most ``timeout``)."""
+        """Wait until the server has sent nothing for ``seconds`` (at most ``timeout``) and
+        the document holds what it sent."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._patched:
                 last = self._patch_times[-1] if self._patch_times else 0.0
-            if time.monotonic() - last >= seconds:
+                applying = self._applying
+            if not applying and time.monotonic() - last >= seconds:
                 return
             time.sleep(0.05)
 
