@@ -28,6 +28,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -228,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             if umap_end == float("inf") and not _computing(umap):
                 umap_end = time.monotonic()
             if profiler is not None:
-                profiler.terminate()
-                profiler.wait(timeout=30)
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                profiler.wait(timeout=60)
             print(f"UMAP session says: {_status(umap)!r}")
             print(f"interactions took {elapsed:.1f} s; the UMAP "
                   + (f"ended {umap_end - started:.1f} s in" if umap_end < float("inf")
