@@ -345,9 +345,11 @@ def _serve(args: argparse.Namespace) -> int:
     page = _page_factory(source)
     import panel as pn
 
+    from embproj_panel import _bokeh_models
     from embproj_panel.app import server_options
 
     pn.extension("tabulator", "filedropper", sizing_mode="stretch_width", notifications=False)
+    _bokeh_models.install()
     origins = args.allow_websocket_origin or None
     print(f"Serving on http://{args.address}:{args.port}/ (Ctrl+C to stop)", flush=True)
     try:

@@ -20,7 +20,6 @@ Python call :meth:`FindState.neighbors` waits for it.
 from __future__ import annotations
 
 import warnings
-import weakref
 from functools import partial
 from typing import Any
 
@@ -312,16 +311,17 @@ class FindState(param.Parameterized):
         self._run_search()
 
 
-_FINDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def find_state(state: Any) -> FindState:
     """The one :class:`FindState` of a projector state (made on first use).
 
     The search box and the neighbours panel are separate parts over the same state; they
-    share this object. Weakly keyed: it goes when the state (its session) goes.
+    share this object. It is kept on the state itself, so it goes when the state (its
+    session) goes. (It was kept in a module-level ``WeakKeyDictionary`` keyed by the state:
+    the value's own reference to its state kept every key, and so every closed session's
+    state, table and projection, alive for the life of the server.)
     """
-    found = _FINDERS.get(state)
+    found = getattr(state, "_find_state", None)
     if found is None:
-        found = _FINDERS[state] = FindState(state)
+        found = FindState(state)
+        state._find_state = found
     return found

@@ -9,7 +9,9 @@ One place for what those tests share (issue 16: each had its own copy):
   look at the sessions' own objects), on a free port, stopped afterwards;
 - :class:`BokehClient`: a real Bokeh client session (``bokeh.client.pull_session``, the
   websocket a browser opens) reading the server's messages on its own IO loop thread, able to
-  send the messages BokehJS sends (property changes, events such as an upload chunk).
+  send the messages BokehJS sends (property changes, events such as an upload chunk), and
+  sending at once what BokehJS sends when the page has rendered (``DocumentReady``); it also
+  times the server's answers to a change (``benchmarks/bench_load.py`` uses the same client).
 
 ``tests/_browser_support.serve_app`` (the browser tests' server) is :func:`serve_command`.
 """
@@ -166,19 +168,51 @@ class BokehClient:
 
     ``arguments`` are the page's URL query arguments. Changes to the client's document
     (``client.call(setattr, model, "value", x)``) are sent to the server as a browser's are.
+
+    Once the document has arrived the client sends Bokeh's ``DocumentReady`` event, as BokehJS
+    does when every root has rendered (``Document.notify_idle`` in bokehjs's
+    ``document/document.ts``: a ``PATCH-DOC`` carrying a ``bokeh_event`` message). Python
+    Bokeh clients never send it, and without it Panel never marks the session connected
+    (``pn.state._connected``): its ``onload`` callbacks never run and every change the session
+    makes is deferred through the event loop instead of dispatched, so a colour change cost
+    the server 2.2 s of CPU in place of 0.5 s, and a test or benchmark of such a session
+    measured a page no browser shows.
+
+    Every ``PATCH-DOC`` the server sends is timed (:meth:`quiet`, :meth:`timed_change`).
     """
 
     def __init__(self, url: str, **arguments: str) -> None:
         from bokeh.client import pull_session
+        from bokeh.events import DocumentReady
         from tornado.ioloop import IOLoop
 
         register_panel_models()
         self.loop = IOLoop()
         self.session = pull_session(url=url, io_loop=self.loop, arguments=arguments or None)
+        self._patch_times: list[float] = []
+        self._applying = False
+        self._patched = threading.Condition()
+        apply_patch = self.session._handle_patch
+
+        def handle(message: Any) -> None:  # on the loop thread
+            # Timed on arrival: applying it to this Python document is the client's work (a
+            # browser's is BokehJS's), not the server's answer time.
+            arrived = time.monotonic()
+            self._applying = True
+            try:
+                apply_patch(message)
+            finally:
+                with self._patched:
+                    self._applying = False
+                    self._patch_times.append(arrived)
+                    self._patched.notify_all()
+
+        self.session._handle_patch = handle
         # One reader only (a second one would interleave frames).
         self._thread = threading.Thread(target=self.session._connection._loop_until,
                                         args=(lambda: False,), daemon=True)
         self._thread.start()
+        self.send_event(DocumentReady())
 
     @property
     def document(self) -> Any:
@@ -208,6 +242,36 @@ class BokehClient:
     def call(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function(*args)`` on the client's loop thread (where its document lives)."""
         self.loop.add_callback(function, *args)
+
+    def quiet(self, seconds: float = 0.3, timeout: float = 10.0) -> None:
+        """Wait until the server has sent nothing for ``seconds`` (at most ``timeout``) and
+        the document holds what it sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._patched:
+                last = self._patch_times[-1] if self._patch_times else 0.0
+                applying = self._applying
+            if not applying and time.monotonic() - last >= seconds:
+                return
+            time.sleep(0.05)
+
+    def timed_change(self, function: Callable[..., Any], *args: Any,
+                     timeout: float = 30.0) -> float | None:
+        """:meth:`call` ``function(*args)`` once the server is quiet; seconds to its answer.
+
+        The answer is the server's first ``PATCH-DOC`` after the change (None if none came
+        within ``timeout``).
+        """
+        self.quiet()
+        with self._patched:
+            before = len(self._patch_times)
+        start = time.monotonic()
+        self.call(function, *args)
+        with self._patched:
+            self._patched.wait_for(lambda: len(self._patch_times) > before, timeout)
+            if len(self._patch_times) == before:
+                return None
+            return self._patch_times[before] - start
 
     def send_event(self, event: Any) -> None:
         """Send a Bokeh ``ModelEvent`` as BokehJS sends one (a ``bokeh_event`` message)."""

@@ -147,7 +147,11 @@ def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
             if where == "tab" and name in parts]
     if not tabs:
         return side_column(parts)
-    return pn.Tabs(("Table", side_column(parts)), *tabs, sizing_mode="stretch_both")
+    # dynamic: only the shown tab is in the page. A hidden gallery redrew its plot on every
+    # selection, and the hidden table its page: each a HoloViews or Tabulator update on the
+    # server thread that every session's changes wait behind (the load benchmark).
+    return pn.Tabs(("Table", side_column(parts)), *tabs, sizing_mode="stretch_both",
+                   dynamic=True)
 
 
 #: The narrowest the map's column gets beside the table in the app's page (about a 700 px

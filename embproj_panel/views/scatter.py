@@ -72,7 +72,7 @@ from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
 from embproj_panel.views import aspect, plots
-from embproj_panel.views.base import StateView
+from embproj_panel.views.base import StateView, weak_hook
 from embproj_panel.views.text import cell_text
 
 __all__ = ["ScatterView", "combine_selection", "gesture_mode"]
@@ -222,7 +222,7 @@ class ScatterView(StateView):
             if position is not None:
                 record = self._record(position, fields)
         element = plots.inspect_element(record, fields, tips, point_size=state.point_size)
-        return element.opts(hooks=[self._hover_tooltips])
+        return element.opts(hooks=[weak_hook(self._hover_tooltips)])
 
     # -- structure ------------------------------------------------------------------------------
     def _structure_key(self) -> tuple | None:
@@ -378,7 +378,8 @@ class ScatterView(StateView):
             selected=state.positions_of(state.selection).tolist(), base=base,
             literal_colors=True,
         )
-        hooks = [self._paint, self._key] + ([self._hover_tooltips] if hover_data else [])
+        hooks = [weak_hook(self._paint), weak_hook(self._key)] + (
+            [weak_hook(self._hover_tooltips)] if hover_data else [])
         return element.opts(hooks=hooks)
 
     def _paint(self, plot: Any, element: Any) -> None:
@@ -428,7 +429,7 @@ class ScatterView(StateView):
         streams = [hv.streams.RangeXY(), hv.streams.PlotSize(), self._data_events,
                    self._selection_events]
         raster = hv.DynamicMap(self._raster, streams=streams).opts(
-            hooks=[self._key, self._watch_gestures])
+            hooks=[weak_hook(self._key), weak_hook(self._watch_gestures)])
         # Selections on a raster are geometric: map them to rows here, on the server.
         box = hv.streams.BoundsXY(source=raster)
         box.add_subscriber(self._on_box)
@@ -465,7 +466,7 @@ class ScatterView(StateView):
         )
         # The legend or colorbar an image lacks, and the gesture keys (the DynamicMap's
         # hooks and each element's replace one another: both list both).
-        element = element.opts(hooks=[self._key, self._watch_gestures])
+        element = element.opts(hooks=[weak_hook(self._key), weak_hook(self._watch_gestures)])
         self._last_raster = (key, size, element)
         return element
 
