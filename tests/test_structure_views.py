@@ -217,3 +217,42 @@ def test_a_label_wider_than_the_plot_is_cut_to_fit_and_drawn(digits):
     (text,) = set(element.dimension_values("text"))
     assert text.startswith("a very long") and text.endswith("\u2026 (100%)")
     p.state.close()
+
+
+def test_gallery_captions_name_clusters_as_the_legend_does(projector):
+    labels = projector.find_clusters(min_cluster_size=30)
+    assert (labels == UNCLUSTERED).any() and (labels >= 0).any()
+    projector.color_by = "cluster"
+    rows = [int(np.flatnonzero(labels == UNCLUSTERED)[0]), int(np.flatnonzero(labels >= 0)[0])]
+    projector.selection = sorted(rows)
+    captions = projector.gallery.grid().get(1).dimension_values("text").tolist()
+    assert "unclustered" in captions and str(labels[rows[1]]) in captions  # never "-1"
+    legend = projector.state.derived["cluster"]
+    assert captions == [legend.label(labels[row]) for row in projector.gallery.page_rows]
+    assert set(captions) <= set(projector.state.color.color_key)  # the legend's own names
+
+
+@in_loop
+def test_tooltips_show_derived_columns_as_text_on_hover_and_with_the_glyphs(projector):
+    state = projector.state
+    labels = projector.find_clusters(min_cluster_size=30)
+    assert "cluster" in state.param.tooltip_columns.objects
+    state.set_derived("faithfulness", np.linspace(0, 1, len(labels)), (0.0, 1.0))
+    projector.tooltip_columns = ["cluster", "faithfulness"]
+    options = list(projector.settings.tooltip_choice.options.values())
+    assert "cluster" in options and "faithfulness" in options  # offered in the chooser
+    frame = state.frame
+    unclustered = int(np.flatnonzero(labels[frame["row"].to_numpy()] == UNCLUSTERED)[0])
+    fields = projector.scatter._tooltip_fields()[0]
+    record = projector.scatter._record(unclustered, fields)
+    row = record["row"]
+    assert record["t0"] == "unclustered"
+    assert record["t1"] == f"{np.linspace(0, 1, len(labels))[row]:.6g}"
+    inline = projector.scatter._inline_tooltips()  # digits: the tooltips ride the glyphs
+    assert inline is not None and inline["t0"][unclustered] == "unclustered"
+    # New values replace the old ones in the glyphs' tooltips; a removed column leaves them.
+    state.set_derived("faithfulness", np.zeros(len(labels)), (0.0, 1.0))
+    assert set(projector.scatter._inline_tooltips()["t1"]) == {"0"}
+    state.set_derived("faithfulness", None)
+    assert projector.tooltip_columns == ["cluster"]
+    assert "faithfulness" not in state.param.tooltip_columns.objects
