@@ -39,7 +39,7 @@ from panel.io.notebook import patch_inline_stylesheets
 from panel.io.state import state
 from panel.theme import Fast as _PanelFast
 
-from embproj_panel import _notebook_comm
+from embproj_panel import _bokeh_freeze, _notebook_comm
 
 __all__ = ["Alert", "EXTENSIONS", "Fast", "HTML", "extension"]
 
@@ -65,6 +65,8 @@ def extension(*extensions: str, **params: Any) -> None:
     pn.extension(*dict.fromkeys([*EXTENSIONS, *extensions]), **params)
     # Notebook outputs get their updates in order, once the page can apply them.
     _notebook_comm.install()
+    # A pan or zoom no longer walks every model of the page (see _bokeh_freeze).
+    _bokeh_freeze.install()
 
 
 class _InlineOnUpdate:
