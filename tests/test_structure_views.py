@@ -256,3 +256,19 @@ def test_tooltips_show_derived_columns_as_text_on_hover_and_with_the_glyphs(proj
     state.set_derived("faithfulness", None)
     assert projector.tooltip_columns == ["cluster"]
     assert "faithfulness" not in state.param.tooltip_columns.objects
+
+
+def test_one_range_callback_redraws_the_points_the_images_and_the_labels(projector):
+    # Each RangeXY callback of a plot refreshes the whole overlay; with one per overlay a
+    # zoom's thumbnails went out a refresh after its points (and each refresh cost a pass).
+    from holoviews.plotting.bokeh.callbacks import RangeXYCallback
+
+    projector.show_images = True
+    pn.panel(projector).get_root()
+    (plot,) = projector.scatter.pane._plots.values()
+    plot = plot[0] if isinstance(plot, tuple) else plot
+    callbacks = [cb for sub in plot.traverse(lambda p: p) for cb in getattr(sub, "callbacks", [])
+                 if isinstance(cb, RangeXYCallback)]
+    assert len(callbacks) == 1
+    sources = {id(stream.source) for stream in callbacks[0].streams}
+    assert sources == {id(projector.scatter.view_source)} and len(callbacks[0].streams) == 3

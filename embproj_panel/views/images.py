@@ -105,7 +105,7 @@ class ImagesView(StateView):
         """A ``DynamicMap`` of the thumbnails in view, for ``ScatterView.overlays``."""
         hv = _holoviews()
 
-        streams = [hv.streams.RangeXY(), hv.streams.PlotSize(),
+        streams = [*scatter.view_streams(),
                    hv.streams.Params(self, ["show_images", "max_images"])]
         return hv.DynamicMap(self.thumbnails, streams=streams)
 

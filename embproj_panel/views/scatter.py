@@ -258,6 +258,22 @@ class ScatterView(StateView):
                for name in self.state.tooltip_columns):
             self._on_frame()
 
+    #: The layer whose plot reports the view (set when the plot is built); see view_streams.
+    view_source: Any = None
+
+    def view_streams(self) -> list[Any]:
+        """``RangeXY`` and ``PlotSize`` streams of the current plot's view, for an overlay
+        that follows it (images, cluster labels), called while the plot is built.
+
+        Streams without a source would each get a callback of their own on the overlay's
+        plot, and each callback refreshes the whole plot after the points did, so a zoom's
+        thumbnails would be sent a refresh later than its raster. Streams of the same kind
+        and source share one callback: one refresh, one message.
+        """
+        streams = hv_streams()
+        return [streams.RangeXY(source=self.view_source),
+                streams.PlotSize(source=self.view_source)]
+
     def _refresh_hover(self) -> None:
         """Re-run the hover element, so its tooltip lists the current fields."""
         for stream in self._streams:
@@ -334,6 +350,9 @@ class ScatterView(StateView):
             selection = hv.streams.Selection1D(source=source)
             selection.add_subscriber(self._on_plot_positions)
             self._streams.append(selection)
+        # Overlays that follow the view take their ranges and size from this layer's plot
+        # (view_streams): one callback per zoom then redraws the points and them together.
+        self.view_source = source
         for overlay in self.overlays:
             layer = overlay(self)
             if layer is not None:
