@@ -19,7 +19,8 @@ until the page was quiet for ``--quiet`` s (the images, the raster, the labels: 
 Targets (issue 10.3): the thumbnails drawn within 1 s of a zoom (median and p95 printed);
 bytes per view change with images shown within ``payload_bound()`` (200 thumbnails of 48 px,
 the bound the thumbnails alone keep) plus the raster update (at most ``MAX_RASTER_PIXELS`` RGBA
-pixels), against the raster-only pass of the same run. Every wait is bounded (``--timeout`` per
+pixels), against the raster-only pass of the same run. The view is reset between the passes,
+so both zoom the same sequence from the same view. Every wait is bounded (``--timeout`` per
 zoom, ``--deadline`` for the whole run): a zoom that is not redrawn in time is counted as a
 miss and the run goes on.
 
@@ -31,10 +32,14 @@ Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
+import signal
 import statistics
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +201,27 @@ def zooms(page: Any, frames: Frames, n: int, images: bool, args: Any,
     return out
 
 
+@contextlib.contextmanager
+def spy(path: Path | None) -> Iterator[None]:
+    """py-spy recording the page's server (this process's ``panel serve`` child) into ``path``."""
+    if path is None:
+        yield
+        return
+    import psutil
+
+    server = [p for p in psutil.Process().children(recursive=True)
+              if "panel" in " ".join(p.cmdline())]
+    recorder = subprocess.Popen(["py-spy", "record", "--pid", str(server[0].pid), "--format",
+                                 "raw", "--rate", "50", "--output", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        recorder.wait(timeout=60)
+        print(f"py-spy profile of the server: {path}", flush=True)
+
+
 def _since(z: dict, key: str) -> float:
     """Seconds from the wheel event to the in-page time ``z[key]`` (NaN if none)."""
     return math.nan if z[key] is None or z["t0"] is None else (z[key] - z["t0"]) / 1e3
@@ -221,6 +247,9 @@ def main() -> None:
     parser.add_argument("--quiet", type=float, default=1.0,
                         help="a view change is over after this many seconds without a frame")
     parser.add_argument("--deadline", type=float, default=1200.0, help="seconds for the run")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="FILE",
+                        help="record the server with py-spy (raw, collapsed stacks) into FILE "
+                             "during the images-on pass")
     args = parser.parse_args()
     deadline = time.monotonic() + args.deadline
 
@@ -253,9 +282,13 @@ def main() -> None:
         page.wait_for_function("() => { const g = window.__zoom.find().images;"
                                " return g && g.resolved && g.resolved.size > 0"
                                " && g.resolved.count === g.resolved.size; }", timeout=120_000)
+        # Both passes zoom the same sequence from the same view (the first pass moved it).
+        page.locator(".bk-tool-icon-reset").first.click()
+        quiet(frames, frames.mark(), args.quiet, args.timeout)
         page.wait_for_timeout(1000)
         print("images on:", flush=True)
-        shown = zooms(page, frames, args.zooms, True, args, deadline)
+        with spy(args.py_spy):
+            shown = zooms(page, frames, args.zooms, True, args, deadline)
         RESULTS.mkdir(exist_ok=True)
         page.screenshot(path=str(RESULTS / f"images_{args.rows}.png"))
         page.close()

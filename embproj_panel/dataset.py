@@ -237,6 +237,7 @@ class Dataset:
         self._dims = _vector_dims(self)
         self.fingerprint = _fingerprint(self)
         self._starts = np.array([f.start for f in self.files] + [self.n_rows], dtype=np.int64)
+        self._group_starts: np.ndarray | None = None
         self._schema = None
 
     # -- what it holds ------------------------------------------------------------------------
@@ -326,6 +327,19 @@ class Dataset:
                 pieces.append(Piece(len(pieces), file, tuple(groups), start, rows, self.fs,
                                     self._display(file.path)))
         return pieces
+
+    def row_groups_of(self, positions: Iterable[int] | np.ndarray) -> np.ndarray:
+        """The row group (numbered across the whole dataset, in file order) of each position.
+
+        :meth:`read_rows` reads whole row groups: rows of one group cost one read.
+        """
+        positions = np.asarray(list(positions) if not isinstance(positions, np.ndarray)
+                               else positions, dtype=np.int64).ravel()
+        if self._group_starts is None:
+            self._group_starts = np.concatenate(
+                [f.start + np.cumsum((0, *f.row_groups[:-1]), dtype=np.int64)
+                 for f in self.files if f.row_groups] or [np.zeros(0, dtype=np.int64)])
+        return np.searchsorted(self._group_starts, positions, side="right") - 1
 
     def read_rows(self, positions: Iterable[int] | np.ndarray,
                   columns: Sequence[str] | None = None) -> pa.Table:

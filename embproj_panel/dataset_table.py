@@ -178,6 +178,10 @@ class DatasetTable(Table):
         rows = np.asarray(rows if isinstance(rows, np.ndarray) else list(rows), dtype=np.int64)
         return self._read(rows, [name]).get_column(name, convert_to="numpy")
 
+    def read_blocks(self, rows: Iterable[int] | np.ndarray) -> np.ndarray:
+        """The Parquet row group of each of ``rows``: :meth:`cells` reads whole row groups."""
+        return self.dataset.row_groups_of(rows)
+
     def take(self, rows: Iterable[int] | np.ndarray,
              columns: Sequence[Any] | None = None) -> Table:
         """An in-memory :class:`Table` of ``rows`` (in that order) and ``columns`` (default all)."""

@@ -12,6 +12,13 @@ view. Which ones is decided here, by a pure rule:
   ``MAX_IMAGES`` the cells whose best point ranks highest win. Because a point that wins a
   cell also wins every smaller cell it lies in, zooming in keeps the images already shown
   (while the cap is not reached) and adds more.
+* A lazy table reads its cells a block (a Parquet row group) at a time, so a pick whose 200
+  rows lie in 16 blocks reads 16 blocks' images. With ``blocks`` (each point's block) the
+  priority is block-major: every point of the first block ranks above every point of the
+  second, and so on, each block in its own seeded order. A cell then shows a point of the
+  first block that has one there, so a view mostly reads one block; deeper zooms, where a cell
+  holds only a few points, add the next blocks. The rule stays a fixed priority, so
+  everything above still holds.
 * Two points in neighbouring cells can still lie a pixel apart; with ``gap_px`` (the
   thumbnail's size) a cell's best point is skipped when its thumbnail would overlap one
   already chosen, so thumbnails never cover one another.
@@ -80,9 +87,13 @@ class ImageCells:
         Optional boolean mask: only these points can show an image (rows with an image).
     seed
         Seed of the priority permutation.
+    blocks
+        Optional integer block of each point (the unit a lazy table reads cells in, see
+        :meth:`~embproj_panel.table.Table.read_blocks`): points of lower blocks rank first.
     """
 
-    def __init__(self, coords: Any, eligible: Any = None, seed: int = 0) -> None:
+    def __init__(self, coords: Any, eligible: Any = None, seed: int = 0,
+                 blocks: Any = None) -> None:
         points = np.asarray(coords, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"coords must have shape (n, 2); got {points.shape}")
@@ -95,6 +106,15 @@ class ImageCells:
                 raise ValueError(f"eligible must have shape ({n},); got {eligible.shape}")
             usable &= eligible
         order = order[usable[order]]
+        if blocks is not None:
+            blocks = np.asarray(blocks)
+            if blocks.shape != (n,):
+                raise ValueError(f"blocks must have shape ({n},); got {blocks.shape}")
+            ranks = blocks[order]
+            if len(ranks) and ranks.min() >= 0 and ranks.max() < 2**15:
+                ranks = ranks.astype(np.int16)  # numpy's stable sort of int16 is a radix sort
+            # Stable: within a block the seeded order stays.
+            order = order[np.argsort(ranks, kind="stable")]
         self.n = n
         self._order = order
         self._xy = np.ascontiguousarray(points[order])
@@ -161,12 +181,12 @@ class ImageCells:
 def pick_image_rows(coords: Any, x_range: tuple[float, float], y_range: tuple[float, float],
                     size_px: tuple[int, int], *, cell_px: float = CELL_PX,
                     max_images: int = MAX_IMAGES, gap_px: float | None = None,
-                    eligible: Any = None, seed: int = 0) -> np.ndarray:
+                    eligible: Any = None, seed: int = 0, blocks: Any = None) -> np.ndarray:
     """The points that show their image in this view (see :class:`ImageCells`).
 
     A pure function of its arguments: the same layout and view give the same points.
     """
-    return ImageCells(coords, eligible=eligible, seed=seed).pick(
+    return ImageCells(coords, eligible=eligible, seed=seed, blocks=blocks).pick(
         x_range, y_range, size_px, cell_px=cell_px, max_images=max_images, gap_px=gap_px
     )
 

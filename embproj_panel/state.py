@@ -224,10 +224,15 @@ class DerivedColumn:
     colormap: tuple[str, ...] | None = None
     labels: dict[int, str] | None = None
 
+    def label(self, code: Any) -> str:
+        """A categorical column's label of ``code``, as the legend and the map name it
+        (``-1`` -> "unclustered"; a code without a label is its number)."""
+        return (self.labels or {}).get(int(code), str(int(code)))
+
     def categories(self) -> pd.Categorical:
         """A categorical column's values as labels (a ``pd.Categorical`` over its codes)."""
         codes, found = pd.factorize(self.values, sort=True)
-        names = [self.labels.get(int(code), str(int(code))) for code in found]
+        names = [self.label(code) for code in found]
         return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 
 
@@ -705,6 +710,12 @@ class ProjectorState(param.Parameterized):
                 raise ValueError(f"{name} needs one value per table row ({n:,}); got "
                                  f"shape {values.shape}")
             derived[name] = DerivedColumn(values, span, colormap, labels)
+        if self.table is not None:
+            # Tooltips can show derived columns too (values as text, like any cell).
+            shown = _roles(self.table)[3]
+            self.param.tooltip_columns.objects = column_labels([*shown, *derived])
+            if values is None and name in self.tooltip_columns:
+                self.tooltip_columns = [c for c in self.tooltip_columns if c != name]
         with param.edit_constant(self):
             self.derived = derived
         if self.table is not None:
@@ -721,6 +732,16 @@ class ProjectorState(param.Parameterized):
         if found is not None:
             return found.values[np.asarray(rows, dtype=np.int64)]
         return self.table.cells(name, rows)
+
+    def shown_cells(self, name: Any, rows: np.ndarray) -> np.ndarray:
+        """The cells of ``rows`` as captions and tooltips show them: a categorical derived
+        column's codes as their legend labels (:meth:`DerivedColumn.label`: ``-1`` is
+        "unclustered"), any other column's cells as :meth:`cells` gives them."""
+        found = self.derived.get(name)
+        if found is not None and found.labels is not None:
+            codes = found.values[np.asarray(rows, dtype=np.int64)]
+            return np.array([found.label(code) for code in codes], dtype=object)
+        return self.cells(name, rows)
 
     # -- colour and frame (restyling) ---------------------------------------------------------
     def _color_mapping(self) -> ColorMapping:

@@ -314,6 +314,16 @@ class Table:
         """
         return self.get_column(name, convert_to="numpy")[np.asarray(rows, dtype=np.int64)]
 
+    def read_blocks(self, rows: Sequence[int] | np.ndarray) -> np.ndarray | None:
+        """The block each of ``rows`` is read in (rows of one block are read together).
+
+        None for an in-memory table: any row is at hand. A lazy table
+        (:class:`~embproj_panel.dataset_table.DatasetTable`) reads whole Parquet row groups,
+        so a caller choosing a few rows among many (images on the map) can prefer rows of
+        few blocks.
+        """
+        return None
+
     def color_values(self, name: str | int) -> Any:
         """The column as :func:`~embproj_panel.colors.color_mapping` takes it (every row)."""
         return self.get_column(name, convert_to="numpy")

@@ -443,8 +443,14 @@ def test_thumbnails_on_the_map_are_read_in_one_pass(folder, reads):
                                           show_images=True, max_images=60)
     shown = projector.images.shown_rows
     assert 10 <= len(shown) <= 60 and len(element) == len(shown)
-    # One read per file for the whole batch (three files), not one per thumbnail.
+    # One read per file for the whole batch (three files), not one per thumbnail, and only
+    # a few row groups: the pick prefers rows of the first groups (ImageCells' blocks); a
+    # plain priority read 6 of the 9 groups (3,900 rows) for these 60 thumbnails; this reads 4.
     assert len(reads.calls) <= 3 and reads.rows("emb") == 0
+    assert reads.rows("image") <= N // 2, reads.calls
+    # The groups are numbered across the files (3 files of 700 + 700 + 600 rows).
+    groups = projector.state.table.read_blocks([0, 699, 700, 1999, 2000, 4000, 5999])
+    assert groups.tolist() == [0, 0, 1, 2, 3, 6, 8]
 
 
 def test_a_gallery_page_of_a_dataset_is_read_in_one_pass(folder, reads):

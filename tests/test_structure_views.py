@@ -239,3 +239,58 @@ def test_labels_are_drawn_before_the_cluster_state_hears_of_a_new_table():
     element = p.clusters.label_layer(width=400, height=300)
     assert len(element) == 0  # no clusters yet: nothing drawn, and no error
     p.state.close()
+
+
+def test_gallery_captions_name_clusters_as_the_legend_does(projector):
+    labels = projector.find_clusters(min_cluster_size=30)
+    assert (labels == UNCLUSTERED).any() and (labels >= 0).any()
+    projector.color_by = "cluster"
+    rows = [int(np.flatnonzero(labels == UNCLUSTERED)[0]), int(np.flatnonzero(labels >= 0)[0])]
+    projector.selection = sorted(rows)
+    captions = projector.gallery.grid().get(1).dimension_values("text").tolist()
+    assert "unclustered" in captions and str(labels[rows[1]]) in captions  # never "-1"
+    legend = projector.state.derived["cluster"]
+    assert captions == [legend.label(labels[row]) for row in projector.gallery.page_rows]
+    assert set(captions) <= set(projector.state.color.color_key)  # the legend's own names
+
+
+@in_loop
+def test_tooltips_show_derived_columns_as_text_on_hover_and_with_the_glyphs(projector):
+    state = projector.state
+    labels = projector.find_clusters(min_cluster_size=30)
+    assert "cluster" in state.param.tooltip_columns.objects
+    state.set_derived("faithfulness", np.linspace(0, 1, len(labels)), (0.0, 1.0))
+    projector.tooltip_columns = ["cluster", "faithfulness"]
+    options = list(projector.settings.tooltip_choice.options.values())
+    assert "cluster" in options and "faithfulness" in options  # offered in the chooser
+    frame = state.frame
+    unclustered = int(np.flatnonzero(labels[frame["row"].to_numpy()] == UNCLUSTERED)[0])
+    fields = projector.scatter._tooltip_fields()[0]
+    record = projector.scatter._record(unclustered, fields)
+    row = record["row"]
+    assert record["t0"] == "unclustered"
+    assert record["t1"] == f"{np.linspace(0, 1, len(labels))[row]:.6g}"
+    inline = projector.scatter._inline_tooltips()  # digits: the tooltips ride the glyphs
+    assert inline is not None and inline["t0"][unclustered] == "unclustered"
+    # New values replace the old ones in the glyphs' tooltips; a removed column leaves them.
+    state.set_derived("faithfulness", np.zeros(len(labels)), (0.0, 1.0))
+    assert set(projector.scatter._inline_tooltips()["t1"]) == {"0"}
+    state.set_derived("faithfulness", None)
+    assert projector.tooltip_columns == ["cluster"]
+    assert "faithfulness" not in state.param.tooltip_columns.objects
+
+
+def test_one_range_callback_redraws_the_points_the_images_and_the_labels(projector):
+    # Each RangeXY callback of a plot refreshes the whole overlay; with one per overlay a
+    # zoom's thumbnails went out a refresh after its points (and each refresh cost a pass).
+    from holoviews.plotting.bokeh.callbacks import RangeXYCallback
+
+    projector.show_images = True
+    pn.panel(projector).get_root()
+    (plot,) = projector.scatter.pane._plots.values()
+    plot = plot[0] if isinstance(plot, tuple) else plot
+    callbacks = [cb for sub in plot.traverse(lambda p: p) for cb in getattr(sub, "callbacks", [])
+                 if isinstance(cb, RangeXYCallback)]
+    assert len(callbacks) == 1
+    sources = {id(stream.source) for stream in callbacks[0].streams}
+    assert sources == {id(projector.scatter.view_source)} and len(callbacks[0].streams) == 3

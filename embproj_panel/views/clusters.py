@@ -111,7 +111,7 @@ class ClustersView(StateView):
         """A ``DynamicMap`` of the labels that fit this view, for ``ScatterView.overlays``."""
         hv = _holoviews()
 
-        streams = [hv.streams.RangeXY(), hv.streams.PlotSize(),
+        streams = [*scatter.view_streams(),
                    hv.streams.Params(self.clusters, ["labels"]),
                    hv.streams.Params(self, ["show_labels"])]
         dmap = hv.DynamicMap(self.label_layer, streams=streams)

@@ -159,7 +159,8 @@ class GalleryView(StateView):
         state = self.state
         if state.color_by is None or not len(page):
             return [f"row {int(row)}" for row in page]
-        values = state.cells(state.color_by, page)  # a lazy table reads the page only
+        # The legend's names (a cluster's -1 is "unclustered"); a lazy table reads the page only.
+        values = state.shown_cells(state.color_by, page)
         out = []
         for value in values:
             text = cell_text(value)

@@ -94,7 +94,10 @@ class ImagesView(StateView):
             rows = frame[ROW].to_numpy()
             eligible = None if nulls is None else ~nulls[rows]  # rows without an image
             coords = np.column_stack([frame[X].to_numpy(), frame[Y].to_numpy()])
-            self._cells = (key[0], key[1], ImageCells(coords, eligible=eligible))
+            # A lazy table reads images a row group at a time: prefer rows of few groups.
+            blocks = state.table.read_blocks(rows)
+            self._cells = (key[0], key[1],
+                           ImageCells(coords, eligible=eligible, blocks=blocks))
         return self._cells[2]
 
     # -- the overlay --------------------------------------------------------------------------
@@ -102,7 +105,7 @@ class ImagesView(StateView):
         """A ``DynamicMap`` of the thumbnails in view, for ``ScatterView.overlays``."""
         hv = _holoviews()
 
-        streams = [hv.streams.RangeXY(), hv.streams.PlotSize(),
+        streams = [*scatter.view_streams(),
                    hv.streams.Params(self, ["show_images", "max_images"])]
         return hv.DynamicMap(self.thumbnails, streams=streams)
 

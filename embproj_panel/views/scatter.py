@@ -174,6 +174,7 @@ class ScatterView(StateView):
         state = self.state
         state.param.watch(self._on_frame, ["frame", "color", "tooltip_columns", "hover_image",
                                            "datashade_threshold"])
+        state.param.watch(self._on_derived, ["derived"])
         state.param.watch(self._on_style, ["point_size", "alpha", "colormap"])
         state.param.watch(self._on_selection, ["selection"])
         state.param.watch(self._on_busy, ["busy"])
@@ -250,6 +251,28 @@ class ScatterView(StateView):
         elif key is not None:
             self._data_events.event()  # the points or the raster, with the new colours
             self._refresh_hover()
+
+    def _on_derived(self, *events: Any) -> None:
+        """New values of a derived column the tooltips show (faithfulness, clusters)."""
+        if any(name in self.state.derived or name in events[0].old
+               for name in self.state.tooltip_columns):
+            self._on_frame()
+
+    #: The layer whose plot reports the view (set when the plot is built); see view_streams.
+    view_source: Any = None
+
+    def view_streams(self) -> list[Any]:
+        """``RangeXY`` and ``PlotSize`` streams of the current plot's view, for an overlay
+        that follows it (images, cluster labels), called while the plot is built.
+
+        Streams without a source would each get a callback of their own on the overlay's
+        plot, and each callback refreshes the whole plot after the points did, so a zoom's
+        thumbnails would be sent a refresh later than its raster. Streams of the same kind
+        and source share one callback: one refresh, one message.
+        """
+        streams = hv_streams()
+        return [streams.RangeXY(source=self.view_source),
+                streams.PlotSize(source=self.view_source)]
 
     def _refresh_hover(self) -> None:
         """Re-run the hover element, so its tooltip lists the current fields."""
@@ -333,6 +356,9 @@ class ScatterView(StateView):
             selection = hv.streams.Selection1D(source=source)
             selection.add_subscriber(self._on_plot_positions)
             self._streams.append(selection)
+        # Overlays that follow the view take their ranges and size from this layer's plot
+        # (view_streams): one callback per zoom then redraws the points and them together.
+        self.view_source = source
         for overlay in self.overlays:
             layer = overlay(self)
             if layer is not None:
@@ -530,31 +556,34 @@ class ScatterView(StateView):
             return None
         if isinstance(state.table, DatasetTable):
             return None  # a lazy dataset's rows are read on hover, never every one up front
+        # A derived column's values are replaced, not changed in place: its object is the key.
         key = (state.projection, state.table, state.hover_image,
-               tuple(state.tooltip_columns))
+               tuple(state.tooltip_columns),
+               tuple(id(state.derived.get(name)) for name in state.tooltip_columns))
         cached = self._inline_cache
         if cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1] \
                 and cached[0][2:] == key[2:]:
             return cached[1]
         rows = frame[ROW].to_numpy()
-        columns = [state.table.get_column(name, convert_to="numpy")
-                   for name in state.tooltip_columns]
+        # One value per frame position (derived columns as their legend labels).
+        columns = [state.shown_cells(name, rows) for name in state.tooltip_columns]
 
-        def texts(row: int) -> list[str]:
-            return [cell_text(values[row]) for values in columns]
+        def texts(position: int) -> list[str]:
+            return [cell_text(values[position]) for values in columns]
 
-        def row_bytes(row: int) -> int:
-            size = sum(len(text.encode()) for text in texts(row)) + 16  # row, colour
-            return size + (len(self._thumbnail(row)) if state.hover_image is not None else 0)
+        def row_bytes(position: int) -> int:
+            size = sum(len(text.encode()) for text in texts(position)) + 16  # row, colour
+            return size + (len(self._thumbnail(int(rows[position])))
+                           if state.hover_image is not None else 0)
 
-        sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), _SAMPLE_ROWS)).astype(int)] \
-            if len(rows) else rows
-        estimate = (sum(row_bytes(int(r)) for r in sample) / max(len(sample), 1)) * len(rows)
+        sample = np.linspace(0, len(rows) - 1, min(len(rows), _SAMPLE_ROWS)).astype(int) \
+            if len(rows) else np.zeros(0, dtype=int)
+        estimate = (sum(row_bytes(int(p)) for p in sample) / max(len(sample), 1)) * len(rows)
         data: dict[str, np.ndarray] | None = None
         if estimate <= INLINE_TOOLTIP_BYTES:
             data = {}
             for i, values in enumerate(columns):
-                data[f"t{i}"] = np.array([cell_text(values[r]) for r in rows], dtype=object)
+                data[f"t{i}"] = np.array([cell_text(value) for value in values], dtype=object)
             if state.hover_image is not None:
                 data[plots.THUMB] = np.array([self._thumbnail(int(r)) for r in rows],
                                              dtype=object)
@@ -579,7 +608,7 @@ class ScatterView(StateView):
         if plots.THUMB in fields:
             record[plots.THUMB] = self._thumbnail(row)
         for i, name in enumerate(state.tooltip_columns):
-            record[f"t{i}"] = cell_text(state.table.cells(name, [row])[0])
+            record[f"t{i}"] = cell_text(state.shown_cells(name, [row])[0])
         return record
 
     # -- selection: plot -> state -------------------------------------------------------------

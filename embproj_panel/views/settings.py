@@ -40,7 +40,7 @@ class SettingsView(StateView):
         self._layout = self._build()
         state = self.state
         state.param.watch(self._on_method, ["method"])
-        state.param.watch(self._sync_tooltip_choice, ["table", "tooltip_columns"])
+        state.param.watch(self._sync_tooltip_choice, ["table", "tooltip_columns", "derived"])
         state.param.watch(self._sync_embedding_choice, ["table", "embedding_columns"])
         state.param.watch(self._on_stale, ["stale"])
         self._sync_tooltip_choice()
