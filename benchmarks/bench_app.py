@@ -37,9 +37,9 @@ run store (so the projection cache starts cold) and measures:
   imports, building the table (``Table.add_column`` copies the vectors once) and the app;
   (b) serving: the peak from the moment the table exists (``/proc/self/clear_refs`` resets the
   high-water mark, then ``VmHWM``), i.e. what a server holding that table needs. "Imports"
-  are the RSS before the table, after the warm-ups a server runs once per process
-  (``ep.warm_up``, Datashader's ``plots.warm_up``), which the app would otherwise run
-  inside the serving window; their size is printed. Garbage is
+  are the RSS before the table, after the warm-up ``ep.Projector`` starts once per process
+  (``ep.warm_up``), which would otherwise run inside the serving window; its size is
+  printed. Garbage is
   left to Python's collector, as in a server. The table's in-memory size is the vector
   array's ``nbytes`` plus the label column: its pointer array and the str objects it points
   to, each counted once (the Table holds one str object per row). The RSS after imports is
@@ -522,16 +522,16 @@ def child(n: int, repeats: int, size: tuple[int, int]) -> dict[str, Any]:
     import panel  # noqa: F401
 
     import embproj_panel as ep
-    from embproj_panel.views import plots
 
-    # What a server process loads once, whatever it serves: ``ep.Projector`` starts the
-    # engines' warm-up (umap-learn, pynndescent, openTSNE and their compiled code, ~140 MB)
-    # in the background, and a served app also Datashader's. Left to run inside the
-    # serving window they were counted as the table's memory (0.55x of the 2.8x at 1M rows,
-    # issue 15); run first, they are imports, like panel's.
+    # What a process loads once, whatever it shows: ``ep.Projector`` starts the engines'
+    # warm-up (umap-learn, pynndescent, openTSNE and their compiled code, ~140 MB) in the
+    # background. Left to run inside the serving window it was counted as the table's
+    # memory (0.55x of the 2.8x at 1M rows, issue 15); run first, it is imports, like
+    # panel's. (Datashader's warm-up, which a served page also starts, is left out: it
+    # compiles every colouring, ~250 MB, where this workload compiles its own inside the
+    # serving window and counts them.)
     imports_rss = rss_bytes()
     ep.warm_up(background=False)
-    plots.warm_up()
     baseline_rss = rss_bytes()
     start = time.perf_counter()
     table = make_table(n)
@@ -640,7 +640,7 @@ def report(results: list[dict[str, Any]], size: tuple[int, int]) -> bool:
               f"{_mb(largest):>8} {a['table_page_bytes'] / 1e3:>7.1f} kB "
               f"{max(a[key]['table_bytes'] for key in CHANGES) / 1e3:>9.1f} kB")
 
-    print("\nMemory (MB): RSS after imports (the warm-ups included: "
+    print("\nMemory (MB): RSS after imports (ep.warm_up included: "
           + ", ".join(f"{_mb(r['warm_up_rss'])} MB at {r['rows']:,}" for r in results)
           + "), the table's data, peak RSS (ru_maxrss / VmHWM)")
     print(f"{'rows':>10} {'imports':>8} {'table':>8} {'whole process':>13} {'/table':>7} "
