@@ -20,6 +20,7 @@ Rows (``--rows``, comma-separated; default all):
              and CPU seconds.
 ``cold``     UMAP on digits in fresh processes: an empty numba cache, a warm cache, and a
              warm process (the second call); target: first call <= 1.5x the warm call.
+             Runs ``bench_reducers.py --cold``.
 ``lead``     UMAP at 20,000 x 64 and 70,000 x 784 against ``umap.UMAP().fit_transform``
              (unseeded, all cores; target >= 1.5x, trustworthiness within 0.01), t-SNE at
              20,000 x 64 against ``sklearn.manifold.TSNE`` (target >= 4x). Runs
@@ -190,35 +191,10 @@ def opentsne_direct(rounds: int) -> None:
               f"({cpu / base_cpu:.2f}x)  load after each run: {loads}", flush=True)
 
 
-_COLD = r"""
-import json, sys, time, warnings
-warnings.filterwarnings("ignore")
-sys.path.insert(0, ROOT)
-t = time.perf_counter()
-import embproj_panel as ep
-data = ep.datasets.digits()
-t = time.perf_counter(); ep.project(data, "umap", cache=False); first = time.perf_counter() - t
-t = time.perf_counter(); ep.project(data, "umap", cache=False); second = time.perf_counter() - t
-print(json.dumps([first, second]))
-""".replace("ROOT", repr(str(ROOT)))
-
-
 def cold() -> None:
-    def run(cache: str) -> tuple[float, float]:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        out = subprocess.run([sys.executable, "-c", _COLD], capture_output=True, text=True,
-                             check=True, env=env)
-        return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
-
-    with tempfile.TemporaryDirectory() as cache:
-        empty_first, empty_second = run(cache)  # a clean install: nothing compiled yet
-        warm_first, warm_second = run(cache)  # a new process finds the cache filled above
-    print(f"cold start, UMAP on digits (target: first call <= 1.5x a warm call) ({load()}):")
-    print(f"    empty numba cache: first call {empty_first:.2f} s, warm call "
-          f"{empty_second:.2f} s, ratio {empty_first / empty_second:.2f}")
-    print(f"    warm numba cache, fresh process: first call {warm_first:.2f} s, warm call "
-          f"{warm_second:.2f} s, ratio {warm_first / warm_second:.2f}")
-    print(f"    warm process: {warm_second:.2f} s (ratio 1 by definition)", flush=True)
+    """The three cold-start states, by ``bench_reducers.py --cold`` (one definition)."""
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_reducers.py"), "--cold"],
+                   check=True, env=os.environ.copy())
 
 
 def lead() -> None:

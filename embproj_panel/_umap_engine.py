@@ -14,8 +14,9 @@ umap-learn (``umap.umap_``, ``umap.spectral``; none is in umap-learn's documente
     ``umap.spectral.spectral_layout(X, graph, dim, random_state, metric=, metric_kwds=)``;
     numba's ``Dispatcher.enable_caching()`` on ``smooth_knn_dist`` and
     ``compute_membership_strengths``, which ``fuzzy_simplicial_set`` calls (they must stay
-    plain module-level ``@numba.njit`` functions). The kernel re-implements
-    ``optimize_layout_euclidean``'s epoch (its gradient clipping at 4, negative-sample
+    plain module-level ``@numba.njit`` functions); ``umap.utils`` decorating through the
+    attribute ``numba.njit`` at import (see :func:`cached_signature_compiles`). The kernel
+    re-implements ``optimize_layout_euclidean``'s epoch (its gradient clipping at 4, negative-sample
     schedule, ``tau_rand_int`` generator and the per-point seeding from the seed and the
     first coordinate); :func:`place` follows ``UMAP.transform``'s steps (memberships with
     local connectivity 0, re-implemented in ``_sample_index.neighbour_kernel``; a weighted-
@@ -32,6 +33,7 @@ numba
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings as _warnings
 from dataclasses import dataclass
@@ -91,20 +93,68 @@ def fit(X, k, metric, min_dist, spread, n_epochs, seed, report, notes) -> UMAPMo
 
 @functools.cache
 def cache_umap_functions() -> None:
-    """Let numba cache umap-learn's fuzzy-set functions on disk.
+    """Import umap-learn with its numba functions cached on disk.
 
     umap-learn compiles ``smooth_knn_dist`` and ``compute_membership_strengths`` without
     ``cache=True``, so every new process spent ~4 s recompiling them. They are plain
     module-level functions, which numba can cache; enabling it (numba's own
     ``Dispatcher.enable_caching``) changes nothing but where the machine code comes from.
+    ``umap.utils.tau_rand`` and ``tau_rand_int`` are compiled *while umap is imported*
+    (they name their signature), also without a cache: :func:`cached_signature_compiles`
+    gives them one for the length of the import.
     """
     configure_numba_cache()
-    from umap import umap_
+    with cached_signature_compiles("umap"):
+        from umap import umap_
 
     for function in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
         enable = getattr(function, "enable_caching", None)
         if enable is not None:
             enable()
+
+
+@contextlib.contextmanager
+def cached_signature_compiles(package: str):
+    """While ``package`` is first imported, its ``numba.njit(signature)`` functions cache.
+
+    A function decorated with a signature (``@numba.njit("f4(i8[:])")``) is compiled at
+    import, before any ``enable_caching`` could reach it; without ``cache=True`` every new
+    process compiles it again (umap-learn's two: 0.4-0.8 s of each fresh process's first
+    UMAP, issue 15). For the length of the block ``numba.njit`` is wrapped so that such a
+    decoration of a module-level function of ``package`` gets ``cache=True``, as if
+    umap-learn had written it; anything else passes through unchanged, and after the block
+    the wrapper is gone. Nothing happens if ``package`` is already imported (its functions
+    are compiled by then). numba caches such a function like any other: keyed by its
+    source file, checked against the file's timestamp.
+    """
+    import sys
+
+    if package in sys.modules:
+        yield
+        return
+    import numba
+
+    original = numba.njit
+
+    def njit(*args, **kwargs):
+        if not args or callable(args[0]) or "cache" in kwargs:
+            return original(*args, **kwargs)  # no signature, or the author chose
+
+        def decorate(function):
+            module = getattr(function, "__module__", "") or ""
+            own = module == package or module.startswith(package + ".")
+            if own and "<locals>" not in function.__qualname__:  # closures cannot cache
+                return original(*args, cache=True, **kwargs)(function)
+            return original(*args, **kwargs)(function)
+
+        return decorate
+
+    numba.njit = njit
+    try:
+        yield
+    finally:
+        if numba.njit is njit:
+            numba.njit = original
 
 
 def knn(X, k, metric, seed, exact: bool | None = None):

@@ -51,7 +51,8 @@ def extension(*extensions: str, **params: Any) -> None:
     """Load Panel for the projector with every browser resource from the installed packages.
 
     Call it once, where you would call ``pn.extension`` (first in a notebook, at the top of
-    a ``panel serve`` script).
+    a ``panel serve`` script). It also starts :func:`embproj_panel.compute.warm_up` in the
+    background.
 
     Parameters
     ----------
@@ -67,6 +68,12 @@ def extension(*extensions: str, **params: Any) -> None:
     _notebook_comm.install()
     # Documents walk their models only when the model graph may have changed.
     _bokeh_models.install()
+    # The first cell of a notebook: load umap-learn and the UMAP kernels from numba's disk
+    # cache (or compile them) in the background while the user builds a table, so the
+    # first UMAP does not pay for it (issue 15). Once per process, at a lower priority.
+    from embproj_panel import compute
+
+    compute.warm_up(background=True)
 
 
 class _InlineOnUpdate:

@@ -357,6 +357,60 @@ def test_configure_numba_cache(monkeypatch, tmp_path):
     assert os.environ["NUMBA_CACHE_DIR"] == str(path)
 
 
+def test_signature_compiles_of_the_package_are_cached_during_its_import(tmp_path, monkeypatch):
+    # umap-learn's tau_rand and tau_rand_int name their signature, so numba compiles them
+    # while umap is imported, without a disk cache: in every new process (issue 15).
+    import numba
+
+    from embproj_panel._umap_engine import cached_signature_compiles
+
+    package = tmp_path / "sigpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import numba\n"
+        "@numba.njit('i8(i8)')\n"
+        "def twice(x):\n    return 2 * x\n"
+        "@numba.njit('i8(i8)', cache=False)\n"
+        "def chosen(x):\n    return x\n"
+        "@numba.njit\n"
+        "def lazy(x):\n    return x\n"
+        "def closure():\n"
+        "    @numba.njit('i8(i8)')\n"
+        "    def inner(x):\n        return x\n"
+        "    return inner\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    original = numba.njit
+    with cached_signature_compiles("sigpkg"):
+        import sigpkg
+
+        inner = sigpkg.closure()
+        other = numba.njit("i8(i8)")(lambda x: x)  # not the package's
+    assert numba.njit is original
+    assert type(sigpkg.twice._cache).__name__ == "FunctionCache" and sigpkg.twice(4) == 8
+    assert list(Path(sigpkg.twice._cache._cache_path).glob("*twice*.nbi"))  # on disk
+    for untouched in (sigpkg.chosen, sigpkg.lazy, inner, other):
+        assert type(untouched._cache).__name__ == "NullCache"
+    monkeypatch.delitem(sys.modules, "sigpkg")
+
+
+def test_umap_learn_compiles_nothing_without_a_disk_cache(numba_warm):
+    # In a fresh process: every numba function umap-learn compiled while it was imported
+    # (and those UMAP calls) has a disk cache, so the next process loads it.
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+        "from embproj_panel._umap_engine import cache_umap_functions; cache_umap_functions(); "
+        "import gc; from numba.core.registry import CPUDispatcher; "
+        "print(sorted(d.py_func.__qualname__ for d in gc.get_objects() "
+        "if isinstance(d, CPUDispatcher) and d.overloads "
+        "and type(d._cache).__name__ == 'NullCache' "
+        "and d.py_func.__module__.split('.')[0] in ('umap', 'pynndescent')))"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_import_compiles_nothing():
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); "

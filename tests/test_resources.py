@@ -39,8 +39,9 @@ _EXTENSION_SCRIPT = textwrap.dedent("""
     ep.extension(ip=Shell(), **json.loads(sys.argv[1]))
     from panel.io.notebook import JupyterCommManagerBinary
     server_comm = type(JupyterCommManagerBinary.get_server_comm()).__name__
+    from embproj_panel import compute
     print(json.dumps({"comms": pn.config.comms, "inline": pn.config.inline,
-                      "server_comm": server_comm}))
+                      "server_comm": server_comm, "warming": compute._WARM is not None}))
 """)
 
 
@@ -64,7 +65,7 @@ def _extension_in_fresh_process(env: dict[str, str], **params) -> dict:
 ])
 def test_extension_keeps_panels_comms_detection(env, comms):
     assert _extension_in_fresh_process(env) == {
-        "comms": comms, "inline": True, "server_comm": "OrderedComm"}
+        "comms": comms, "inline": True, "server_comm": "OrderedComm", "warming": True}
 
 
 def test_extension_passes_an_explicit_comms_setting():
