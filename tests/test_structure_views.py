@@ -103,6 +103,17 @@ def test_image_labels_show_the_most_central_member(projector):
                for u in element.dimension_values("url"))
 
 
+def test_the_label_layer_draws_while_a_new_table_lacks_the_label_column(projector):
+    """A new table's first layout can land inside the table change, before the clusters hear
+    of it (a loaded run: the label layer read the old label column, KeyError)."""
+    projector.find_clusters(min_cluster_size=30, label_column="image")
+    projector.state.table = ep.datasets.hello_world()  # no "image" column
+    clusters = projector.clusters.clusters
+    clusters.param.label_column.objects = [None, "image"]  # as they stood mid-change
+    clusters.label_column = "image"
+    projector.clusters.label_layer()  # draws (text or nothing), does not raise
+
+
 def test_show_images_picks_one_per_cell_and_bounds_the_bytes(projector):
     images = projector.images
     assert not projector.show_images and len(images.thumbnails()) == 0

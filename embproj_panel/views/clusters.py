@@ -147,8 +147,8 @@ class ClustersView(StateView):
     def _image_labels(self) -> bool:
         column = self.clusters.label_column
         table = self.state.table
-        # A new table's first layout can be drawn (a cached projection lands at once) before
-        # the cluster state has heard of the table: its label column is then the old table's.
+        # A new table may lack the old label column while its first layout is drawn (a
+        # cached layout lands inside the table change, before the clusters hear of it).
         return column is not None and table is not None and column in table.schema.columns \
             and table.schema.columns[column].kind == "image"
 

@@ -157,13 +157,11 @@ def test_gallery_shows_the_selection_and_a_click_rings_the_point(served_app, pag
         page.wait_for_timeout(200)
     assert tiles and 0 < tiles[0]["n"] <= 24
     screenshot("gallery")
-    # click the first tile (grid coordinates 0.5, -0.42 in the gallery's own plot), scrolled
-    # into the window first (in a narrow main area the tabs sit under the map)
+    # click the first tile (grid coordinates 0.5, -0.42 in the gallery's own plot)
     gallery_plot = tiles[0]["plot"]
     sx, sy = page.evaluate(
         """([id, x, y]) => {
           const pv = [...Bokeh.index.all_views()].find(v => v.model.id === id);
-          pv.el.scrollIntoView({block: "nearest"});
           const rect = pv.el.getBoundingClientRect();
           return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
         }""", [gallery_plot, 0.5, -0.42])
