@@ -523,31 +523,6 @@ def test_projector_is_its_public_parts_over_one_state(digits):
 
 
 @in_loop
-def test_only_the_shown_side_tab_is_drawn_and_updated(digits, monkeypatch):
-    """The app's side tabs: a hidden gallery does not redraw on each selection (nor, behind
-    the gallery, the table's page): on a served page that work queued every session's
-    changes."""
-    from embproj_panel.views.gallery import GalleryView
-    from embproj_panel.views.projector import main_area
-
-    drawn = []
-    tiles = GalleryView.tiles
-    monkeypatch.setattr(GalleryView, "tiles",
-                        lambda self, **kwargs: drawn.append(1) or tiles(self, **kwargs))
-    view = projector(digits)
-    layout = main_area(view.parts)
-    layout.get_root()
-    view.state.select(range(30))
-    view.state.select(range(5))
-    assert drawn == []  # the gallery's tab is not shown
-    (tabs,) = layout.select(pn.Tabs)
-    tabs.active = 1  # shown: drawn, and redrawn on a selection
-    shown = len(drawn)
-    view.state.select(range(8))
-    assert shown >= 1 and len(drawn) > shown
-
-
-@in_loop
 def test_each_part_works_alone_over_a_state(digits):
     state = ProjectorState(table=digits)
     state.wait(timeout=120)

@@ -128,11 +128,8 @@ def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
             if where == "tab" and name in parts]
     if not tabs:
         return side_column(parts)
-    # dynamic: only the shown tab is in the page. A hidden gallery redrew its plot on every
-    # selection, and the hidden table its page: each a HoloViews or Tabulator update on the
-    # server thread that every session's changes wait behind (the load benchmark).
     return pn.Tabs(("Table", side_column(parts)), *tabs, width=SIDE_WIDTH,
-                   sizing_mode="stretch_height", dynamic=True)
+                   sizing_mode="stretch_height")
 
 
 def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
