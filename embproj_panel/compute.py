@@ -573,6 +573,11 @@ class ProjectionJob:
             raise self._exception
         return self._result
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished, whatever the outcome; False if ``timeout``
+        seconds passed first."""
+        return self._finished.wait(timeout)
+
     def add_done_callback(self, fn: Callable[[ProjectionJob], None]) -> None:
         """Call ``fn(job)`` when the job finishes (at once if it already has)."""
         with self._lock:

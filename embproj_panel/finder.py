@@ -235,17 +235,11 @@ class FindState(param.Parameterized):
         TimeoutError
             If the scan takes longer than ``timeout`` seconds.
         """
-        import time
-
         scan = self._scan
         if scan is None:
             return
-        job = scan[0]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not job.done:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"The neighbour scan did not finish within {timeout} s")
-            time.sleep(0.02)
+        if not scan[0].wait(timeout):
+            raise TimeoutError(f"The neighbour scan did not finish within {timeout} s")
         if self.state.dispatch is None:
             self._finish_scan(*scan)  # showing a result twice shows the same list
 

@@ -277,10 +277,8 @@ class FaithfulnessState(param.Parameterized):
         if job is None:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not job.done:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Faithfulness did not finish within {timeout} s")
-            time.sleep(0.02)
+        if not job.wait(timeout):
+            raise TimeoutError(f"Faithfulness did not finish within {timeout} s")
         if self.state.dispatch is None:
             self._finish(job)  # nobody else applies it here; _finish applies a job once
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
