@@ -56,8 +56,16 @@ def reset_panel_state():
     if "panel" in sys.modules:
         import panel as pn
 
+        from bokeh.io import reset_output
+
         pn.state.kill_all_servers()
         pn.state.reset()
         # A test that built a page in-process leaves its document current for this thread;
         # the next test's updates would then be scheduled on it and never run.
         pn.state.curdoc = None
+        # Panel's run_app (panel/io/handlers.py) makes a served session's document Bokeh's
+        # process-wide current document when Bokeh had none, and never puts it back; Panel's
+        # state.curdoc falls back to it (it has a session context), so a later notebook-style
+        # page found its updates scheduled on a dead server's document: the order-dependent
+        # failures of test_notebook_api and test_resources after test_app_wandb.
+        reset_output()
