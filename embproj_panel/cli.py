@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,9 +232,8 @@ def _project(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     progress = Progress(args.method)
     try:
-        while not job.done:
+        while not job.wait(0.2):
             progress(job.progress)
-            time.sleep(0.2)
     except KeyboardInterrupt:
         job.cancel("Interrupted.")
         progress.close()

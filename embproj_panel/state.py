@@ -616,10 +616,8 @@ class ProjectorState(param.Parameterized):
         def remaining() -> float | None:
             return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-        while not job.done:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"The projection did not finish within {timeout} s")
-            time.sleep(0.02)
+        if not job.wait(remaining()):
+            raise TimeoutError(f"The projection did not finish within {timeout} s")
         if self.dispatch is None:
             # Applying here makes wait() work where nobody runs the scheduled callback (a
             # notebook cell blocking the kernel's loop); _finish never applies a job twice.

@@ -125,9 +125,16 @@ class ManualJob:
     def __init__(self, projection):
         self._projection = projection
         self._callbacks = []
-        self.done = False
+        self._finished = threading.Event()
         self.cancelled = False
         self.progress = 0.0
+
+    @property
+    def done(self):
+        return self._finished.is_set()
+
+    def wait(self, timeout=None):
+        return self._finished.wait(timeout)
 
     def add_done_callback(self, fn):
         self._callbacks.append(fn)
@@ -142,7 +149,7 @@ class ManualJob:
         return self._projection
 
     def finish(self):
-        self.done = True
+        self._finished.set()
         for fn in self._callbacks:
             fn(self)
 
