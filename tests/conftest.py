@@ -55,7 +55,6 @@ def reset_panel_state():
     yield
     if "panel" in sys.modules:
         import panel as pn
-
         from bokeh.io import reset_output
 
         pn.state.kill_all_servers()
