@@ -63,6 +63,19 @@ function shown(fig) {
 }
 const xr = figure.x_range, yr = figure.y_range;
 if (xr == null || yr == null) return;
+if (cb_obj === xr || cb_obj === yr) {
+  // Every other plot showing these ranges is drawn again. A plot view connects its ranges'
+  // changes to a repaint only for the ranges it was built with (PlotView.connect_signals,
+  // Bokeh 3.9); Compare links the panels' ranges after the page has loaded (link_axes), so
+  // a zoom in panel 1 moved the shared ranges while panels 2 and 3 kept their old picture,
+  // unless new tick labels happened to change their layout.
+  for (const view of g.Bokeh?.index?.all_views?.() ?? []) {
+    if (view.model !== figure && view.request_paint != null
+        && (view.model.x_range === cb_obj || view.model.y_range === cb_obj)) {
+      view.request_paint();
+    }
+  }
+}
 const owner = xr.__embproj_owner;
 if (owner !== figure) {
   if (owner != null && shown(owner)) return;

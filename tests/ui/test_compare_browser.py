@@ -136,6 +136,11 @@ def test_pan_and_zoom_one_panel_and_the_others_follow(served_app, checkpoints, p
     panels_before = page.evaluate(PANELS_JS)
     assert len({p["y"] for p in before}) == 1
     left, top, width, height = before[0]["frame"]
+    # What panel 2's frame shows (its pixels): it must be drawn again for panel 1's zoom.
+    f2 = panels_before[1]
+    clip = {"x": f2["left"] + f2["frame"][0], "y": f2["top"] + f2["frame"][1],
+            "width": f2["frame"][2], "height": f2["frame"][3]}
+    panel_2_before = page.screenshot(clip=clip)
     page.mouse.move(before[0]["left"] + left + width / 2, before[0]["top"] + top + height / 2)
     for _ in range(3):
         page.mouse.wheel(0, -200)   # zoom in over panel 1 (the wheel zoom is active)
@@ -150,6 +155,9 @@ def test_pan_and_zoom_one_panel_and_the_others_follow(served_app, checkpoints, p
     zoomed = page.evaluate(PANELS_JS)
     assert zoomed[0]["span"][1] < 0.9 * panels_before[0]["span"][1], (panels_before, zoomed)
     assert abs(zoomed[0]["scales"] - 1) < 0.02, zoomed
+    # Panel 2 shows the zoom too, not only its ranges (a plot view repaints on changes of the
+    # ranges it was built with, and Compare shares them later: views/aspect.py).
+    assert page.screenshot(clip=clip) != panel_2_before, "panel 2 was not drawn again"
     screenshot("compare-zoomed-together")
     check_box(page, "Pan and zoom the panels together")
     page.wait_for_function(f"() => new Set(({RANGES_JS})().map(p => p.x)).size === 3",
