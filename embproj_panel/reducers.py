@@ -173,6 +173,9 @@ class Reducer:
     _specs: ClassVar[tuple[ParamSpec, ...]] = ()
     # UMAP and t-SNE embed each distinct row once (duplicates share its position).
     _deduplicate: ClassVar[bool] = False
+    #: Whether a distance in the layout means the same along both axes (PCA, UMAP, t-SNE):
+    #: the map then keeps one data unit the same number of pixels on x and y.
+    isotropic: ClassVar[bool] = True
 
     # -- scikit-learn estimator protocol ----------------------------------------------------
     @classmethod

@@ -39,12 +39,13 @@ from embproj_panel.views.status import StatusView
 from embproj_panel.views.table import TableView
 from embproj_panel.views.trust import TrustView
 
-__all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_column",
-           "side_column", "side_tabs", "sidebar_parts"]
+__all__ = ["PARTS", "Projector", "as_table", "build_parts", "main_area", "plot_column", "plot_items",
+           "MAP_MIN_WIDTH", "SIDE_WIDTH", "side_column", "side_tabs", "sidebar_parts"]
 
 #: ``(attribute, Viewer class, region)`` of every part, in layout order. Regions:
 #: ``"sidebar"`` (the gear in a Projector, the page's sidebar in the app), ``"plot"`` (the
-#: scatter's column, top to bottom), ``"side"`` (the table's column beside it) and ``"tab"``
+#: scatter's column, top to bottom), ``"tools"`` (one line of controls above the scatter in
+#: that column, wrapping when narrow), ``"side"`` (the table's column beside it) and ``"tab"``
 #: (tabs beside that column: the gallery).
 PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("settings", SettingsView, "sidebar"),
@@ -52,8 +53,8 @@ PARTS: list[tuple[str, type[pn.viewable.Viewer], str]] = [
     ("images", ImagesView, "sidebar"),
     ("status", StatusView, "plot"),
     ("trust", TrustView, "plot"),
-    ("search_box", SearchView, "plot"),
-    ("isolation", IsolateView, "plot"),
+    ("search_box", SearchView, "tools"),
+    ("isolation", IsolateView, "tools"),
     ("scatter", ScatterView, "plot"),
     ("table", TableView, "side"),
     ("neighbors_panel", NeighborsView, "side"),
@@ -111,15 +112,33 @@ def sidebar_parts(parts: dict[str, pn.viewable.Viewer]) -> list[pn.viewable.View
     return _region(parts, "sidebar")
 
 
+def plot_items(parts: dict[str, pn.viewable.Viewer]) -> list[pn.viewable.Viewable]:
+    """The scatter's column, top to bottom: the ``"plot"`` region's parts, with the
+    ``"tools"`` region on one line (wrapping) just above the scatter."""
+    items: list[pn.viewable.Viewable] = list(_region(parts, "plot"))
+    tools = _region(parts, "tools")
+    if tools:
+        # One line, not one per part: every line above the map is height the map lacks.
+        # The first (the search box) takes the room the others leave.
+        boxes = [pn.Column(tool, sizing_mode="stretch_width", margin=0,
+                           styles={"flex": "1 1 560px" if i == 0 else "0 1 auto",
+                                   "width": "auto"})
+                 for i, tool in enumerate(tools)]
+        row = pn.FlexBox(*boxes, flex_wrap="wrap", align_items="flex-start",
+                         sizing_mode="stretch_width", margin=0)
+        at = items.index(parts["scatter"]) if "scatter" in parts else len(items)
+        items.insert(at, row)
+    return items
+
+
 def plot_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
-    """Status line, progress, error and the scatter (the ``"plot"`` region)."""
-    return pn.Column(*_region(parts, "plot"), sizing_mode="stretch_both", min_height=460)
+    """Status line, progress, error, the tools line and the scatter (:func:`plot_items`)."""
+    return pn.Column(*plot_items(parts), sizing_mode="stretch_both", min_height=460)
 
 
 def side_column(parts: dict[str, pn.viewable.Viewer]) -> pn.Column:
     """The table with its selection toggle, and the downloads (the ``"side"`` region)."""
-    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_height", width=SIDE_WIDTH,
-                     min_height=300)
+    return pn.Column(*_region(parts, "side"), sizing_mode="stretch_both", min_height=300)
 
 
 def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
@@ -128,16 +147,55 @@ def side_tabs(parts: dict[str, pn.viewable.Viewer]) -> pn.viewable.Viewable:
             if where == "tab" and name in parts]
     if not tabs:
         return side_column(parts)
-    return pn.Tabs(("Table", side_column(parts)), *tabs, width=SIDE_WIDTH,
-                   sizing_mode="stretch_height")
+    return pn.Tabs(("Table", side_column(parts)), *tabs, sizing_mode="stretch_both")
 
 
-def main_area(parts: dict[str, pn.viewable.Viewer]) -> pn.Row:
-    """Scatter and table side by side, so a selection and its rows are seen together."""
-    # The window's height, not a fixed one: the map grows with the window (the page's header
-    # and margins are about 100 px).
-    return pn.Row(plot_column(parts), side_tabs(parts), sizing_mode="stretch_width",
-                  min_height=560, styles={"height": "calc(100vh - 100px)"})
+#: The narrowest the map's column gets beside the table in the app's page (about a 700 px
+#: data frame once the axes and the legend have theirs); a narrower main area puts the table
+#: under the map instead, full width.
+MAP_MIN_WIDTH = 860
+
+# Height the page's header and margins take (FastListTemplate), and the part of the table's
+# column left in view under the map when the table goes below it: its tabs and first rows,
+# so the user sees the table is there.
+_PAGE_CHROME_PX = 100
+_TABLE_PEEK_PX = 120
+# The map's column never gets shorter (the lines above the map take about 200 px, the
+# scatter's pane at least 420): on a short window the page scrolls instead.
+_MAP_MIN_HEIGHT_PX = 640
+
+
+def _window_height(less: int) -> str:
+    """CSS: the window's height less ``less`` pixels, but at least the map's minimum."""
+    return f"max({_MAP_MIN_HEIGHT_PX}px, calc(100vh - {less}px))"
+
+
+def main_area(parts: dict[str, pn.viewable.Viewable]) -> pn.FlexBox:
+    """The map, and the table beside it when there is room, else under it.
+
+    Beside the map the table column is :data:`SIDE_WIDTH` wide and both take the window's
+    height; when the main area is narrower than :data:`MAP_MIN_WIDTH` plus the table (a
+    1400 px window with the sidebar open, a 1280 px laptop) the table wraps under the map
+    at the full width, the map keeps the window's height but for a strip of the table's
+    tabs, and the page scrolls to the rest. Which of the two depends on the main area's own
+    width (a CSS container query), so collapsing the sidebar brings the table back beside
+    the map.
+    """
+    wide = MAP_MIN_WIDTH + SIDE_WIDTH + 20  # + the two columns' margins
+    plot = plot_column(parts)
+    plot.param.update(sizing_mode="stretch_width", min_width=0, css_classes=["embproj-map"],
+                      styles={"flex": f"1000 1 {MAP_MIN_WIDTH}px",
+                              "height": _window_height(_PAGE_CHROME_PX)})
+    side = side_tabs(parts)
+    side.param.update(min_width=0,
+                      styles={"flex": f"1 0 {SIDE_WIDTH}px",
+                              "height": _window_height(_PAGE_CHROME_PX)})
+    # The height of a wrapped map (the flex basis decides the wrapping; this only the height).
+    narrow = (f"@container (max-width: {wide - 1}px) {{ .embproj-map {{ height: "
+              f"{_window_height(_PAGE_CHROME_PX + _TABLE_PEEK_PX)} !important; }} }}")
+    return pn.FlexBox(plot, side, flex_wrap="wrap", align_content="flex-start",
+                      sizing_mode="stretch_width", min_height=560, stylesheets=[narrow],
+                      styles={"container-type": "inline-size"})
 
 
 class Projector(pn.viewable.Viewer):
@@ -323,7 +381,7 @@ class Projector(pn.viewable.Viewer):
         # gear above, instead of a side-by-side row that squeezed the scatter to 235 px.
         gear = pn.Card(*sidebar_parts(self.parts), title="⚙ Settings", width=300,
                        collapsible=True, margin=(5, 5), styles={"flex": "0 0 auto"})
-        plot = pn.Column(*_region(self.parts, "plot"), sizing_mode="stretch_width",
+        plot = pn.Column(*plot_items(self.parts), sizing_mode="stretch_width",
                          min_width=_MIN_PLOT_WIDTH, height=720, margin=0,
                          styles={"flex": f"1 1 {_MIN_PLOT_WIDTH}px"})
         side = pn.Column(*_region(self.parts, "side"), width=460, height=720, margin=0,

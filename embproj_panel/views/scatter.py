@@ -71,7 +71,7 @@ from embproj_panel.dataset_table import DatasetTable
 from embproj_panel.reducers import REDUCERS
 from embproj_panel.spatial import PointIndex
 from embproj_panel.state import ProjectorState
-from embproj_panel.views import plots
+from embproj_panel.views import aspect, plots
 from embproj_panel.views.base import StateView, weak_hook
 from embproj_panel.views.text import cell_text
 
@@ -282,9 +282,15 @@ class ScatterView(StateView):
 
     def _key(self, plot: Any, element: Any) -> None:
         """HoloViews hook: the figure's legend or colorbar follows the colouring, in place;
-        a click on a legend entry selects its category."""
+        a click on a legend entry selects its category; and an isotropic method's map keeps
+        equal scales on both axes (in the browser, where the frame's size is known:
+        :mod:`~embproj_panel.views.aspect`). One hook in every element's list: a hook list
+        given to the overlay would replace the elements' own."""
         plots.update_key(plot, self.state.color, self.state.colormap,
                          on_pick=self.select_category)
+        projection = self.state.projection
+        if projection is not None and REDUCERS[projection.method].isotropic:
+            aspect.equal_scales(plot, element)
 
     def select_category(self, label: str) -> None:
         """Select the points whose colour category is ``label`` (a legend entry's click)."""

@@ -80,9 +80,91 @@ def run_method(page, method: str, while_running=None) -> None:
                              f"{page_text(page)}") from error
 
 
+# Scrolls the scatter's frame into the window: the table may sit under the map (a narrow
+# main area, views/projector.main_area), and a click on it scrolls the map partly away.
+MAP_INTO_VIEW_JS = """
+() => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  const r = pv.el.getBoundingClientRect();
+  if (r.top < 0 || r.bottom > innerHeight) pv.el.scrollIntoView({block: "nearest"});
+}
+"""
+
+
+def map_into_view(page) -> None:
+    """Scroll the page until the scatter is in the window, as a person would to use it."""
+    page.evaluate(MAP_INTO_VIEW_JS)
+
+
+# True once the map's raster covers exactly the window shown and that window has equal px per
+# data unit on x and y.
+RASTER_FITS_JS = """
+() => [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range).some(v => {
+  const f = v.frame.bbox, xr = v.model.x_range, yr = v.model.y_range;
+  const sx = xr.end - xr.start, sy = yr.end - yr.start;
+  return v.model.renderers.some(g => {
+    const d = g.data_source && g.data_source.data;
+    return d && d.dw && Math.abs(d.dw[0] / sx - 1) < 0.02 && Math.abs(d.dh[0] / sy - 1) < 0.02
+      && Math.abs((f.width / sx) / (f.height / sy) - 1) < 0.02;
+  });
+})
+"""
+
+
 def to_screen(page, x: float, y: float) -> tuple[float, float]:
+    """The window pixel of data point ``(x, y)``, with the map scrolled into view."""
+    map_into_view(page)
     sx, sy = page.evaluate(TO_SCREEN_JS, [float(x), float(y)])
     return sx, sy
+
+
+# The map's data window (its spans) and its frame, for a zoom's before and after.
+WINDOW_JS = """
+() => {
+  const pv = [...Bokeh.index.all_views()].filter(v => v.frame && v.model.x_range)[0];
+  const f = pv.frame.bbox, xr = pv.model.x_range, yr = pv.model.y_range;
+  return {x: xr.end - xr.start, y: yr.end - yr.start, width: f.width, height: f.height};
+}
+"""
+
+
+def wheel_zoom_in(page, x: float, y: float, clicks: int = 3,
+                  resize_to: dict | None = None) -> tuple[dict, dict]:
+    """Turn the mouse wheel ``clicks`` times over data point ``(x, y)`` (each turn halves the
+    window); the map's window before and once it has stayed put for a second.
+
+    The window must settle, not just change: the equal-scales fit (views/aspect.py) once
+    undid a wheel zoom some 150 ms after it, when the zoom's new tick labels resized the
+    frame before Bokeh signalled the gesture's end (300-500 ms after a turn). ``resize_to``
+    (a viewport size) resizes the frame in that interval on purpose, as soon as the first
+    turn has zoomed: the case that undid the zoom, made certain.
+    """
+    sx, sy = to_screen(page, x, y)
+    before = page.evaluate(WINDOW_JS)
+    page.mouse.move(sx, sy)
+    for i in range(clicks):
+        page.mouse.wheel(0, -300)
+        if i == 0 and resize_to is not None:
+            page.wait_for_function(f"() => ({WINDOW_JS})().x < 0.9 * {before['x']}",
+                                   polling="raf", timeout=10_000)
+            page.set_viewport_size(resize_to)
+        page.wait_for_timeout(50)
+    page.evaluate("window.__zoom_last = null; window.__zoom_same = 0")
+    page.wait_for_function(
+        f"""() => {{
+          const key = JSON.stringify(({WINDOW_JS})());
+          window.__zoom_same = window.__zoom_last === key ? window.__zoom_same + 1 : 0;
+          window.__zoom_last = key;
+          return window.__zoom_same >= 4;
+        }}""", polling=250, timeout=30_000)
+    return before, page.evaluate(WINDOW_JS)
+
+
+def assert_zoomed_in(before: dict, after: dict) -> None:
+    """Both axes zoomed in (at least one wheel turn kept), with equal px per data unit."""
+    assert after["x"] < 0.75 * before["x"] and after["y"] < 0.75 * before["y"], (before, after)
+    scales = (after["width"] / after["x"]) / (after["height"] / after["y"])
+    assert abs(scales - 1) < 0.02, (scales, after)
 
 
 def tooltip(page):
@@ -91,6 +173,7 @@ def tooltip(page):
 
 def box_select(page, frame_fraction=(0.3, 0.3, 0.7, 0.7)) -> None:
     """Drag a box over the middle of the plot frame with the box-select tool."""
+    map_into_view(page)
     state = page.evaluate(PLOT_JS)
     left, top, width, height = state["frame"]
     x0 = state["left"] + left + frame_fraction[0] * width
@@ -172,7 +255,8 @@ def test_box_select_fills_the_table_and_table_click_highlights(served_app, page,
     selected = set(next(s["selected"] for s in state["sources"] if s["selected"]))
     assert 0 < len(selected) < 1797
     # The page counts the selection, and the table lists exactly the selected rows.
-    page.get_by_role("button", name=f"Clear selection ({len(selected)})").wait_for(timeout=15_000)
+    page.get_by_role("button", name=f"Clear selection ({len(selected):,})").wait_for(
+        timeout=15_000)
     page.get_by_role("button", name="Show selection").click()
     page.wait_for_timeout(1000)
     shown = table_row_ids(page)
@@ -295,6 +379,9 @@ def test_two_hundred_thousand_rows_hover_and_select(served_app, large_table, ui_
     page.goto(served_app + large_table)
     page.wait_for_selector("text=/200,000 of 200,000 rows · PCA/", timeout=120_000)
     plot_state(page)
+    # Equal scales in Datashader mode too: the browser widens the ranges to the frame's shape
+    # (views/aspect.py) and the server shades that window (its RangeXY stream), not the data's.
+    page.wait_for_function(RASTER_FITS_JS, timeout=60_000)
     page.wait_for_timeout(2000)
     screenshot("large-loaded")
     # Hover the middle of a cluster: the server looks the nearest row up and sends its image.
@@ -322,3 +409,7 @@ def test_two_hundred_thousand_rows_hover_and_select(served_app, large_table, ui_
     shown = table_row_ids(page)
     assert shown and all(labels[row] == "0" for row in shown)
     screenshot("large-selected")
+    # A wheel zoom over the cluster zooms in on both axes with equal scales, and the server
+    # shades the new window (the equal-scales fit must not undo the zoom in Datashader mode).
+    assert_zoomed_in(*wheel_zoom_in(page, cx, cy))
+    page.wait_for_function(RASTER_FITS_JS, timeout=60_000)

@@ -25,9 +25,12 @@ PANELS_JS = """
   .map(v => {
     const rect = v.el.getBoundingClientRect();
     const f = v.frame.bbox;
+    const xr = v.model.x_range, yr = v.model.y_range;
     const points = v.model.renderers.filter(r => r.data_source && r.data_source.data.x)
       .sort((a, b) => b.data_source.data.x.length - a.data_source.data.x.length)[0];
     return {left: rect.left, top: rect.top, frame: [f.left, f.top, f.width, f.height],
+            span: [xr.end - xr.start, yr.end - yr.start],
+            scales: (f.width / (xr.end - xr.start)) / (f.height / (yr.end - yr.start)),
             selected: points.data_source.selected.indices.length};
   })
   .sort((a, b) => (a.top - b.top) || (a.left - b.left))
@@ -70,6 +73,12 @@ def test_a_brush_in_panel_2_lights_up_panels_1_and_3_and_the_table(served_app, c
     page.locator("text=/aligned to panel 1/").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     panels = page.evaluate(PANELS_JS)
+    # PCA is isotropic: equal px per unit on x and y (views/aspect.py). The linked panels
+    # share one window, fitted to the first panel's frame; the others are as equal as their
+    # frames' shapes allow (a wider legend leaves a narrower frame).
+    scales = [round(p["scales"], 4) for p in panels]
+    print("x/y px per unit in the three panels", scales)
+    assert abs(scales[0] - 1) < 0.02 and all(abs(ratio - 1) < 0.1 for ratio in scales), scales
     left, top, width, height = panels[1]["frame"]
     x0, y0 = panels[1]["left"] + left + 0.2 * width, panels[1]["top"] + top + 0.2 * height
     x1, y1 = panels[1]["left"] + left + 0.8 * width, panels[1]["top"] + top + 0.8 * height
@@ -90,6 +99,11 @@ def test_a_brush_in_panel_2_lights_up_panels_1_and_3_and_the_table(served_app, c
     page.locator(f"text=/Lines from panel 1 for {counts[0]} selected rows/").first.wait_for(
         timeout=30_000)
     page.wait_for_timeout(1500)
+    # The brush changed panel 1's header, so its frame is no longer the others' shape: the
+    # shared window stays put (two frames fitting it in turn once widened it to ±1e307).
+    for panel, before in zip(page.evaluate(PANELS_JS), panels):
+        assert all(now < 1.5 * was for now, was in zip(panel["span"], before["span"])), \
+            (panel, before)
     screenshot("compare-brushed-1400")
     # The URL is the comparison (Panel's location writes it back compactly).
     query = unquote(page.url)
@@ -119,8 +133,14 @@ def test_pan_and_zoom_one_panel_and_the_others_follow(served_app, checkpoints, p
     page.wait_for_function(f"() => new Set(({RANGES_JS})().map(p => p.x)).size === 1",
                            timeout=30_000)
     before = page.evaluate(RANGES_JS)
+    panels_before = page.evaluate(PANELS_JS)
     assert len({p["y"] for p in before}) == 1
     left, top, width, height = before[0]["frame"]
+    # What panel 2's frame shows (its pixels): it must be drawn again for panel 1's zoom.
+    f2 = panels_before[1]
+    clip = {"x": f2["left"] + f2["frame"][0], "y": f2["top"] + f2["frame"][1],
+            "width": f2["frame"][2], "height": f2["frame"][3]}
+    panel_2_before = page.screenshot(clip=clip)
     page.mouse.move(before[0]["left"] + left + width / 2, before[0]["top"] + top + height / 2)
     for _ in range(3):
         page.mouse.wheel(0, -200)   # zoom in over panel 1 (the wheel zoom is active)
@@ -130,6 +150,14 @@ def test_pan_and_zoom_one_panel_and_the_others_follow(served_app, checkpoints, p
     width_before = before[2]["end"] - before[2]["start"]
     width_after = after[2]["end"] - after[2]["start"]
     assert width_after < 0.9 * width_before      # panel 3 followed panel 1's zoom
+    # Both axes zoomed (the equal-scales fit of the shared window did not undo it) and
+    # panel 1, whose frame the shared window is fitted to, keeps equal scales.
+    zoomed = page.evaluate(PANELS_JS)
+    assert zoomed[0]["span"][1] < 0.9 * panels_before[0]["span"][1], (panels_before, zoomed)
+    assert abs(zoomed[0]["scales"] - 1) < 0.02, zoomed
+    # Panel 2 shows the zoom too, not only its ranges (a plot view repaints on changes of the
+    # ranges it was built with, and Compare shares them later: views/aspect.py).
+    assert page.screenshot(clip=clip) != panel_2_before, "panel 2 was not drawn again"
     screenshot("compare-zoomed-together")
     check_box(page, "Pan and zoom the panels together")
     page.wait_for_function(f"() => new Set(({RANGES_JS})().map(p => p.x)).size === 3",

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from tests.ui.test_browser import box_select, open_app, to_screen
+from tests.ui.test_browser import assert_zoomed_in, box_select, open_app, to_screen, wheel_zoom_in
 
 # The data of every renderer of a glyph type (ImageURL, Text, ...) in the page's plots.
 GLYPH_DATA_JS = """
@@ -121,13 +121,12 @@ def test_show_images_then_zoom_redraws_them(served_app, page, screenshot):
     assert 0 < before["n"] <= 200 and all(u.startswith("data:image/png") for u in before["url"])
     page.evaluate("window.scrollTo(0, 0)")
     screenshot("images")
-    # zoom in with the mouse wheel over the middle of the plot: new images within seconds
-    sx, sy = to_screen(page, float(np.median(before["x"])), float(np.median(before["y"])))
-    page.mouse.move(sx, sy)
+    # zoom in with the mouse wheel over the middle of the plot: it zooms in (the images'
+    # redraw on the new window must not undo it), and new images come within seconds
     start = time.monotonic()
-    for _ in range(6):
-        page.mouse.wheel(0, -300)
-        page.wait_for_timeout(50)
+    window_before, window_after = wheel_zoom_in(
+        page, float(np.median(before["x"])), float(np.median(before["y"])), clicks=6)
+    assert_zoomed_in(window_before, window_after)
     rows_before = sorted(before["row"])
     deadline = time.monotonic() + 20
     after = before
@@ -157,11 +156,13 @@ def test_gallery_shows_the_selection_and_a_click_rings_the_point(served_app, pag
         page.wait_for_timeout(200)
     assert tiles and 0 < tiles[0]["n"] <= 24
     screenshot("gallery")
-    # click the first tile (grid coordinates 0.5, -0.42 in the gallery's own plot)
+    # click the first tile (grid coordinates 0.5, -0.42 in the gallery's own plot), scrolled
+    # into the window first (in a narrow main area the tabs sit under the map)
     gallery_plot = tiles[0]["plot"]
     sx, sy = page.evaluate(
         """([id, x, y]) => {
           const pv = [...Bokeh.index.all_views()].find(v => v.model.id === id);
+          pv.el.scrollIntoView({block: "nearest"});
           const rect = pv.el.getBoundingClientRect();
           return [rect.left + pv.frame.x_scale.compute(x), rect.top + pv.frame.y_scale.compute(y)];
         }""", [gallery_plot, 0.5, -0.42])
