@@ -173,11 +173,13 @@ def test_a_zoom_reuses_the_frames_point_colours(monkeypatch):
     frame, mapping = _frame(n=500, categories="abcd")
     window = _shade_window(frame)
     zoomed = dict(window, x_range=(-0.5, 0.5), y_range=(-0.5, 0.5))
+    xs = np.sort(frame[colors.X].to_numpy())
+    edges = dict(window, x_range=(xs[100], xs[400]))  # points on both edges are drawn
     cache = plots.ShadeCache()
-    for view in (window, zoomed, window):
+    for view in (window, zoomed, edges, window):
         np.testing.assert_array_equal(plots.shade(frame, mapping, cache=cache, **view),
                                       plots.shade(frame, mapping, **view))
-    assert made == [500] * 4  # once for the cache, once per uncached shade
+    assert made == [500] * 5  # once for the cache, once per uncached shade
     made.clear()
     other, other_mapping = _frame(n=300, categories="ab", seed=1)
     plots.shade(other, other_mapping, cache=cache, **window)
