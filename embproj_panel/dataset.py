@@ -335,11 +335,16 @@ class Dataset:
         """
         positions = np.asarray(list(positions) if not isinstance(positions, np.ndarray)
                                else positions, dtype=np.int64).ravel()
+        return np.searchsorted(self.row_group_starts, positions, side="right") - 1
+
+    @property
+    def row_group_starts(self) -> np.ndarray:
+        """The first position of each row group (numbered as :meth:`row_groups_of` does)."""
         if self._group_starts is None:
             self._group_starts = np.concatenate(
                 [f.start + np.cumsum((0, *f.row_groups[:-1]), dtype=np.int64)
                  for f in self.files if f.row_groups] or [np.zeros(0, dtype=np.int64)])
-        return np.searchsorted(self._group_starts, positions, side="right") - 1
+        return self._group_starts
 
     def read_rows(self, positions: Iterable[int] | np.ndarray,
                   columns: Sequence[str] | None = None) -> pa.Table:
