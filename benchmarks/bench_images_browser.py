@@ -257,7 +257,7 @@ def _since(z: dict, key: str) -> float:
 
 
 #: The parts of one zoom, in seconds, from the in-page times (see :func:`phases`).
-PHASES = ("browser_wait", "server", "transfer", "apply", "images_load")
+PHASES = ("browser_wait", "server", "apply", "images_load")
 
 
 def phases(z: dict, drawn: str) -> dict[str, float]:
@@ -265,11 +265,11 @@ def phases(z: dict, drawn: str) -> dict[str, float]:
 
     ``browser_wait``: the wheel event -> the page sends BokehJS's RangesUpdate event (when
     its wheel-zoom "level of detail" interaction ends; the last one before the redraw);
-    ``server``: that send -> the first frame of the answer (HoloViews' wait for more range
-    events, choosing the points, shading, encoding, serialising); ``transfer``: the answer's
-    first frame -> its last frame before the redraw; ``apply``: that frame -> the first
-    animation frame with the new data (BokehJS applies the patch); ``images_load``: -> every
-    thumbnail decoded and drawn (0 for the raster alone).
+    ``server``: that send -> the last websocket frame before the new data is drawn (the
+    server's choice of points, shading, thumbnails, HoloViews and Bokeh, and the transfer);
+    ``apply``: that frame -> the first animation frame with the new data (negative when the
+    thumbnails came before the raster's last frame); ``images_load``: -> every thumbnail
+    decoded and drawn (0 for the raster alone).
     """
     nan = dict.fromkeys(PHASES, math.nan)
     t0, end = z["t0"], z[drawn]
@@ -279,13 +279,12 @@ def phases(z: dict, drawn: str) -> dict[str, float]:
     if not sent:
         return nan
     sent = sent[-1]
-    answer = [t for t, _ in z["recvs"] if sent <= t <= end]
+    data = z["set"] if drawn == "images" and z["set"] is not None else end
+    answer = [t for t, _ in z["recvs"] if sent <= t <= data]
     if not answer:
         return nan
-    data = z["set"] if drawn == "images" and z["set"] is not None else end
-    return {"browser_wait": (sent - t0) / 1e3, "server": (answer[0] - sent) / 1e3,
-            "transfer": (answer[-1] - answer[0]) / 1e3, "apply": (data - answer[-1]) / 1e3,
-            "images_load": (end - data) / 1e3}
+    return {"browser_wait": (sent - t0) / 1e3, "server": (answer[-1] - sent) / 1e3,
+            "apply": (data - answer[-1]) / 1e3, "images_load": (end - data) / 1e3}
 
 
 def summary(values: list[float]) -> tuple[float, float]:
