@@ -405,6 +405,37 @@ class Dataset:
         inverse[np.concatenate(order)] = np.arange(positions.size)
         return result.take(pa.array(inverse))
 
+    def read_row_groups(self, groups: Iterable[int],
+                        columns: Sequence[str] | None = None) -> dict[int, pa.Table]:
+        """Whole row groups (numbered as :meth:`row_groups_of` does): group -> its rows.
+
+        One read per file, and no row is copied (each group is a slice of its file's read).
+
+        Raises
+        ------
+        DatasetChanged
+            A file changed since the dataset was opened.
+        """
+        wanted = sorted({int(g) for g in groups})
+        starts = self.row_group_starts
+        names = list(columns) if columns is not None else self.columns
+        out: dict[int, pa.Table] = {}
+        first = 0  # the dataset-wide number of each file's first group
+        for file in self.files:
+            count = len(file.row_groups)
+            local = [g - first for g in wanted if first <= g < first + count]
+            if local:
+                piece = Piece(-1, file, tuple(local), int(starts[first + local[0]]),
+                              int(sum(file.row_groups[g] for g in local)), self.fs,
+                              self._display(file.path))
+                table = piece.read(names)
+                at = 0
+                for g in local:
+                    out[first + g] = table.slice(at, file.row_groups[g])
+                    at += file.row_groups[g]
+            first += count
+        return out
+
     def to_table(self):
         """Every row in memory, as the :class:`~embproj_panel.table.Table` the store loads.
 

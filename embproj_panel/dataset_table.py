@@ -202,7 +202,6 @@ class DatasetTable(Table):
         dataset = self.dataset
         groups = dataset.row_groups_of(rows)
         starts = dataset.row_group_starts
-        ends = np.append(starts[1:], len(self))
         chunks: dict[int, pa.ChunkedArray] = {}
         with self._lock:
             for group in np.unique(groups).tolist():
@@ -212,24 +211,24 @@ class DatasetTable(Table):
                     chunks[group] = found
         missing = [g for g in np.unique(groups).tolist() if g not in chunks]
         if missing:
-            # One read of the missing groups, every row of them (what a read costs anyway).
-            span = np.concatenate([np.arange(starts[g], ends[g]) for g in missing])
-            column = dataset.read_rows(span, [name]).column(0)
+            # One read of the missing groups, whole (what reading some of their rows costs).
+            read = dataset.read_row_groups(missing, [name])
             with self._lock:
                 self.reads += 1
-                at = 0
                 for group in missing:
-                    size = int(ends[group] - starts[group])
-                    chunks[group] = part = column.slice(at, size)
-                    at += size
-                    self._keep_image_group((name, group), part)
-        # Each row's cell: its group's chunk, at the row's offset in the group.
-        order = sorted(chunks)
-        offset = dict(zip(order, np.cumsum([0] + [len(chunks[g]) for g in order[:-1]])))
-        base = np.array([offset[g] for g in groups.tolist()], dtype=np.int64)
-        taken = pa.chunked_array([c for g in order for c in chunks[g].chunks],
-                                 type=chunks[order[0]].type).take(
-            pa.array(base + rows - starts[groups]))
+                    chunks[group] = read[group].column(0)
+                    self._keep_image_group((name, group), chunks[group])
+        # Each group's rows taken from its own chunk (a take over all the chunks at once would
+        # join them first: a copy of every kept group), then put back in the rows' order.
+        parts, order = [], []
+        for group in np.unique(groups).tolist():
+            mine = np.flatnonzero(groups == group)
+            parts.append(chunks[group].take(pa.array(rows[mine] - starts[group])))
+            order.append(mine)
+        inverse = np.empty(rows.size, dtype=np.int64)
+        inverse[np.concatenate(order)] = np.arange(rows.size)
+        taken = pa.chunked_array([c for part in parts for c in part.chunks],
+                                 type=parts[0].type).combine_chunks().take(pa.array(inverse))
         return table_from_arrow(pa.table({name: taken}), [{"name": name, "type": "image"}]
                                 ).get_column(name, convert_to="numpy")
 
