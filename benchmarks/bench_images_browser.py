@@ -72,13 +72,36 @@ TIMER_JS = """
   z.find = find;
   z.arm = () => {
     const {images, raster} = find();
-    z.t0 = null; z.t_images = null; z.t_raster = null; z.armed = true;
+    z.t0 = null; z.t_images = null; z.t_raster = null; z.t_set = null; z.armed = true;
+    z.sends = []; z.recvs = [];
     z.iteration = images ? images._set_data_iteration : -1;
     z.raster_data = raster ? raster.data.image : null;
     z.n = null;
   };
   if (!z.installed) {
     z.installed = true;
+    // Every websocket frame the page sends and receives while armed, with its in-page time:
+    // the RangesUpdate event leaving and the server's answer arriving split a zoom into the
+    // browser's wait before it tells the server, the server's part, and the drawing.
+    z.sends = []; z.recvs = [];
+    const send = WebSocket.prototype.send;
+    const watched = new WeakSet();
+    WebSocket.prototype.send = function (data) {
+      if (z.armed && z.t0 !== null) {
+        const ranges = typeof data === 'string' && data.includes('rangesupdate');
+        z.sends.push([performance.now(), data.byteLength ?? data.length ?? 0, ranges]);
+      }
+      if (!watched.has(this)) {
+        watched.add(this);
+        this.addEventListener('message', (event) => {
+          if (z.armed && z.t0 !== null) {
+            const d = event.data;
+            z.recvs.push([performance.now(), d.byteLength ?? d.size ?? d.length ?? 0]);
+          }
+        });
+      }
+      return send.call(this, data);
+    };
     document.addEventListener('wheel', () => {
       if (z.armed && z.t0 === null) z.t0 = performance.now();
     }, true);
@@ -86,6 +109,9 @@ TIMER_JS = """
       if (z.armed && z.t0 !== null) {
         const {images, raster} = find();
         const now = performance.now();
+        if (z.t_set === null && images && images._set_data_iteration > z.iteration) {
+          z.t_set = now;  // the new thumbnails' data arrived (their images still loading)
+        }
         if (z.t_images === null && images && images._set_data_iteration > z.iteration
             && images.resolved && images.resolved.count === images.resolved.size) {
           z.t_images = now; z.n = images.resolved.size;
@@ -186,18 +212,21 @@ def zooms(page: Any, frames: Frames, n: int, images: bool, args: Any,
         except Exception:  # noqa: BLE001 - Playwright's timeout: counted as a miss
             missed = True
         quiet(frames, mark, args.quiet, args.timeout)
-        z = page.evaluate("() => ({t0: window.__zoom.t0, images: window.__zoom.t_images,"
-                          " raster: window.__zoom.t_raster, n: window.__zoom.n})")
+        z = page.evaluate("() => { const z = window.__zoom; return {t0: z.t0,"
+                          " images: z.t_images, raster: z.t_raster, set: z.t_set, n: z.n,"
+                          " sends: z.sends, recvs: z.recvs}; }")
         page.evaluate("() => { window.__zoom.armed = false; }")
         nbytes, nframes, _ = frames.since(mark)
 
         row = {"images": _since(z, "images"), "raster": _since(z, "raster"), "bytes": nbytes,
-               "frames": nframes, "n": z["n"], "missed": missed, "in": zoom_in}
+               "frames": nframes, "n": z["n"], "missed": missed, "in": zoom_in,
+               **phases(z, "images" if images else "raster")}
         out.append(row)
         print(f"  zoom {i} ({'in' if zoom_in else 'out'}): "
               + (f"thumbnails {row['images']:.2f} s ({row['n']} images), " if images else "")
               + f"raster {row['raster']:.2f} s, {nbytes / 1e3:,.0f} KB in {nframes} frames"
               + ("  MISSED" if missed else "") + f"; {load()}", flush=True)
+        print("    " + "  ".join(f"{name} {row[name]:.3f}" for name in PHASES), flush=True)
     return out
 
 
@@ -225,6 +254,37 @@ def spy(path: Path | None) -> Iterator[None]:
 def _since(z: dict, key: str) -> float:
     """Seconds from the wheel event to the in-page time ``z[key]`` (NaN if none)."""
     return math.nan if z[key] is None or z["t0"] is None else (z[key] - z["t0"]) / 1e3
+
+
+#: The parts of one zoom, in seconds, from the in-page times (see :func:`phases`).
+PHASES = ("browser_wait", "server", "apply", "images_load")
+
+
+def phases(z: dict, drawn: str) -> dict[str, float]:
+    """Where one zoom's time went, from the page's own clock.
+
+    ``browser_wait``: the wheel event -> the page sends BokehJS's RangesUpdate event (when
+    its wheel-zoom "level of detail" interaction ends; the last one before the redraw);
+    ``server``: that send -> the last websocket frame before the new data is drawn (the
+    server's choice of points, shading, thumbnails, HoloViews and Bokeh, and the transfer);
+    ``apply``: that frame -> the first animation frame with the new data (negative when the
+    thumbnails came before the raster's last frame); ``images_load``: -> every thumbnail
+    decoded and drawn (0 for the raster alone).
+    """
+    nan = dict.fromkeys(PHASES, math.nan)
+    t0, end = z["t0"], z[drawn]
+    if t0 is None or end is None:
+        return nan
+    sent = [t for t, _, ranges in z["sends"] if ranges and t <= end]  # RangesUpdate events
+    if not sent:
+        return nan
+    sent = sent[-1]
+    data = z["set"] if drawn == "images" and z["set"] is not None else end
+    answer = [t for t, _ in z["recvs"] if sent <= t <= data]
+    if not answer:
+        return nan
+    return {"browser_wait": (sent - t0) / 1e3, "server": (answer[-1] - sent) / 1e3,
+            "apply": (data - answer[-1]) / 1e3, "images_load": (end - data) / 1e3}
 
 
 def summary(values: list[float]) -> tuple[float, float]:
@@ -308,6 +368,9 @@ def main() -> None:
     print(f"  zoom -> raster redrawn        median {raster_on[0]:5.2f} s  p95 {raster_on[1]:5.2f} s"
           f"   images off (plain Datashader raster): median {raster_off[0]:.2f} s  p95 "
           f"{raster_off[1]:.2f} s")
+    for label, rows in (("images on ", shown), ("images off", plain)):
+        print(f"  parts, {label} (median s): " + "  ".join(
+            f"{name} {summary([r[name] for r in rows])[0]:.3f}" for name in PHASES))
     if bytes_on:
         print(f"  bytes per view change         median {statistics.median(bytes_on) / 1e3:,.0f} KB"
               f"  max {max(bytes_on) / 1e3:,.0f} KB   bound {bound / 1e6:.2f} MB "

@@ -335,11 +335,16 @@ class Dataset:
         """
         positions = np.asarray(list(positions) if not isinstance(positions, np.ndarray)
                                else positions, dtype=np.int64).ravel()
+        return np.searchsorted(self.row_group_starts, positions, side="right") - 1
+
+    @property
+    def row_group_starts(self) -> np.ndarray:
+        """The first position of each row group (numbered as :meth:`row_groups_of` does)."""
         if self._group_starts is None:
             self._group_starts = np.concatenate(
                 [f.start + np.cumsum((0, *f.row_groups[:-1]), dtype=np.int64)
                  for f in self.files if f.row_groups] or [np.zeros(0, dtype=np.int64)])
-        return np.searchsorted(self._group_starts, positions, side="right") - 1
+        return self._group_starts
 
     def read_rows(self, positions: Iterable[int] | np.ndarray,
                   columns: Sequence[str] | None = None) -> pa.Table:
@@ -399,6 +404,37 @@ class Dataset:
         inverse = np.empty(positions.size, dtype=np.int64)
         inverse[np.concatenate(order)] = np.arange(positions.size)
         return result.take(pa.array(inverse))
+
+    def read_row_groups(self, groups: Iterable[int],
+                        columns: Sequence[str] | None = None) -> dict[int, pa.Table]:
+        """Whole row groups (numbered as :meth:`row_groups_of` does): group -> its rows.
+
+        One read per file, and no row is copied (each group is a slice of its file's read).
+
+        Raises
+        ------
+        DatasetChanged
+            A file changed since the dataset was opened.
+        """
+        wanted = sorted({int(g) for g in groups})
+        starts = self.row_group_starts
+        names = list(columns) if columns is not None else self.columns
+        out: dict[int, pa.Table] = {}
+        first = 0  # the dataset-wide number of each file's first group
+        for file in self.files:
+            count = len(file.row_groups)
+            local = [g - first for g in wanted if first <= g < first + count]
+            if local:
+                piece = Piece(-1, file, tuple(local), int(starts[first + local[0]]),
+                              int(sum(file.row_groups[g] for g in local)), self.fs,
+                              self._display(file.path))
+                table = piece.read(names)
+                at = 0
+                for g in local:
+                    out[first + g] = table.slice(at, file.row_groups[g])
+                    at += file.row_groups[g]
+            first += count
+        return out
 
     def to_table(self):
         """Every row in memory, as the :class:`~embproj_panel.table.Table` the store loads.

@@ -11,6 +11,10 @@ views keep asking the questions they ask of any table), but it holds no rows. It
   column at a time and kept (that is what the plot draws);
 * the cells of some rows (:meth:`DatasetTable.cells`, :meth:`DatasetTable.take`) for
   tooltips, images, table pages and exports, read from the rows' Parquet row groups only.
+  The image cells of the row groups read last are kept (:data:`IMAGE_GROUP_CACHE_BYTES` of
+  encoded images per table, least recently used out first): every view of images on the
+  map reads its thumbnails mostly from the same few row groups (``ImageCells(blocks=)``),
+  so the next pan or zoom reads none again.
 
 A whole scalar column (numbers, labels) can still be read with :meth:`get_column`, or a
 piece at a time with :meth:`column_batches` (what text search reads); a whole
@@ -26,6 +30,7 @@ colour values it keeps are the same for every session.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -38,7 +43,11 @@ from embproj_panel.dataset import Dataset
 from embproj_panel.schema import Schema
 from embproj_panel.table import Table
 
-__all__ = ["DatasetTable", "LazyColumnError"]
+__all__ = ["IMAGE_GROUP_CACHE_BYTES", "DatasetTable", "LazyColumnError"]
+
+#: The most bytes of encoded image cells a :class:`DatasetTable` keeps, by whole row group.
+#: A row group whose images alone are larger is never kept.
+IMAGE_GROUP_CACHE_BYTES = 64 * 2**20
 
 
 class LazyColumnError(ValueError):
@@ -59,7 +68,8 @@ class DatasetTable(Table):
         The dataset (what :func:`~embproj_panel.compute.project` projects, out of core).
     reads
         How many times rows were read from the files (every :meth:`cells`, :meth:`take` and
-        whole-column read counts once); tests and benchmarks look at it.
+        whole-column read counts once; image cells all in kept row groups are no read);
+        tests and benchmarks look at it.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -73,6 +83,9 @@ class DatasetTable(Table):
         self._colors: dict[Any, Any] = {}
         self._lock = threading.Lock()
         self.reads = 0
+        # (image column, row group) -> that group's cells as Arrow, least recently used first.
+        self._image_groups: OrderedDict[tuple[Any, int], pa.ChunkedArray] = OrderedDict()
+        self._image_group_bytes = 0
 
     # -- what it holds ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -174,9 +187,66 @@ class DatasetTable(Table):
 
     def cells(self, name: str | int, rows: Iterable[int] | np.ndarray) -> np.ndarray:
         """The cells of ``rows`` of one column (vectors as a 2-D array), as ``get_column``."""
-        self._check(name)
+        storage = self._check(name)
         rows = np.asarray(rows if isinstance(rows, np.ndarray) else list(rows), dtype=np.int64)
+        if storage == "image" and rows.size:
+            return self._image_cells(name, rows)
         return self._read(rows, [name]).get_column(name, convert_to="numpy")
+
+    def _image_cells(self, name: Any, rows: np.ndarray) -> np.ndarray:
+        """Image cells of ``rows`` through the kept row groups (whole groups read once)."""
+        from embproj_panel.arrow import table_from_arrow
+
+        if rows.min() < 0 or rows.max() >= len(self):
+            return self._read(rows, [name]).get_column(name, convert_to="numpy")  # its error
+        dataset = self.dataset
+        groups = dataset.row_groups_of(rows)
+        starts = dataset.row_group_starts
+        chunks: dict[int, pa.ChunkedArray] = {}
+        with self._lock:
+            for group in np.unique(groups).tolist():
+                found = self._image_groups.get((name, group))
+                if found is not None:
+                    self._image_groups.move_to_end((name, group))
+                    chunks[group] = found
+        missing = [g for g in np.unique(groups).tolist() if g not in chunks]
+        if missing:
+            # One read of the missing groups, whole (what reading some of their rows costs).
+            read = dataset.read_row_groups(missing, [name])
+            with self._lock:
+                self.reads += 1
+                for group in missing:
+                    chunks[group] = read[group].column(0)
+                    self._keep_image_group((name, group), chunks[group])
+        # Each group's rows taken from its own chunk (a take over all the chunks at once would
+        # join them first: a copy of every kept group), then put back in the rows' order.
+        parts, order = [], []
+        for group in np.unique(groups).tolist():
+            mine = np.flatnonzero(groups == group)
+            parts.append(chunks[group].take(pa.array(rows[mine] - starts[group])))
+            order.append(mine)
+        inverse = np.empty(rows.size, dtype=np.int64)
+        inverse[np.concatenate(order)] = np.arange(rows.size)
+        taken = pa.chunked_array([c for part in parts for c in part.chunks],
+                                 type=parts[0].type).combine_chunks().take(pa.array(inverse))
+        return table_from_arrow(pa.table({name: taken}), [{"name": name, "type": "image"}]
+                                ).get_column(name, convert_to="numpy")
+
+    def _keep_image_group(self, key: tuple[Any, int], cells: pa.ChunkedArray) -> None:
+        """Keep one row group's image cells, within :data:`IMAGE_GROUP_CACHE_BYTES` (lock held)."""
+        size = cells.nbytes
+        if size > IMAGE_GROUP_CACHE_BYTES or key in self._image_groups:
+            return
+        self._image_groups[key] = cells
+        self._image_group_bytes += size
+        while self._image_group_bytes > IMAGE_GROUP_CACHE_BYTES:
+            _, old = self._image_groups.popitem(last=False)
+            self._image_group_bytes -= old.nbytes
+
+    @property
+    def image_cache_bytes(self) -> int:
+        """Bytes of image cells kept (at most :data:`IMAGE_GROUP_CACHE_BYTES`)."""
+        return self._image_group_bytes
 
     def read_blocks(self, rows: Iterable[int] | np.ndarray) -> np.ndarray:
         """The Parquet row group of each of ``rows``: :meth:`cells` reads whole row groups."""

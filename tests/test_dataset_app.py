@@ -453,6 +453,46 @@ def test_thumbnails_on_the_map_are_read_in_one_pass(folder, reads):
     assert groups.tolist() == [0, 0, 1, 2, 3, 6, 8]
 
 
+def test_image_cells_of_row_groups_read_once_are_kept_within_a_bound(folder, reads,
+                                                                       monkeypatch):
+    """A pan or zoom of images on the map reads its thumbnails mostly from the row groups the
+    last view read (ImageCells' blocks): a table keeps those groups' image cells, bounded."""
+    from embproj_panel import dataset_table
+    from embproj_panel.arrow import images_from_arrow
+
+    table = DatasetTable(Dataset(folder))
+    pngs = [None if image is None else image.png_bytes
+            for image in images_from_arrow(pq.read_table(folder).column("image"))[0]]
+    reads.reset()
+    rows = [5999, 3, 700, 3, 1401, 699]  # groups 8, 0, 1, 0, 2, 0 (in files of 2,000 rows)
+    assert [im.png_bytes for im in table.cells("image", rows)] == [pngs[r] for r in rows]
+    assert len(reads.calls) == 2 and reads.rows("image") == 2000 + 600  # one read per file
+    kept = table.image_cache_bytes
+    assert 0 < kept <= dataset_table.IMAGE_GROUP_CACHE_BYTES
+    reads.reset()
+    again = [10, 1000, 5500, 710]  # the same groups: nothing read
+    assert [im.png_bytes for im in table.cells("image", again)] == [pngs[r] for r in again]
+    assert reads.calls == [] and table.image_cache_bytes == kept
+    # The bound: room for about two groups' images; the least recently used go first.
+    small = DatasetTable(Dataset(folder))
+    small.cells("image", [0])
+    bound = int(2.5 * small.image_cache_bytes)
+    monkeypatch.setattr(dataset_table, "IMAGE_GROUP_CACHE_BYTES", bound)
+    for rows in ([700], [1400], [700]):  # groups 1, 2, then 1 again
+        small.cells("image", rows)
+        assert small.image_cache_bytes <= bound
+    reads.reset()
+    small.cells("image", [1])  # group 0 went out first
+    assert reads.rows("image") == ROW_GROUP
+    reads.reset()
+    small.cells("image", [701])  # group 1 was used last
+    assert reads.calls == []
+    # A group larger than the whole bound is never kept (it would push out everything).
+    monkeypatch.setattr(dataset_table, "IMAGE_GROUP_CACHE_BYTES", 1000)
+    tiny = DatasetTable(Dataset(folder))
+    assert tiny.cells("image", [0])[0].png_bytes == pngs[0] and tiny.image_cache_bytes == 0
+
+
 def test_a_gallery_page_of_a_dataset_is_read_in_one_pass(folder, reads):
     projector = projected(folder, hover_image="image", color_by="label")
     projector.selection = list(range(0, N, 150))  # rows in every file

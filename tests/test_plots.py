@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import holoviews as hv
 import numpy as np
 import pandas as pd
@@ -159,6 +161,35 @@ def test_shade_draws_a_selection_in_colour_over_grey_rows():
     single = plots.shade(top, mapping, **window)
     rows = np.flatnonzero(single[..., 3].any(axis=1))
     assert rows.tolist() and rows.max() < 5
+
+
+def test_a_zoom_reuses_the_frames_point_colours(monkeypatch):
+    """A view's ShadeCache makes the points' colours once per frame and colouring: the same
+    images as without it, in any window, and made again for another frame or colouring."""
+    made = []
+    original = plots.category_channels
+    monkeypatch.setattr(plots, "category_channels",
+                        lambda data, color: made.append(len(data)) or original(data, color))
+    frame, mapping = _frame(n=500, categories="abcd")
+    window = _shade_window(frame)
+    zoomed = dict(window, x_range=(-0.5, 0.5), y_range=(-0.5, 0.5))
+    xs = np.sort(frame[colors.X].to_numpy())
+    edges = dict(window, x_range=(xs[100], xs[400]))  # points on both edges are drawn
+    cache = plots.ShadeCache()
+    for view in (window, zoomed, edges, window):
+        np.testing.assert_array_equal(plots.shade(frame, mapping, cache=cache, **view),
+                                      plots.shade(frame, mapping, **view))
+    assert made == [500] * 5  # once for the cache, once per uncached shade
+    made.clear()
+    other, other_mapping = _frame(n=300, categories="ab", seed=1)
+    plots.shade(other, other_mapping, cache=cache, **window)
+    plots.shade(other, other_mapping, cache=cache, **zoomed)
+    recoloured = dataclasses.replace(other_mapping, color_key={
+        label: "#000000" for label in other_mapping.color_key})
+    plots.shade(other, recoloured, cache=cache, **window)
+    # A selection shades a subset of the frame: never the cached frame's colours.
+    plots.shade(other, recoloured, cache=cache, selected=np.arange(10), **window)
+    assert made == [300, 300, 10]
 
 
 def test_numeric_shading_uses_the_whole_columns_span_and_has_a_colorbar():

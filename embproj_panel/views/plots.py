@@ -46,9 +46,10 @@ from embproj_panel.colors import (
 
 __all__ = [
     "BLANK_IMAGE", "CONTEXT_COLORS", "FILL", "MAX_RASTER_PIXELS", "THUMB", "ScatterStyle",
-    "colorbar_overlay", "extent", "glyph_style", "inspect_element", "legend_overlay",
-    "point_colors", "points_element", "raster_element", "raster_size", "scatter_element",
-    "scatter_key", "shade", "tooltips", "update_key", "warm_up",
+    "ShadeCache", "category_channels", "colorbar_overlay", "extent", "glyph_style",
+    "inspect_element", "legend_overlay", "point_colors", "points_element", "raster_element",
+    "raster_size", "scatter_element", "scatter_key", "shade", "tooltips", "update_key",
+    "warm_up",
 ]
 
 # The tooltip's image field (a data URI made for the hovered row only).
@@ -271,6 +272,7 @@ def shade(
     selected: np.ndarray | None = None,
     colormap: str | Sequence[str] = "viridis",
     spread: int = 2,
+    cache: ShadeCache | None = None,
 ) -> np.ndarray:
     """Datashade ``frame`` to one RGBA image on the server.
 
@@ -296,6 +298,9 @@ def shade(
         Colormap of numeric values (density when uncoloured).
     spread
         Maximum pixels ``dynspread`` grows isolated points by.
+    cache
+        Keeps what shading ``frame`` needs in any window (each point's category colour), so
+        the next zoom of the same frame and colouring does not make it again.
 
     Returns
     -------
@@ -311,7 +316,10 @@ def shade(
 
     def colored(data: pd.DataFrame) -> Any:
         if color.kind == "categorical":
-            return _shade_categories(canvas, data, color)
+            channels = (cache.channels(data, color, x_range)
+                        if cache is not None and data is frame
+                        else category_channels(data, color))
+            return _shade_categories(canvas, channels, color)
         if color.kind == "numeric":
             agg = canvas.points(data, X, Y, agg=ds.mean(COLOR))
             return tf.shade(agg, cmap=_palette(colormap_of(color, colormap)), how="linear",
@@ -332,22 +340,63 @@ def shade(
     return rgba[::-1]
 
 
-def _shade_categories(canvas: Any, data: pd.DataFrame, color: ColorMapping) -> Any:
-    """Each pixel in the count-weighted mean colour of its points, alpha by their number.
-
-    What ``tf.shade`` does with a ``count_cat`` aggregate, without the aggregate: that is a
-    ``width x height x categories`` array, and shading it takes ~250 MB at 1000 x 600 with 20
-    categories. Summing each point's colour channels takes four ``width x height`` arrays.
-    """
-    import datashader as ds
-    import datashader.transfer_functions as tf
-
+def category_channels(data: pd.DataFrame, color: ColorMapping) -> pd.DataFrame:
+    """``x``, ``y`` and each point's category colour as ``r``, ``g``, ``b`` (float32)."""
     key = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in color.color_key.values()],
                    dtype=np.float32)
     # ``values`` is a Categorical over exactly the key's labels, so every code is valid.
     rgb = key[np.asarray(data[COLOR].cat.codes)]
-    channels = pd.DataFrame({X: data[X].to_numpy(), Y: data[Y].to_numpy(),
-                             "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]})
+    return pd.DataFrame({X: data[X].to_numpy(), Y: data[Y].to_numpy(),
+                         "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]})
+
+
+class ShadeCache:
+    """The :func:`category_channels` of the last frame and colouring one view shaded.
+
+    A zoom shades the same frame again in another window: its points' colours are the same
+    (making them is about a third of a 1,000,000-row shade). They are kept sorted by ``x``,
+    so a zoomed-in window aggregates only the points between its left and right edges (a
+    slice, no copy) instead of testing every point. One per view (it holds that view's
+    frame), never shared at module level.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, Any] | None = None
+        self._channels: pd.DataFrame | None = None
+        self._x: np.ndarray | None = None
+
+    def channels(self, data: pd.DataFrame, color: ColorMapping,
+                 x_range: tuple[float, float] | None = None) -> pd.DataFrame:
+        """:func:`category_channels` of ``data`` (the points with ``x0 <= x <= x1`` of them,
+        with ``x_range``), made again only for another frame or colour mapping (compared by
+        identity: both are replaced, never changed in place)."""
+        key = self._key
+        if key is None or key[0] is not data or key[1] is not color:
+            self._key, self._channels, self._x = None, None, None  # let the old frame go
+            channels = category_channels(data, color)
+            order = np.argsort(channels[X].to_numpy(), kind="stable")  # NaN last
+            self._channels = channels.iloc[order].reset_index(drop=True)
+            self._x = self._channels[X].to_numpy()
+            self._key = (data, color)
+        if x_range is None:
+            return self._channels
+        # Datashader draws x0 <= x <= x1 (x1 in the last column): exactly these points.
+        low = int(np.searchsorted(self._x, x_range[0], side="left"))
+        high = int(np.searchsorted(self._x, x_range[1], side="right"))
+        return self._channels.iloc[low:high]
+
+
+def _shade_categories(canvas: Any, channels: pd.DataFrame, color: ColorMapping) -> Any:
+    """Each pixel in the count-weighted mean colour of its points, alpha by their number.
+
+    What ``tf.shade`` does with a ``count_cat`` aggregate, without the aggregate: that is a
+    ``width x height x categories`` array, and shading it takes ~250 MB at 1000 x 600 with 20
+    categories. Summing each point's colour channels (``channels``, from
+    :func:`category_channels`) takes four ``width x height`` arrays.
+    """
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
     agg = canvas.points(channels, X, Y, agg=ds.summary(
         n=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b")))
     # A one-colour cmap makes tf.shade vary only the alpha, as it does for categories.
@@ -666,6 +715,7 @@ def scatter_element(
     hover_data: Mapping[str, Sequence[Any]] | None = None,
     hover_tooltips: list[tuple[str, str]] | None = None,
     literal_colors: bool = False,
+    shade_cache: ShadeCache | None = None,
 ) -> Any:
     """The scatter the projector shows: glyphs, or one Datashader image above the threshold.
 
@@ -697,6 +747,8 @@ def scatter_element(
     literal_colors
         Glyphs only: each point's own hex colour, no colour mapper (see
         :func:`points_element`).
+    shade_cache
+        Raster only: the view's :class:`ShadeCache` (see :func:`shade`).
 
     Returns
     -------
@@ -708,7 +760,7 @@ def scatter_element(
         chosen = None if selected is None else np.asarray(selected)
         rgba = shade(frame, color, x_range=(x0, x1), y_range=(y0, y1), width=width,
                      height=height, selected=chosen, colormap=style.colormap,
-                     spread=max(1, int(style.point_size // 2)))
+                     spread=max(1, int(style.point_size // 2)), cache=shade_cache)
         return raster_element(rgba, (x0, y0, x1, y1), alpha=style.alpha,
                               axis_label=axis_label)
     if base is None:

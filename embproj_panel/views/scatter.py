@@ -74,6 +74,7 @@ from embproj_panel.state import ProjectorState
 from embproj_panel.views import aspect, plots
 from embproj_panel.views.base import StateView, weak_hook
 from embproj_panel.views.text import cell_text
+from embproj_panel.views.view_range import figure_opts, range_stream
 
 __all__ = ["ScatterView", "combine_selection", "gesture_mode"]
 
@@ -171,6 +172,8 @@ class ScatterView(StateView):
         self._inline_cache: tuple | None = None
         # (window and events, (width, height), element) of the raster last drawn.
         self._last_raster: tuple | None = None
+        # The frame's point colours, made once for all the zooms of one frame and colouring.
+        self._shade_cache = plots.ShadeCache()
         state = self.state
         state.param.watch(self._on_frame, ["frame", "color", "tooltip_columns", "hover_image",
                                            "datashade_threshold"])
@@ -270,9 +273,8 @@ class ScatterView(StateView):
         thumbnails would be sent a refresh later than its raster. Streams of the same kind
         and source share one callback: one refresh, one message.
         """
-        streams = hv_streams()
-        return [streams.RangeXY(source=self.view_source),
-                streams.PlotSize(source=self.view_source)]
+        return [range_stream(source=self.view_source),
+                hv_streams().PlotSize(source=self.view_source)]
 
     def _refresh_hover(self) -> None:
         """Re-run the hover element, so its tooltip lists the current fields."""
@@ -363,7 +365,7 @@ class ScatterView(StateView):
             layer = overlay(self)
             if layer is not None:
                 layers.append(layer)
-        ranges_stream = hv.streams.RangeXY(source=source)
+        ranges_stream = range_stream(source=source)
         ranges_stream.add_subscriber(self._on_ranges)
         size_stream = hv.streams.PlotSize(source=source)
         size_stream.add_subscriber(self._on_plot_size)
@@ -374,7 +376,7 @@ class ScatterView(StateView):
             self._streams.append(pointer)
             layers.append(hv.DynamicMap(self.inspect, streams=[pointer]))
         overlay = functools.reduce(operator.mul, layers)
-        opts: dict[str, Any] = {"responsive": True, "min_height": 400}
+        opts: dict[str, Any] = {"responsive": True, "min_height": 400, **figure_opts()}
         if ranges is not None:
             opts.update(xlim=ranges[0], ylim=ranges[1])
         return overlay.opts(**opts)
@@ -452,7 +454,7 @@ class ScatterView(StateView):
         # whatever the number of rows, categories or selected rows. (Separate layers for
         # "all rows", "grey context" and "selected rows" would each be sent, hidden or not.)
         # Streams without a source attach to this DynamicMap's plot.
-        streams = [hv.streams.RangeXY(), hv.streams.PlotSize(), self._data_events,
+        streams = [range_stream(), hv.streams.PlotSize(), self._data_events,
                    self._selection_events]
         raster = hv.DynamicMap(self._raster, streams=streams).opts(
             hooks=[weak_hook(self._key), weak_hook(self._watch_gestures)])
@@ -489,6 +491,7 @@ class ScatterView(StateView):
         element = plots.scatter_element(
             state.frame, state.color, self.style, raster=True, selected=selected,
             window=window, size=size, axis_label=self._axis_label(),
+            shade_cache=self._shade_cache,
         )
         # The legend or colorbar an image lacks, and the gesture keys (the DynamicMap's
         # hooks and each element's replace one another: both list both).
