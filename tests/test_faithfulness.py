@@ -69,6 +69,18 @@ def test_two_d_ties_and_duplicate_points_are_broken_by_position():
     np.testing.assert_array_equal(knn_2d(coords, 10), _brute_knn(coords, 10, "euclidean"))
 
 
+def test_a_rotated_lattice_of_duplicate_points_equals_brute_force():
+    # Two integer pixel columns of digits: a 17 x 17 lattice, hundreds of rows on some
+    # points, rotated by PCA, so distances that tie on the lattice differ in the last bits.
+    # The KD-tree's own radius search then missed rows at the edge and k=25 failed.
+    table = datasets.digits()
+    coords = ep.project(table, "pca", columns=["pixel_3_3", "pixel_4_4"]).coords
+    for k in (10, 25):
+        np.testing.assert_array_equal(knn_2d(coords, k), _brute_knn(coords, k, "euclidean"))
+    np.testing.assert_array_equal(knn_2d(coords, 25, chunk=100),
+                                  _brute_knn(coords, 25, "euclidean"))
+
+
 def test_a_row_is_never_its_own_neighbour_and_identical_spaces_score_one():
     coords = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
     projection = ep.project(coords, "pca", cache=False)  # PCA of 2-D data: a rotation
