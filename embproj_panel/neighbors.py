@@ -354,8 +354,10 @@ class NeighborIndex:
 
     @property
     def ready(self) -> bool:
-        """True when every query will be answered at full speed (forest built if needed)."""
-        return not self.needs_forest or self._forest is not None
+        """True when every query will be answered at full speed (forest built if needed, or
+        the graph kept and single rows exhaustive)."""
+        return (not self.needs_forest or self._forest is not None
+                or (self.exact_queries and self._graph is not None))
 
     def build(self, progress: Progress | None = None, cancel: CancelCheck | None = None,
               ) -> AnnoyForest:
@@ -423,6 +425,10 @@ class NeighborIndex:
         (k + 1)`` nodes a row; the graph's recall is printed by
         ``benchmarks/bench_faithfulness.py``). The largest graph asked for is kept and serves
         any smaller k. ``k`` must already be within 1 .. n - 1 (see :func:`clamp_k`).
+
+        Memory: while single rows are answered exhaustively (``exact_queries``) the forest is
+        released once the graph is made (a larger k builds it again); otherwise the
+        neighbours panel's queries need it, and it stays with the cached index.
         """
         report = progress or (lambda fraction: None)
         held = self._graph
@@ -451,6 +457,13 @@ class NeighborIndex:
                 ids, _ = forest.query(None, k + 1, search_k, items=items, distances=False)
                 result[start:start + len(items)] = _drop_self(ids, k, items)
                 report(0.5 + 0.5 * (start + len(items)) / self.n)
+            if self.exact_queries:
+                # Single rows are answered exhaustively at this size, so nothing but a graph
+                # at a larger k would ask the forest again: let it go (at 1,000,000 x 64 it
+                # was 1.1 GB, 4.5x the matrix). The graph kept below serves any k up to this.
+                with self._lock:
+                    if self._forest is forest:
+                        self._forest = None
         self._graph = result
         return result
 

@@ -189,6 +189,22 @@ def test_forest_graph_above_the_exact_limit(monkeypatch):
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(more, exact)]) > 0.97
 
 
+def test_the_forest_is_let_go_after_the_graph_unless_single_queries_need_it(monkeypatch):
+    import embproj_panel.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "EXACT_GRAPH_MAX_ROWS", 500)
+    X = np.random.default_rng(8).normal(size=(1500, 8)).astype(np.float32)
+    index = NeighborIndex(X, "euclidean")    # single rows exhaustive, the graph from a forest
+    graph = index.graph(10)
+    assert index._forest is None and index.ready     # only the graph is held
+    np.testing.assert_array_equal(index.graph(4), graph[:, :4])  # a smaller k: no forest
+    assert index._forest is None
+    assert index.graph(12).shape == (1500, 12) and index._forest is None  # built, let go
+    queried = NeighborIndex(X, "euclidean", exact_max_cells=0)  # rows asked of the forest
+    queried.graph(10)
+    assert queried._forest is not None
+
+
 @pytest.mark.slow
 def test_mean_orders_pca_and_umap_as_sklearn_trustworthiness_does(numba_warm):
     table = datasets.digits()
