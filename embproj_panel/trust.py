@@ -260,9 +260,14 @@ def _ranked_2d(P: np.ndarray, Q: np.ndarray, own: np.ndarray, ids: np.ndarray, k
     d2 = ((P[ids] - Q[:, None, :]) ** 2).sum(axis=2)  # the reference's arithmetic
     is_self = ids == own[:, None]
     d2[is_self] = -1.0
-    order = np.lexsort((ids, d2), axis=1)
-    ids = np.take_along_axis(ids, order, axis=1)
-    d2 = np.take_along_axis(d2, order, axis=1)
+    # The tree lists candidates nearest first: a row whose squared distances strictly rise
+    # is in (distance, position) order already; sort the others (ties, rounding, itself
+    # not first).
+    unsorted = np.flatnonzero(~(d2[:, 1:] > d2[:, :-1]).all(axis=1))
+    if len(unsorted):
+        order = np.lexsort((ids[unsorted], d2[unsorted]), axis=1)
+        ids[unsorted] = np.take_along_axis(ids[unsorted], order, axis=1)
+        d2[unsorted] = np.take_along_axis(d2[unsorted], order, axis=1)
     settled = is_self.any(axis=1) & (d2[:, k] < d2[:, -1] * (1 - 1e-9))
     return ids, d2, settled
 
