@@ -2,11 +2,14 @@
 
 Prints, with the 1-minute load average beside each figure (the machine may be shared):
 
-1. at ``--index-rows`` rows (default: ``--rows``), end to end: the neighbour index (the
-   Annoy forest build, then the all-rows kNN graph from it, with the graph's recall@10
-   against exact search on 200 rows), then ``ep.faithfulness(X, projection)`` once that
-   index exists (target: 60 s at 1,000,000 rows), then ``assess`` (faithfulness plus
-   trustworthiness over its stated sample);
+1. at ``--index-rows`` rows (default: ``--rows``), end to end, each step's time and its
+   peak resident memory above the step's start (and what it leaves held), as a multiple
+   of the table: the neighbour index (the Annoy forest build, then the all-rows kNN graph
+   from it, with the graph's recall@10 against exact search on 200 rows and its time a
+   row against Annoy's own ``get_nns_by_item`` on 20,000 rows, the plain library call),
+   then ``ep.faithfulness(X, projection)`` once that index exists (target: 60 s at
+   1,000,000 rows), then ``assess`` (faithfulness plus trustworthiness over its stated
+   sample), then what the neighbour-index cache still holds;
 2. at ``--rows`` rows, each step ``ep.faithfulness`` takes once the index exists, timed on
    its own: reading the original matrix back, the content digest that finds the cached
    index, the exact 2-D graph, the intersection; and the same 2-D graph by scikit-learn's
@@ -56,26 +59,99 @@ def layout(X: np.ndarray) -> SimpleNamespace:
                            columns=[f"x[{j}]" for j in range(X.shape[1])])
 
 
+class Memory:
+    """The process's resident memory (``/proc/self/status``), its peak sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = self.now()
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    @staticmethod
+    def now() -> float:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) * 1024
+        return 0.0
+
+    def _poll(self) -> None:
+        import time
+
+        while True:
+            self.peak = max(self.peak, self.now())
+            time.sleep(0.02)
+
+    def measure(self, fn):
+        """``(seconds, result, peak bytes above the start, bytes still held after)``."""
+        import time
+
+        start = self.peak = self.now()
+        t, out = timed(fn)
+        time.sleep(0.05)
+        return t, out, self.peak - start, self.now() - start
+
+
+def annoy_own_query(forest, rows: np.ndarray) -> float:
+    """Seconds Annoy's own ``get_nns_by_item`` takes for ``rows``, one thread, as the graph
+    asks it (k + 1 items, search_k = n_trees * (k + 1), no distances)."""
+    search_k = forest.n_trees * (K + 1)
+    query = forest.index.get_nns_by_item
+    t, _ = timed(lambda: [query(int(i), K + 1, search_k) for i in rows])
+    return t
+
+
 def end_to_end(n: int, d: int) -> None:
+    from embproj_panel.neighbors import clear_cache
+
+    memory = Memory()
     X = clustered(n, d, n_clusters=50, seed=1)
     projection = layout(X)
-    print(f"-- end to end at {n:,} x {d}, k = {K}, euclidean; load {load()}", flush=True)
+    table = X.nbytes
+
+    def x(nbytes: float) -> str:
+        return f"{nbytes / 2**20:6.0f} MB ({nbytes / table:.1f}x the table)"
+
+    clear_cache()
+    base = memory.now()
+    print(f"-- end to end at {n:,} x {d}, k = {K}, euclidean; the table {x(table)}; "
+          f"load {load()}", flush=True)
     index = projection_index(X, projection, "euclidean")  # the one ep.faithfulness uses
-    t, forest = timed(index.build)
-    print(f"index: forest build {t:7.1f} s ({forest.n_trees} trees); load {load()}", flush=True)
-    t, graph = timed(lambda: index.graph(K))
-    sample = np.random.default_rng(3).choice(n, 200, replace=False)
+    t, forest, peak, held = memory.measure(index.build)
+    print(f"index: forest build {t:7.1f} s ({forest.n_trees} trees); peak +{x(peak)}, "
+          f"held +{x(held)}; load {load()}", flush=True)
+    # The plain library call: Annoy's own query of indexed rows, one thread, on a sample.
+    sample = np.random.default_rng(3).choice(n, min(n, 20_000), replace=False)
+    raw_us = annoy_own_query(forest, sample) / len(sample) * 1e6
+    del forest  # the index decides what it keeps
+    t, graph, peak, held = memory.measure(lambda: index.graph(K))
+    check = sample[:200]
     recall = np.mean([len(set(graph[r]) & set(index._exact(np.array([r]), K)[0][0])) / K
-                      for r in sample])
-    print(f"index: all-rows kNN graph {t:7.1f} s ({t / n * 1e6:.0f} us a row; recall@10 "
-          f"{recall:.3f} on 200 rows); load {load()}", flush=True)
-    t, values = timed(lambda: ep.faithfulness(X, projection, k=K))
+                      for r in check])
+    ours_us = t / n * 1e6
+    print(f"index: all-rows kNN graph {t:7.1f} s ({ours_us:.0f} us a row; Annoy's own "
+          f"get_nns_by_item, one thread, {raw_us:.0f} us a row on {len(sample):,} rows: "
+          f"{ours_us / raw_us:.2f}x it; recall@10 {recall:.3f} on 200 rows); peak +{x(peak)}, "
+          f"held +{x(held)}; load {load()}", flush=True)
+    t, values, peak, held = memory.measure(lambda: ep.faithfulness(X, projection, k=K))
     verdict = "ok" if t < TARGET_S else "MISS"
     print(f"ep.faithfulness once the index exists: {t:7.1f} s {verdict} (target {TARGET_S:.0f} s "
-          f"at 1,000,000); mean {values.mean():.3f}; load {load()}", flush=True)
-    t, report = timed(lambda: assess(X, projection, k=K))
-    print(f"assess (faithfulness + trustworthiness): {t:7.1f} s; {report.summary()} "
-          f"load {load()}", flush=True)
+          f"at 1,000,000); peak +{x(peak)}; mean {values.mean():.3f}; load {load()}",
+          flush=True)
+    t, report, peak, held = memory.measure(lambda: assess(X, projection, k=K))
+    print(f"assess (faithfulness + trustworthiness): {t:7.1f} s; peak +{x(peak)}; "
+          f"{report.summary()} load {load()}", flush=True)
+    del graph, values, report
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the system, then measure
+    print(f"held by the neighbour-index cache after the job: +{x(memory.now() - base)} "
+          f"(the matrix copy, its norms and the kNN graph; forest kept: "
+          f"{index._forest is not None}); load {load()}", flush=True)
+    clear_cache()
 
 
 def steps(n: int, d: int) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +41,7 @@ from embproj_panel.compare_app import compare_link
 from embproj_panel.sources import load_source as _load
 from embproj_panel.state import ProjectorState
 from embproj_panel.table import Table
+from embproj_panel.trust_state import k_from_url
 from embproj_panel.upload_widget import BoundedFileDropper
 from embproj_panel.views import plots
 from embproj_panel.views.projector import (
@@ -273,15 +273,9 @@ class ProjectorApp(pn.viewable.Viewer):
         faith = self._faithfulness()
         if faith is None or "k" not in query:
             return
-        text = str(query["k"]).strip()
-        bounds = faith.param.k.bounds
-        value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,9}", text) else None
-        if value is None or not bounds[0] <= value <= bounds[1]:
-            shown = text if len(text) <= 40 else text[:39] + "…"
-            problems.append(f"k={shown!r} (the faithfulness k is a whole number from "
-                            f"{bounds[0]} to {bounds[1]}; k={faith.k} is used)")
-            return
-        faith.k = value
+        problem = k_from_url(faith, query["k"])
+        if problem:
+            problems.append(problem)
 
     def _apply_method_settings(self, query: dict[str, Any], problems: list[str]) -> None:
         settings = self.state.settings[self.state.method]

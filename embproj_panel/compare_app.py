@@ -4,13 +4,15 @@
 the query has ``compare``). The URL is the comparison:
 
 ``?project=p&run=r&table=t&compare=[{"method":"pca"},{"method":"umap","n_neighbors":30}]
-&color=target&align=true&moves=false&zoom=true``
+&color=target&align=true&moves=false&zoom=true&k=10``
 
 ``compare`` is the JSON list of views that :class:`~embproj_panel.comparison.CompareState`
 takes (each a method, optional ``embedding_columns`` and the method's changed
 hyperparameters); ``color``, ``align`` and ``moves`` are the shared colour column, the
-alignment switch, the "where did it move" overlay and linked pan and zoom. Changing any panel's method, columns
-or parameters, or one of those switches, rewrites the URL; a URL that cannot be applied opens
+alignment switch, the "where did it move" overlay and linked pan and zoom; ``k`` is the
+faithfulness k of every panel (a whole number from 1 to 100, as in the single view).
+Changing any panel's method, columns or parameters, k, or one of those switches, rewrites
+the URL; a URL that cannot be applied opens
 the defaults and says what was ignored. The table comes from the URL as in the single view
 (:func:`embproj_panel.sources.load_source`); the sidebar links back to the single view of it.
 """
@@ -26,6 +28,7 @@ import panel as pn
 import param
 
 from embproj_panel.comparison import MAX_PANELS
+from embproj_panel.trust_state import k_from_url
 from embproj_panel.views.compare import Compare
 
 __all__ = ["DEFAULT_VIEWS", "CompareApp", "compare_href", "parse_views"]
@@ -130,6 +133,10 @@ class CompareApp(pn.viewable.Viewer):
             if key in query:
                 settings[name] = str(query[key]).lower() in ("1", "true", "yes", "on")
         self.compare = self._build(table, views, settings, problems)
+        if "k" in query:  # one faithfulness k for every panel, as the k input sets it
+            problem = k_from_url(self.compare.faithfulness_k, query["k"])
+            if problem:
+                problems.append(problem)
         self._message = pn.pane.Alert(
             html.escape("Some settings in the URL were ignored: " + "; ".join(problems)),
             alert_type="danger", visible=bool(problems), sizing_mode="stretch_width")
@@ -170,6 +177,7 @@ class CompareApp(pn.viewable.Viewer):
         location.sync(self.compare.state, {"align": "align", "show_moves": "moves"})
         location.sync(self.compare, {"linked_zoom": "zoom"})
         location.sync(self.compare.state.reference, {"color_by": "color"})
+        location.sync(self.compare.faithfulness_k, {"k": "k"})
 
     # -- layout -----------------------------------------------------------------------------------
     def single_view_href(self) -> str:

@@ -12,7 +12,9 @@ PCA-reduced copy. :class:`NeighborIndex` answers it for one matrix and one metri
   from the forest are re-ranked with exact float64 distances, so every distance shown is
   exact even when the search is approximate.
 - **every row** (:meth:`NeighborIndex.graph`): the kNN graph faithfulness needs; exact up to
-  :data:`EXACT_GRAPH_MAX_ROWS` rows, from the forest above, cached for the largest k asked.
+  :data:`EXACT_GRAPH_MAX_ROWS` rows, from the forest above, cached for the largest k asked
+  (int32, a chunk of rows at a time). When single rows are exhaustive the forest is let go
+  once the graph exists: only the matrix, its norms and the graph stay cached.
 
 Exact answers rank by ``(distance, row position)``, so ties (common in integer data such as
 digits) are broken the same way every time and equal a brute-force reference exactly.
@@ -21,6 +23,9 @@ digits) are broken the same way every time and equal a brute-force reference exa
 (``openTSNE.dependencies.annoy``, not a public module): the UMAP engine builds its kNN graph
 with it too. :func:`neighbor_index` keeps built indexes in a small process-wide cache keyed
 by the matrix's content and the metric, so a table's forest is built once, whoever asks.
+It holds at most four indexes (least recently used dropped), each its float32 matrix (1x the
+table's vectors), norms (24 bytes a row), graph (4 k bytes a row) and, where single queries
+need it, the forest (4.5x the matrix at 1,000,000 x 64 with 64 trees).
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ EXACT_GRAPH_MAX_ROWS = 20_000
 _SPARE = 20
 _EPS32 = float(np.finfo(np.float32).eps)
 _BLOCK_BYTES = 1 << 26  # (rows x n) float32 score block of the exact graph: 64 MB
+_GRAPH_CHUNK = 1 << 16  # rows a step of the all-rows forest query takes
 
 Progress = Callable[[float], None]
 CancelCheck = Callable[[], bool]
@@ -82,6 +88,11 @@ def _n_threads() -> int:
     from embproj_panel._runtime import n_threads
 
     return n_threads()
+
+
+def id_dtype(n: int) -> type:
+    """The row-id dtype of an n-row neighbour list: int32 (half of int64's bytes) when it fits."""
+    return np.int32 if n < 2**31 else np.int64
 
 
 def _cancelled_error(message: str = "Cancelled.") -> Exception:
@@ -206,13 +217,15 @@ class AnnoyForest:
             progress(1.0)
 
     def query(self, X_new: np.ndarray | None, k: int, search_k: int = -1,
-              items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              items: np.ndarray | None = None, distances: bool = True,
+              ) -> tuple[np.ndarray, np.ndarray | None]:
         """k nearest indexed rows of each row of ``X_new`` (None: of the indexed ``items``).
 
         ``items=None`` with ``X_new=None`` means every indexed row. ``search_k`` is Annoy's
         (-1: ``n_trees * k`` nodes); a larger value finds more of the true neighbours. Missing
         neighbours (Annoy may return fewer than k) are -1 at distance inf. Each query is
         independent and read-only, so the thread count cannot change the results.
+        ``distances=False`` returns None for them (Annoy then builds no list of floats).
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -221,16 +234,22 @@ class AnnoyForest:
         m = X_new.shape[0] if X_new is not None else len(items)
         k = min(k, self.n)
         indices = np.full((m, k), -1, dtype=np.int64)
-        dists = np.full((m, k), np.inf, dtype=np.float32)
+        dists = np.full((m, k), np.inf, dtype=np.float32) if distances else None
 
         def work(bounds: tuple[int, int]) -> None:
+            index = self.index
+            if dists is None and X_new is None:
+                for i in range(*bounds):
+                    found = index.get_nns_by_item(int(items[i]), k, search_k)
+                    indices[i, : len(found)] = found
+                return
             for i in range(*bounds):
                 if X_new is None:
-                    found, far = self.index.get_nns_by_item(int(items[i]), k, search_k,
-                                                            include_distances=True)
+                    found, far = index.get_nns_by_item(int(items[i]), k, search_k,
+                                                       include_distances=True)
                 else:
-                    found, far = self.index.get_nns_by_vector(X_new[i], k, search_k,
-                                                              include_distances=True)
+                    found, far = index.get_nns_by_vector(X_new[i], k, search_k,
+                                                         include_distances=True)
                 indices[i, : len(found)] = found
                 dists[i, : len(far)] = far
 
@@ -340,8 +359,10 @@ class NeighborIndex:
 
     @property
     def ready(self) -> bool:
-        """True when every query will be answered at full speed (forest built if needed)."""
-        return not self.needs_forest or self._forest is not None
+        """True when every query will be answered at full speed (forest built if needed, or
+        the graph kept and single rows exhaustive)."""
+        return (not self.needs_forest or self._forest is not None
+                or (self.exact_queries and self._graph is not None))
 
     def build(self, progress: Progress | None = None, cancel: CancelCheck | None = None,
               ) -> AnnoyForest:
@@ -409,6 +430,10 @@ class NeighborIndex:
         (k + 1)`` nodes a row; the graph's recall is printed by
         ``benchmarks/bench_faithfulness.py``). The largest graph asked for is kept and serves
         any smaller k. ``k`` must already be within 1 .. n - 1 (see :func:`clamp_k`).
+
+        Memory: while single rows are answered exhaustively (``exact_queries``) the forest is
+        released once the graph is made (a larger k builds it again); otherwise the
+        neighbours panel's queries need it, and it stays with the cached index.
         """
         report = progress or (lambda fraction: None)
         held = self._graph
@@ -416,7 +441,7 @@ class NeighborIndex:
             report(1.0)
             return held[:, :k]
         if self.n <= EXACT_GRAPH_MAX_ROWS:
-            result = np.empty((self.n, k), dtype=np.int64)
+            result = np.empty((self.n, k), dtype=id_dtype(self.n))
             step = max(1, min(self.n, _BLOCK_BYTES // max(1, 4 * self.n)))
             for start in range(0, self.n, step):
                 if cancel is not None and cancel():
@@ -427,11 +452,23 @@ class NeighborIndex:
                 report(min(self.n, start + step) / self.n)
         else:
             forest = self.build(progress=lambda f: report(0.5 * f), cancel=cancel)
-            if cancel is not None and cancel():
-                raise _cancelled_error()
-            ids, _ = forest.query(None, k + 1, search_k)
-            result = _drop_self(ids, k)
-            report(1.0)
+            result = np.empty((self.n, k), dtype=id_dtype(self.n))
+            # A chunk of rows at a time: the (rows, k + 1) int64 ids and float32 distances
+            # Annoy hands back stay small, and a cancel takes effect within a chunk.
+            for start in range(0, self.n, _GRAPH_CHUNK):
+                if cancel is not None and cancel():
+                    raise _cancelled_error()
+                items = np.arange(start, min(self.n, start + _GRAPH_CHUNK))
+                ids, _ = forest.query(None, k + 1, search_k, items=items, distances=False)
+                result[start:start + len(items)] = _drop_self(ids, k, items)
+                report(0.5 + 0.5 * (start + len(items)) / self.n)
+            if self.exact_queries:
+                # Single rows are answered exhaustively at this size, so nothing but a graph
+                # at a larger k would ask the forest again: let it go (at 1,000,000 x 64 it
+                # was 1.1 GB, 4.5x the matrix). The graph kept below serves any k up to this.
+                with self._lock:
+                    if self._forest is forest:
+                        self._forest = None
         self._graph = result
         return result
 
@@ -518,9 +555,12 @@ class NeighborIndex:
         return np.clip(1.0 - cos, 0.0, 2.0)
 
 
-def _drop_self(ids: np.ndarray, k: int) -> np.ndarray:
-    """Each row's first k neighbours other than itself (a forest may list it, or not first)."""
-    own = np.arange(ids.shape[0])[:, None]
+def _drop_self(ids: np.ndarray, k: int, own: np.ndarray | None = None) -> np.ndarray:
+    """Each row's first k neighbours other than itself (a forest may list it, or not first).
+
+    ``own``: the rows' own ids (None: ``0 .. len(ids) - 1``).
+    """
+    own = (np.arange(ids.shape[0]) if own is None else np.asarray(own))[:, None]
     keep = np.argsort(ids == own, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(ids, keep, axis=1)
 

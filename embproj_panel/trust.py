@@ -46,6 +46,8 @@ __all__ = [
 _TRUST_BUDGET = 1 << 33
 _TRUST_MIN_SAMPLE = 100
 _BLOCK_BYTES = 1 << 26
+# Rows a step of the all-rows 2-D search and the intersection take (bounded memory).
+_CHUNK_ROWS = 1 << 16
 
 Progress = Callable[[float], None]
 
@@ -192,50 +194,82 @@ def assess_async(source: Any, projection: Any, k: int = DEFAULT_K, metric: str =
 # -- the pieces --------------------------------------------------------------------------------
 
 
-def preservation(high: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """Per row, ``|high[i] & low[i]| / k`` for two ``(n, k)`` neighbour lists (ids unique a row)."""
-    k = high.shape[1]
+def preservation(high: np.ndarray, low: np.ndarray, chunk: int = _CHUNK_ROWS) -> np.ndarray:
+    """Per row, ``|high[i] & low[i]| / k`` for two ``(n, k)`` neighbour lists (ids unique a row).
+
+    ``chunk`` rows at a time, so the working memory stays bounded at any n.
+    """
+    n, k = high.shape
+    values = np.empty(n)
     # A missing neighbour (-1 from an approximate search) must never match another one.
-    high = np.where(high < 0, -1 - np.arange(k)[None, :], high)
-    both = np.concatenate([high, low], axis=1)
-    both.sort(axis=1)
-    shared = (both[:, 1:] == both[:, :-1]).sum(axis=1)
-    return shared / k
+    missing = -1 - np.arange(k)[None, :]
+    for start in range(0, n, chunk):
+        part = high[start:start + chunk]
+        both = np.concatenate([np.where(part < 0, missing, part), low[start:start + chunk]],
+                              axis=1)
+        both.sort(axis=1)
+        values[start:start + chunk] = (both[:, 1:] == both[:, :-1]).sum(axis=1) / k
+    return values
 
 
-def knn_2d(coords: np.ndarray, k: int) -> np.ndarray:
-    """``(n, k)`` int64 exact euclidean k nearest other rows of 2-D ``coords``, ties by position."""
+def knn_2d(coords: np.ndarray, k: int, chunk: int = _CHUNK_ROWS) -> np.ndarray:
+    """``(n, k)`` exact euclidean k nearest other rows of 2-D ``coords``, ties by position.
+
+    int32 ids (int64 above 2**31 rows). A KD-tree proposes ``k + 2`` candidates a row,
+    ``chunk`` rows at a time (so the working memory is bounded, about 200 bytes a chunk
+    row); they are ranked by ``(squared distance, position)`` with the squared distance
+    computed as the brute-force reference computes it (float64 ``dx**2 + dy**2``), so equal
+    distances tie exactly as there. A row is settled by its candidates when it is among
+    them and the farthest candidate is clearly farther than its k-th neighbour (nothing the
+    tree left out can tie with it); the others (duplicate points, lattices) are re-ranked
+    from every row within that distance.
+    """
     from scipy.spatial import cKDTree
 
-    from embproj_panel.neighbors import _n_threads
+    from embproj_panel.neighbors import _n_threads, id_dtype
 
     P = np.ascontiguousarray(coords, dtype=np.float64)
     n = len(P)
     # An unbalanced tree builds in half the time and queries as fast on layouts like these.
     tree = cKDTree(P, balanced_tree=False, compact_nodes=False)
-    # Itself, k neighbours and one more: if that one is farther than the k-th, nothing tied
-    # with the k-th was left out; if it ties, every row within that distance is ranked below.
     m = min(n, k + 2)
-    dist, ids = tree.query(P, m, workers=_n_threads())
-    dist, ids = dist.reshape(n, m), ids.reshape(n, m).astype(np.int64)
-    own = np.arange(n)[:, None]
-    # The tree lists equal distances in any order: re-rank the rows that have ties (rare in
-    # continuous layouts) by (distance, position), the row itself first at distance 0.
-    tied = (dist[:, 1:] == dist[:, :-1]).any(axis=1) | (ids[:, 0] != own[:, 0])
-    if tied.any():
-        sub_ids, sub_dist = ids[tied], dist[tied].copy()
-        sub_dist[sub_ids == own[tied]] = -1.0
-        order = np.lexsort((sub_ids, sub_dist), axis=1)
-        ids[tied] = np.take_along_axis(sub_ids, order, axis=1)
-        dist[tied] = np.take_along_axis(dist[tied], order, axis=1)
-    result = ids[:, 1:k + 1].copy()
-    if m < n:
-        for i in np.flatnonzero((dist[:, k] >= dist[:, m - 1]) | (ids[:, 0] != own[:, 0])):
-            ball = np.asarray(tree.query_ball_point(P[i], dist[i, m - 1]), dtype=np.int64)
-            ball = ball[ball != i]
-            d = np.sqrt(((P[ball] - P[i]) ** 2).sum(axis=1))
-            result[i] = ball[np.lexsort((ball, d))[:k]]
+    result = np.empty((n, k), dtype=id_dtype(n))
+    workers = _n_threads()
+    for start in range(0, n, chunk):
+        Q = P[start:start + chunk]
+        own = np.arange(start, start + len(Q))
+        _, ids = tree.query(Q, m, workers=workers)
+        ids = ids.reshape(len(Q), m)
+        ids, d2, settled = _ranked_2d(P, Q, own, ids, k)
+        result[start:start + len(Q)] = ids[:, 1:k + 1]
+        if m < n:
+            for i in np.flatnonzero(~settled):
+                # Every row within the farthest candidate (a hair more: rounding) is a
+                # candidate; the k-th neighbour is at most that far.
+                reach = np.sqrt(d2[i, -1]) * (1 + 1e-9) + 1e-300
+                ball = np.asarray(tree.query_ball_point(Q[i], reach), dtype=np.int64)
+                ball_ids, _, _ = _ranked_2d(P, Q[i:i + 1], own[i:i + 1], ball[None, :], k)
+                result[start + i] = ball_ids[0, 1:k + 1]
     return result
+
+
+def _ranked_2d(P: np.ndarray, Q: np.ndarray, own: np.ndarray, ids: np.ndarray, k: int,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates ``ids`` of query rows ``Q`` (positions ``own``) by (squared distance,
+    position), the row itself first; and which rows they settle (see :func:`knn_2d`)."""
+    d2 = ((P[ids] - Q[:, None, :]) ** 2).sum(axis=2)  # the reference's arithmetic
+    is_self = ids == own[:, None]
+    d2[is_self] = -1.0
+    # The tree lists candidates nearest first: a row whose squared distances strictly rise
+    # is in (distance, position) order already; sort the others (ties, rounding, itself
+    # not first).
+    unsorted = np.flatnonzero(~(d2[:, 1:] > d2[:, :-1]).all(axis=1))
+    if len(unsorted):
+        order = np.lexsort((ids[unsorted], d2[unsorted]), axis=1)
+        ids[unsorted] = np.take_along_axis(ids[unsorted], order, axis=1)
+        d2[unsorted] = np.take_along_axis(d2[unsorted], order, axis=1)
+    settled = is_self.any(axis=1) & (d2[:, k] < d2[:, -1] * (1 - 1e-9))
+    return ids, d2, settled
 
 
 def _sample_size(n: int, d: int) -> int:

@@ -26,6 +26,7 @@ A compare panel's shown layout is its computed one moved by a similarity transfo
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from functools import partial
@@ -41,7 +42,7 @@ from embproj_panel.neighbors import DEFAULT_K, K_MAX, METRICS
 from embproj_panel.state import ProjectorState, _Dispatcher
 from embproj_panel.trust import Assessment, assess
 
-__all__ = ["FAITHFULNESS_COLUMN", "FaithfulnessState", "summary_line"]
+__all__ = ["FAITHFULNESS_COLUMN", "FaithfulnessState", "k_from_url", "summary_line"]
 
 #: The name of the derived column (underscores appended if the table has such a column).
 FAITHFULNESS_COLUMN = "faithfulness"
@@ -64,6 +65,25 @@ def summary_line(assessment: Assessment) -> str:
         text += " · original-space neighbours from the approximate index"
     clamped = [note for note in assessment.notes if note.startswith("k=")]
     return text + (" — " + " ".join(clamped) if clamped else "")
+
+
+def k_from_url(faith: FaithfulnessState, value: Any) -> str | None:
+    """Set ``faith.k`` from a URL's ``k`` value, or say why it was refused (k unchanged).
+
+    The value must be a whole number in ASCII digits within the parameter's bounds (1-100);
+    anything else (``abc``, ``7.5``, ``0``, markup) leaves ``k`` as it is and returns one
+    plain-text sentence for the page's "ignored" note. The single view (``?k=25``) and the
+    compare mode (one k for every panel) both read it here.
+    """
+    text = str(value).strip()
+    bounds = faith.param.k.bounds
+    number = int(text) if re.fullmatch(r"[+-]?[0-9]{1,9}", text) else None
+    if number is None or not bounds[0] <= number <= bounds[1]:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        return (f"k={shown!r} (the faithfulness k is a whole number from {bounds[0]} to "
+                f"{bounds[1]}; k={faith.k} is used)")
+    faith.k = number
+    return None
 
 
 class FaithfulnessState(param.Parameterized):

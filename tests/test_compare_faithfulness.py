@@ -127,3 +127,57 @@ def test_the_url_can_switch_linked_zoom_off(monkeypatch):
         assert not any(panel.scatter.pane.linked_axes for panel in app.compare.panels)
     finally:
         app.close()
+
+
+@pytest.fixture
+def location(monkeypatch):
+    """A served session's URL, as Panel's ``Location`` of the compare page being built."""
+    from panel.io.location import Location
+
+    def at(search: str) -> Location:
+        here = Location(search=search)
+        monkeypatch.setattr(type(pn.state), "location", property(lambda self: here))
+        return here
+
+    return at
+
+
+TWO_PCA = ('[{"method":"pca"},{"method":"pca","embedding_columns":["pixel_3_3",'
+           '"pixel_4_4"]}]')
+
+
+def test_the_compare_url_records_the_faithfulness_k_and_reads_it_back(location):
+    from urllib.parse import parse_qs, urlencode
+
+    from embproj_panel.compare_app import CompareApp
+
+    url = location("?" + urlencode({"compare": TWO_PCA, "k": "25"}))
+    app = CompareApp()
+    try:
+        assert not app._message.visible
+        assert [panel.trust.faith.k for panel in app.compare.panels] == [25, 25]
+        app.compare.wait(60)
+        assert [panel.trust.faith.assessment.k for panel in app.compare.panels] == [25, 25]
+        app.compare.k_input.value = 12         # changed in the page: the URL follows
+        assert parse_qs(url.search[1:])["k"] == ["12"]
+        assert app.compare.panels[1].trust.faith.k == 12
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("value", ["0", "101", "abc", "7.5", "<b>x</b>"])
+def test_a_bad_k_in_the_compare_url_is_refused_with_a_note(location, value):
+    from urllib.parse import parse_qs, urlencode
+
+    from embproj_panel.compare_app import CompareApp
+
+    url = location("?" + urlencode({"compare": TWO_PCA, "k": value}))
+    app = CompareApp()
+    try:
+        assert [panel.trust.faith.k for panel in app.compare.panels] == [10, 10]
+        message = app._message.object
+        assert app._message.visible and "from 1 to 100" in message and "k=10 is used" in message
+        assert "<b>" not in message and "Traceback" not in message
+        assert parse_qs(url.search[1:])["k"] == ["10"]  # the k in use, not the refused one
+    finally:
+        app.close()

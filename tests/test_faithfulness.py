@@ -69,6 +69,18 @@ def test_two_d_ties_and_duplicate_points_are_broken_by_position():
     np.testing.assert_array_equal(knn_2d(coords, 10), _brute_knn(coords, 10, "euclidean"))
 
 
+def test_a_rotated_lattice_of_duplicate_points_equals_brute_force():
+    # Two integer pixel columns of digits: a 17 x 17 lattice, hundreds of rows on some
+    # points, rotated by PCA, so distances that tie on the lattice differ in the last bits.
+    # The KD-tree's own radius search then missed rows at the edge and k=25 failed.
+    table = datasets.digits()
+    coords = ep.project(table, "pca", columns=["pixel_3_3", "pixel_4_4"]).coords
+    for k in (10, 25):
+        np.testing.assert_array_equal(knn_2d(coords, k), _brute_knn(coords, k, "euclidean"))
+    np.testing.assert_array_equal(knn_2d(coords, 25, chunk=100),
+                                  _brute_knn(coords, 25, "euclidean"))
+
+
 def test_a_row_is_never_its_own_neighbour_and_identical_spaces_score_one():
     coords = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
     projection = ep.project(coords, "pca", cache=False)  # PCA of 2-D data: a rotation
@@ -175,6 +187,22 @@ def test_forest_graph_above_the_exact_limit(monkeypatch):
     wider._forest = NeighborIndex(X, "euclidean").build()
     more = wider.graph(10, search_k=20 * 11 * wider._forest.n_trees)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(more, exact)]) > 0.97
+
+
+def test_the_forest_is_let_go_after_the_graph_unless_single_queries_need_it(monkeypatch):
+    import embproj_panel.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "EXACT_GRAPH_MAX_ROWS", 500)
+    X = np.random.default_rng(8).normal(size=(1500, 8)).astype(np.float32)
+    index = NeighborIndex(X, "euclidean")    # single rows exhaustive, the graph from a forest
+    graph = index.graph(10)
+    assert index._forest is None and index.ready     # only the graph is held
+    np.testing.assert_array_equal(index.graph(4), graph[:, :4])  # a smaller k: no forest
+    assert index._forest is None
+    assert index.graph(12).shape == (1500, 12) and index._forest is None  # built, let go
+    queried = NeighborIndex(X, "euclidean", exact_max_cells=0)  # rows asked of the forest
+    queried.graph(10)
+    assert queried._forest is not None
 
 
 @pytest.mark.slow

@@ -257,15 +257,21 @@ class Compare(pn.viewable.Viewer):
             self.param.linked_zoom, name="Pan and zoom the panels together", margin=(8, 10))
         #: One k for every panel's faithfulness (the numbers compare only at the same k).
         self.k_input = pn.widgets.IntInput.from_param(
-            self.panels[0].trust.faith.param.k, name="Faithfulness k (every panel)",
+            self.faithfulness_k.param.k, name="Faithfulness k (every panel)",
             sizing_mode="stretch_width", margin=(5, 10))
         for panel in self.panels[1:]:
-            self.panels[0].trust.faith.param.watch(
+            self.faithfulness_k.param.watch(
                 lambda event, faith=panel.trust.faith: setattr(faith, "k", event.new), "k")
         # The first panel's colour widget: the comparison keeps it equal in every panel.
         self.color_select = pn.widgets.Select.from_param(
             state.reference.param.color_by, name="Color by", sizing_mode="stretch_width",
             margin=(5, 10))
+
+    @property
+    def faithfulness_k(self) -> Any:
+        """The faithfulness state whose ``k`` every panel follows (panel 1's): the k input
+        and the compare URL's ``k`` set it."""
+        return self.panels[0].trust.faith
 
     @param.depends("linked_zoom", watch=True)
     def _on_linked_zoom(self) -> None:
