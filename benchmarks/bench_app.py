@@ -41,9 +41,10 @@ run store (so the projection cache starts cold) and measures:
   (``ep.warm_up``), which would otherwise run inside the serving window; its size is
   printed. Not awaited, and so not in these figures: the projector's faithfulness job, which
   starts after each layout lands and is cancelled by the next change. Left to finish on the
-  1,000,000-row table (one PCA layout, load 2-4) it took 293 s and peaked at 7.4x the table
-  beyond the imports, 6.1x still held afterwards (the neighbour index's Annoy forest and
-  graph, cached process-wide): a session left idle needs that much (issue 15). Garbage is
+  1,000,000-row table (one PCA layout, load 2-4, at 0bebf50) it took 293 s and peaked at 7.4x
+  the table beyond the imports, 6.1x still held afterwards; the index now lets its Annoy
+  forest go once the all-rows graph exists (``bench_faithfulness.py`` prints each step's time,
+  peak and what stays held: +0.6x at 1M x 64). Garbage is
   left to Python's collector, as in a server. The table's in-memory size is the vector
   array's ``nbytes`` plus the label column: its pointer array and the str objects it points
   to, each counted once (the Table holds one str object per row). The RSS after imports is
