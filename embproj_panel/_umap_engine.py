@@ -309,7 +309,9 @@ def sgd_kernel():
     """Compile (or load from numba's on-disk cache) the UMAP epoch kernel.
 
     Defined inside a function so that importing this module does not import numba; it is
-    self-contained (no calls to other jitted functions) so that numba can cache it.
+    self-contained (no calls to other jitted functions) so that numba can cache it. It
+    computes in float32, the positions' own precision (:func:`optimize` passes float32
+    scalars): umap-learn's epoch promotes to float64.
     """
     configure_numba_cache()
     import numba
