@@ -230,6 +230,8 @@ def optimize(head, tail, indptr, indices, epochs_per_sample, a, b, rng_state, n_
            + head[:, 0].astype(np.float64).view(np.int64).reshape(-1, 1))
     indptr = np.asarray(indptr, dtype=np.int64)
     indices = np.asarray(indices, dtype=np.int64)
+    # The kernel computes in float32 (see sgd_kernel): its scalars are float32 too.
+    a, b, gamma, attract_scale = (np.float32(v) for v in (a, b, 1.0, attract_scale))
     fixed_tail = tail is not None
     n_tail = tail.shape[0] if fixed_tail else head.shape[0]
     import numba
@@ -247,13 +249,13 @@ def optimize(head, tail, indptr, indices, epochs_per_sample, a, b, rng_state, n_
             # waited for its second thread). Same arithmetic, in the same order per point.
             with NUMBA_PARALLEL:
                 epoch(head, tail, indptr, indices, epochs_per_sample, per_negative,
-                      next_sample, next_negative, rng, a, b, 1.0, initial_alpha,
+                      next_sample, next_negative, rng, a, b, gamma, initial_alpha,
                       attract_scale, 0, n_epochs, n_epochs, n_tail)
         for n in range(0 if fixed_tail else n_epochs):
             report(n / n_epochs)
             with NUMBA_PARALLEL:
                 epoch(head, head.copy(), indptr, indices, epochs_per_sample, per_negative,
-                      next_sample, next_negative, rng, a, b, 1.0, initial_alpha,
+                      next_sample, next_negative, rng, a, b, gamma, initial_alpha,
                       attract_scale, n, n + 1, n_epochs, n_tail)
     finally:
         numba.set_num_threads(previous)
@@ -307,7 +309,9 @@ def sgd_kernel():
     """Compile (or load from numba's on-disk cache) the UMAP epoch kernel.
 
     Defined inside a function so that importing this module does not import numba; it is
-    self-contained (no calls to other jitted functions) so that numba can cache it.
+    self-contained (no calls to other jitted functions) so that numba can cache it. It
+    computes in float32, the positions' own precision (:func:`optimize` passes float32
+    scalars): umap-learn's epoch promotes to float64.
     """
     configure_numba_cache()
     import numba
@@ -319,12 +323,17 @@ def sgd_kernel():
         # Epochs first..last-1. One thread owns each head point and its edges (CSR row);
         # other points are read from ``tail`` (a snapshot, or a fixed embedding), so threads
         # never share memory.
+        # float32 throughout (the positions' own precision): a float64 literal or argument
+        # anywhere would promote every step to float64 and the negative samples' power to
+        # double-precision pow, most of an epoch's time.
+        one = np.float32(1.0)
+        clip = np.float32(4.0)
         for j in numba.prange(head.shape[0]):
             x0 = head[j, 0]
             x1 = head[j, 1]
             for epoch_number in range(first, last):
                 n = float(epoch_number)
-                alpha = initial_alpha * (1.0 - n / n_epochs)
+                alpha = np.float32(initial_alpha * (1.0 - n / n_epochs))
                 for e in range(indptr[j], indptr[j + 1]):
                     if next_sample[e] > n:
                         continue
@@ -334,9 +343,9 @@ def sgd_kernel():
                     dsq = d0 * d0 + d1 * d1
                     if dsq > 0.0:
                         powered = dsq ** b  # one pow: dsq ** (b - 1) is powered / dsq
-                        coeff = -2.0 * a * b * powered / (dsq * (a * powered + 1.0))
-                        g0 = min(4.0, max(-4.0, coeff * d0))
-                        g1 = min(4.0, max(-4.0, coeff * d1))
+                        coeff = -(a + a) * b * powered / (dsq * (a * powered + one))
+                        g0 = min(clip, max(-clip, coeff * d0))
+                        g1 = min(clip, max(-clip, coeff * d1))
                         x0 += attract_scale * g0 * alpha
                         x1 += attract_scale * g1 * alpha
                     next_sample[e] += epochs_per_sample[e]
@@ -355,9 +364,10 @@ def sgd_kernel():
                         d1 = x1 - tail[k, 1]
                         dsq = d0 * d0 + d1 * d1
                         if dsq > 0.0:
-                            coeff = 2.0 * gamma * b / ((0.001 + dsq) * (a * dsq ** b + 1.0))
-                            x0 += min(4.0, max(-4.0, coeff * d0)) * alpha
-                            x1 += min(4.0, max(-4.0, coeff * d1)) * alpha
+                            coeff = (gamma + gamma) * b / ((np.float32(0.001) + dsq)
+                                                           * (a * dsq ** b + one))
+                            x0 += min(clip, max(-clip, coeff * d0)) * alpha
+                            x1 += min(clip, max(-clip, coeff * d1)) * alpha
                     next_negative[e] += n_negative * per_negative[e]
             head[j, 0] = x0
             head[j, 1] = x1
