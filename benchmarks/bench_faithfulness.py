@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_app import rss_bytes  # noqa: E402
 from bench_neighbors import load, timed  # noqa: E402
 from bench_reducers import clustered  # noqa: E402
 
@@ -68,13 +69,7 @@ class Memory:
         self.peak = self.now()
         threading.Thread(target=self._poll, daemon=True).start()
 
-    @staticmethod
-    def now() -> float:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS"):
-                    return int(line.split()[1]) * 1024
-        return 0.0
+    now = staticmethod(rss_bytes)
 
     def _poll(self) -> None:
         import time

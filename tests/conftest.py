@@ -68,3 +68,18 @@ def reset_panel_state():
         # page found its updates scheduled on a dead server's document: the order-dependent
         # failures of test_notebook_api and test_resources after test_app_wandb.
         reset_output()
+
+
+@pytest.fixture
+def location(monkeypatch):
+    """``location("?k=25")``: a served session's URL, as Panel's ``Location`` of the page being
+    built (``pn.state.location`` returns it)."""
+    import panel as pn
+    from panel.io.location import Location
+
+    def at(search: str) -> Location:
+        here = Location(search=search)
+        monkeypatch.setattr(type(pn.state), "location", property(lambda self: here))
+        return here
+
+    return at

@@ -297,20 +297,6 @@ def test_fuzzed_url_arguments_never_break_the_page(monkeypatch, query):
     app.close()
 
 
-@pytest.fixture
-def location(monkeypatch):
-    """A served session's URL, as Panel's ``Location`` of the page being built."""
-    import panel as pn
-    from panel.io.location import Location
-
-    def at(search: str) -> Location:
-        here = Location(search=search)
-        monkeypatch.setattr(type(pn.state), "location", property(lambda self: here))
-        return here
-
-    return at
-
-
 def test_the_url_sets_the_faithfulness_k_and_follows_it(location):
     url = location("?k=25")
     app = ProjectorApp()

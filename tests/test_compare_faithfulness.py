@@ -129,19 +129,6 @@ def test_the_url_can_switch_linked_zoom_off(monkeypatch):
         app.close()
 
 
-@pytest.fixture
-def location(monkeypatch):
-    """A served session's URL, as Panel's ``Location`` of the compare page being built."""
-    from panel.io.location import Location
-
-    def at(search: str) -> Location:
-        here = Location(search=search)
-        monkeypatch.setattr(type(pn.state), "location", property(lambda self: here))
-        return here
-
-    return at
-
-
 TWO_PCA = ('[{"method":"pca"},{"method":"pca","embedding_columns":["pixel_3_3",'
            '"pixel_4_4"]}]')
 
