@@ -201,15 +201,16 @@ class DatasetTable(Table):
             return self._read(rows, [name]).get_column(name, convert_to="numpy")  # its error
         dataset = self.dataset
         groups = dataset.row_groups_of(rows)
+        wanted = np.unique(groups).tolist()
         starts = dataset.row_group_starts
         chunks: dict[int, pa.ChunkedArray] = {}
         with self._lock:
-            for group in np.unique(groups).tolist():
+            for group in wanted:
                 found = self._image_groups.get((name, group))
                 if found is not None:
                     self._image_groups.move_to_end((name, group))
                     chunks[group] = found
-        missing = [g for g in np.unique(groups).tolist() if g not in chunks]
+        missing = [g for g in wanted if g not in chunks]
         if missing:
             # One read of the missing groups, whole (what reading some of their rows costs).
             read = dataset.read_row_groups(missing, [name])
@@ -221,7 +222,7 @@ class DatasetTable(Table):
         # Each group's rows taken from its own chunk (a take over all the chunks at once would
         # join them first: a copy of every kept group), then put back in the rows' order.
         parts, order = [], []
-        for group in np.unique(groups).tolist():
+        for group in wanted:
             mine = np.flatnonzero(groups == group)
             parts.append(chunks[group].take(pa.array(rows[mine] - starts[group])))
             order.append(mine)
