@@ -12,6 +12,7 @@ import pandas as pd
 import panel as pn
 import pytest
 from _loop import in_loop
+from bokeh.document import Document
 from panel.models.tabulator import SelectionEvent
 
 import embproj_panel as ep
@@ -78,11 +79,19 @@ def test_compute_runs_the_pending_projection_and_wait_blocks_until_it_is_shown(s
 
 # -- the table's page selection never overwrites a larger plot selection ------------------------
 
+# _notebook_page_document: each page below gets a document of its own, as a notebook output
+# does. Without one, get_root() takes Bokeh's current document, which a served test earlier in
+# the process can leave pointing at its (dead) session's: Bokeh's curdoc() answers first from
+# a process-wide list of documents that servers patch in while running an app (an entry stays
+# when a server is stopped midway), and Panel's run_app then makes one Bokeh's current
+# document. Panel would schedule this page's updates on that session's stopped loop (CI,
+# stop 20: the page selection stayed []); conftest's reset_output() covers only the second.
+
 
 @in_loop
 def test_a_restated_table_page_selection_keeps_the_plot_selection(digits):
     projector = ep.Projector(digits).wait()
-    root = pn.panel(projector).get_root()
+    root = pn.panel(projector).get_root(Document())  # see _notebook_page_document
     rows = list(range(0, 1000, 20))  # 50 rows: five table pages
     projector.selection = rows
     tabulator = projector.table.tabulator
@@ -97,7 +106,7 @@ def test_a_restated_table_page_selection_keeps_the_plot_selection(digits):
 @in_loop
 def test_a_table_click_still_selects_its_row(digits):
     projector = ep.Projector(digits).wait()
-    root = pn.panel(projector).get_root()
+    root = pn.panel(projector).get_root(Document())  # see _notebook_page_document
     projector.selection = list(range(0, 1000, 20))
     tabulator = projector.table.tabulator
     model = tabulator._models[root.ref["id"]][0]
