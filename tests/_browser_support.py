@@ -96,6 +96,14 @@ PAGE_TEXT_JS = """
 """
 
 
-def page_text(page, limit: int = 2000) -> str:
-    """The page's visible texts (shadow DOM included), for a failing test's message."""
-    return page.evaluate(PAGE_TEXT_JS)[:limit]
+def page_text(page, limit: int = 2000, sentences: bool = False) -> str:
+    """The page's visible texts (shadow DOM included), for a failing test's message.
+
+    ``sentences`` keeps the texts of three words or more (status lines, messages, titles),
+    leaving out the option lists (a digits table's 64 column names, twice) that would fill
+    ``limit`` before the status line is reached.
+    """
+    text = page.evaluate(PAGE_TEXT_JS)
+    if sentences:
+        text = " | ".join(part for part in text.split(" | ") if len(part.split()) >= 3)
+    return text[:limit]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -86,6 +87,38 @@ def _wait_for_page(url: str, process: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+# How a server subprocess starts: ``python -m <module> ...`` with faulthandler listening on
+# SIGUSR1, so that a test that gives up waiting can put every thread's stack in the log
+# (:func:`server_report`): a hang in CI then says where it hung.
+_BOOT = (
+    "import faulthandler, runpy, signal, sys\n"
+    "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+# The running server subprocesses: base URL -> (pid, log file), for server_report.
+_RUNNING: dict[str, tuple[int, Path]] = {}
+
+
+def server_report(url: str, chars: int = 8000) -> str:
+    """The log tail of the server subprocess serving ``url``, with its threads' stacks.
+
+    For a failing test's message: sends the server SIGUSR1 (every thread's stack goes to
+    its log, see ``_BOOT``) and returns the last ``chars`` characters of the log.
+    """
+    for base, (pid, log_path) in _RUNNING.items():
+        if url.startswith(base):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+                time.sleep(1)
+            except OSError:
+                pass
+            return f"server log ({log_path}), last {chars} characters:\n" + \
+                log_path.read_text(errors="replace")[-chars:]
+    return f"(no server subprocess serves {url})"
+
+
 @dataclass
 class Served:
     """A running server: its page's ``url`` and, for a subprocess, its ``pid``."""
@@ -110,15 +143,17 @@ def serve_command(arguments: list[str], store: Path, path: str = "/projector",
     log_path = store.parent / f"server-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", *arguments, "--port", str(port), "--address", "127.0.0.1",
+            [sys.executable, "-c", _BOOT, *arguments, "--port", str(port), "--address", "127.0.0.1",
              "--allow-websocket-origin", f"127.0.0.1:{port}"],
             cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}{path}"
+        _RUNNING[f"http://127.0.0.1:{port}/"] = (process.pid, log_path)
         try:
             _wait_for_page(url, process, timeout)
             yield Served(url, process.pid)
         finally:
+            _RUNNING.pop(f"http://127.0.0.1:{port}/", None)
             stop(process, timeout=10)
     print(log_path.read_text()[-3000:])
 

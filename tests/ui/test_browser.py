@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _browser_support import activate_tool, page_text
+from _server import server_report
 
 import embproj_panel as ep
 
@@ -65,19 +66,28 @@ def run_method(page, method: str, while_running=None) -> None:
 
     The Compute click waits for the server's "press Compute to run ..." line: a click sent
     before the server has applied the method would compute the old one (seen once in CI as
-    a three-minute wait for a UMAP that was never asked for). A timeout says what the page
-    showed instead.
+    a three-minute wait for a UMAP that was never asked for). The wait ends early when the
+    page says the projection failed. Either failure says what the page showed (its
+    sentences: the option lists would hide the status line) and what the server logged,
+    with its threads' stacks: one CI run waited 180 s for a UMAP with no other clue.
     """
     page.get_by_role("button", name=method).click()
     page.wait_for_selector(f"text=/press Compute to run {re.escape(method)}/", timeout=60_000)
     page.get_by_role("button", name="Compute").first.click()
     if while_running is not None:
         while_running()
+    label = re.escape(method)
     try:
-        page.wait_for_selector(f"text=/rows · {re.escape(method)}/", timeout=180_000)
+        page.wait_for_selector(f"text=/rows · {label}|{label} failed/", timeout=180_000)
+        failed = page.get_by_text(re.compile(f"{label} failed")).count() > 0
     except Exception as error:
         raise AssertionError(f"no {method} layout within 180 s; the page showed:\n"
-                             f"{page_text(page)}") from error
+                             f"{page_text(page, 3000, sentences=True)}\n"
+                             f"{server_report(page.url)}") from error
+    if failed:
+        raise AssertionError(f"{method} failed; the page showed:\n"
+                             f"{page_text(page, 3000, sentences=True)}\n"
+                             f"{server_report(page.url)}")
 
 
 # Scrolls the scatter's frame into the window: the table may sit under the map (a narrow
