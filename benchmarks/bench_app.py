@@ -151,21 +151,21 @@ def maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status") as status:
+def rss_bytes(pid: int | str = "self", field: str = "VmRSS") -> int:
+    """A process's resident set now (``VmRSS``) or at its peak (``VmHWM``), in bytes.
+
+    ``pid`` is this process by default (``bench_dataset_browser`` reads a server's).
+    """
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
 
 
 def hwm_bytes() -> int:
     """Peak resident set since the last :func:`reset_peak` (``VmHWM``)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return rss_bytes(field="VmHWM")
 
 
 def reset_peak() -> bool:
