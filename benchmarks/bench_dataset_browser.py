@@ -66,10 +66,24 @@ TO_DATA_JS = """
 }
 """
 
-# The row ids the table lists now, joined (a change of page content ends a box select's wait).
+# The row ids the table lists now, joined (a change of page content ends a box select's wait):
+# the cells ``test_browser.table_row_ids`` reads, looked for inside the shadow roots Panel
+# renders into (document.querySelectorAll does not enter them; Playwright's locators do).
 ROWS_JS = """
-() => [...document.querySelectorAll('.tabulator-row .tabulator-cell[tabulator-field="row"]')]
-  .map(c => c.innerText.trim()).filter(t => t).join(',')
+() => {
+  const out = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.matches('.tabulator-row .tabulator-cell[tabulator-field="row"]')) {
+        const text = el.innerText.trim();
+        if (text) out.push(text);
+      }
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }
+  };
+  walk(document);
+  return out.join(',');
+}
 """
 
 
@@ -151,16 +165,16 @@ def selects(page, dataset, coords: np.ndarray, repeats: int) -> tuple[list[float
     # Different tenths of the frame, around its middle where the blobs are.
     fractions = [(0.2 + 0.1 * (k % 5), 0.25 + 0.1 * (k // 5 % 4), 0.4 + 0.1 * (k % 5),
                   0.45 + 0.1 * (k // 5 % 4)) for k in range(repeats)]
+    # List the selection from now on (the table lists every row on open): before any box,
+    # so that no box's time includes the click.
+    page.get_by_role("button", name="Show selection").click()
+    page.wait_for_timeout(1000)
     times, plain = [], []
-    first = True
     for fraction in fractions:
         before = page.evaluate(ROWS_JS)
         x0, y0, x1, y1 = box(page, fraction)
         page.mouse.up()
         start = time.perf_counter()
-        if first:  # list the selection from now on (the table shows every row on open)
-            page.get_by_role("button", name="Show selection").click()
-            first = False
         try:
             page.wait_for_function(f"() => {{ const r = ({ROWS_JS})(); "
                                    f"return r && r !== {json.dumps(before)}; }}",
