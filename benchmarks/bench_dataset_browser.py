@@ -82,7 +82,7 @@ ROWS_JS = """
     }
   };
   walk(document);
-  return out.join(',');
+  return out.join('|');
 }
 """
 

@@ -199,9 +199,11 @@ def box_select(page, frame_fraction=(0.3, 0.3, 0.7, 0.7)) -> None:
 
 
 def table_row_ids(page) -> list[int]:
-    """The row positions the Tabulator shows on its current page (its first column)."""
+    """The row positions the Tabulator shows on its current page (its first column; from
+    1,000 on it writes them with thousands separators)."""
     cells = page.locator('.tabulator-row .tabulator-cell[tabulator-field="row"]')
-    return [int(text.strip()) for text in cells.all_inner_texts() if text.strip()]
+    return [int(text.strip().replace(",", "")) for text in cells.all_inner_texts()
+            if text.strip()]
 
 
 def densest_point(state: dict) -> tuple[float, float]:
