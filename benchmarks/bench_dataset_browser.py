@@ -173,6 +173,10 @@ def selects(page, dataset, coords: np.ndarray, repeats: int) -> tuple[list[float
     for fraction in fractions:
         before = page.evaluate(ROWS_JS)
         x0, y0, x1, y1 = box(page, fraction)
+        # The box in data coordinates as it is drawn, before the release (a range report
+        # after it would move the scales the pixels are read through).
+        (ax, ay), (bx, by) = (page.evaluate(TO_DATA_JS, [x0, y0]),
+                              page.evaluate(TO_DATA_JS, [x1, y1]))
         page.mouse.up()
         start = time.perf_counter()
         try:
@@ -184,8 +188,6 @@ def selects(page, dataset, coords: np.ndarray, repeats: int) -> tuple[list[float
             continue
         elapsed = time.perf_counter() - start
         shown = table_row_ids(page)
-        (ax, ay), (bx, by) = (page.evaluate(TO_DATA_JS, [x0, y0]),
-                              page.evaluate(TO_DATA_JS, [x1, y1]))
         xs, ys = coords[shown, 0], coords[shown, 1]
         inside = bool(np.all((xs >= min(ax, bx)) & (xs <= max(ax, bx))
                              & (ys >= min(ay, by)) & (ys <= max(ay, by))))
@@ -197,7 +199,9 @@ def selects(page, dataset, coords: np.ndarray, repeats: int) -> tuple[list[float
               f"{count.strip()}, page rows inside the box: {inside}  (pyarrow row groups of "
               f"the page's {len(shown)} rows {plain[-1]:.3f} s)  {load()}", flush=True)
         if not inside:
-            print(f"      rows listed outside the box: {shown}", flush=True)
+            print(f"      rows listed: {shown} at {coords[shown].tolist()}; the box "
+                  f"x {min(ax, bx):.2f}..{max(ax, bx):.2f}, y {min(ay, by):.2f}.."
+                  f"{max(ay, by):.2f}", flush=True)
     return times, plain
 
 
