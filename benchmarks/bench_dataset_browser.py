@@ -26,6 +26,12 @@ group holding the hovered row (image and label columns: what the tooltip must re
 and of the row groups holding the rows a box select's table page lists. Medians and maxima
 with the 1-minute load average at each figure.
 
+Measured at 10,000,000 rows (2 cores, load 0.6-1.1, 2 Dec 2026): first plot 19.4 s
+(MISSED; the server's own first page 7.6 s), hover median 0.30 s / max 0.59 s (OK; pyarrow's
+row-group read 0.008 s), box select median 1.65 s / max 4.5 s (MISSED for the boxes of
+1.4-1.6M rows; 0.7-1.7 s up to 216,000 rows), server VmHWM 2.54 GB (OK, under the 4.91 GB on
+disk).
+
 Run (one at a time with the other heavy benchmarks)::
 
     flock /tmp/bench.lock python benchmarks/bench_dataset_browser.py --folder /tmp/bench-10m
